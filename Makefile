@@ -1,0 +1,88 @@
+# veil build. `make` builds build/veil and build/libveil.a; `make test` runs
+# every test; `make test-san` runs them again under ASan+UBSan; `make fuzz`
+# builds the libFuzzer targets with clang; `make bench` builds the benchmarks.
+
+BUILD ?= build
+CC ?= cc
+SAN ?= 0
+
+PKGS := libsecp256k1 openssl libevent jansson sqlite3 libcurl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifeq ($(PKG_LIBS),)
+$(error missing libraries: run scripts/install-deps (pkg-config could not find $(PKGS)))
+endif
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wvla
+CFLAGS ?= -O2 -g
+ifeq ($(SAN),1)
+CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+endif
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+LIBS := $(PKG_LIBS) -lpthread
+
+LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c)
+CLI_SRCS := $(wildcard src/cli/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+BENCH_SRCS := $(wildcard bench/*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all tests test test-san check fuzz bench clean
+all: $(BUILD)/veil $(BUILD)/libveil.a
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libveil.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/veil: $(CLI_OBJS) $(BUILD)/libveil.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libveil.a $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libveil.a tests/unit/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libveil.a $(LIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libveil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libveil.a $(LIBS)
+
+tests: all $(UNIT_BINS)
+
+test: tests fuzz
+	BUILD=$(BUILD) tests/run
+
+test-san:
+	$(MAKE) BUILD=build-san SAN=1 tests
+	BUILD=build-san tests/run
+
+check: tests fuzz
+	$(MAKE) BUILD=build-san SAN=1 tests
+	BUILD=$(BUILD) SAN_BUILD=build-san VALGRIND=1 tests/run
+
+bench: $(BENCH_BINS)
+
+# libFuzzer targets need clang; the library is rebuilt with the fuzzer's
+# instrumentation into build/fuzz/.
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz: $(FUZZ_BINS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/veil/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS) \
+		-o $@ $< $(LIB_SRCS) $(LIBS)
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)

@@ -1,0 +1,32 @@
+/* veil: the command-line entry point, dispatching to one file per command group. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef VEIL_VERSION
+#define VEIL_VERSION "0.1.0"
+#endif
+
+static const cli_command commands[] = {
+    {"crypto", "keys, E2EE envelopes, Keccak and EIP-191 signatures by hand", cmd_crypto},
+};
+
+static void help(void) {
+    printf("veil %s: private LLM inference with TEE attestation and end-to-end encryption\n\n"
+           "Usage: veil <command> [options]\n\nCommands:\n",
+           VEIL_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+    printf("  %-10s %s\n", "help", "show this help");
+    printf("  %-10s %s\n", "version", "print the version");
+    printf("\nRun 'veil <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version"))) {
+        printf("veil %s\n", VEIL_VERSION);
+        return CLI_OK;
+    }
+    return cli_dispatch("veil", commands, sizeof commands / sizeof commands[0], argc, argv, help);
+}

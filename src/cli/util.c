@@ -1,0 +1,104 @@
+/* Helpers shared by the veil subcommands: error reporting, stdin, dispatch. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "veil/secure.h"
+
+int cli_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("veil: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return CLI_FAIL;
+}
+
+int cli_fail_err(const char *what, const veil_err *err) {
+    return cli_fail("%s: %s", what, err->message[0] ? err->message : veil_rc_str(err->code));
+}
+
+int cli_usage_error(const char *hint, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("veil: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry '%s'.\n", hint);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+uint8_t *cli_read_stdin(size_t limit, size_t *len) {
+    size_t cap = 4096, n = 0;
+    uint8_t *buf = malloc(cap);
+    if (!buf) {
+        cli_fail("out of memory");
+        return NULL;
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap >= limit + 1) {
+                veil_free_secret(buf, cap);
+                cli_fail("input is larger than %zu bytes", limit);
+                return NULL;
+            }
+            size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+            uint8_t *nb = malloc(ncap);
+            if (!nb) {
+                veil_free_secret(buf, cap);
+                cli_fail("out of memory");
+                return NULL;
+            }
+            memcpy(nb, buf, n);
+            veil_free_secret(buf, cap); /* stdin may hold plaintext: no realloc copies left behind */
+            buf = nb;
+            cap = ncap;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, stdin);
+        n += got;
+        if (got == 0) {
+            if (ferror(stdin)) {
+                veil_free_secret(buf, cap);
+                cli_fail("could not read standard input");
+                return NULL;
+            }
+            break;
+        }
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+const char *cli_trim(const char *s, size_t *len) {
+    size_t n = *len;
+    while (n > 0 && isspace((unsigned char)*s)) {
+        s++;
+        n--;
+    }
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    *len = n;
+    return s;
+}
+
+int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv,
+                 void (*help)(void)) {
+    char hint[64];
+    snprintf(hint, sizeof hint, "%s --help", group);
+    if (argc < 2)
+        return cli_usage_error(hint, "%s needs a command", group);
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        help();
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(cmds[i].name, name))
+            return cmds[i].run(argc - 1, argv + 1);
+    return cli_usage_error(hint, "unknown command '%s %s'", group, name);
+}
