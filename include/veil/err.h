@@ -33,7 +33,8 @@ typedef enum veil_rc {
     VEIL_ERR_BAD_ADDRESS,   /* an Ethereum address is malformed or fails its EIP-55 checksum */
     VEIL_ERR_CRYPTO,        /* an underlying crypto library failed unexpectedly */
     VEIL_ERR_RANDOM,        /* the OS random source failed */
-    VEIL_ERR_IO             /* reading or writing a file or stream failed */
+    VEIL_ERR_IO,            /* reading or writing a file or stream failed */
+    VEIL_ERR_MALFORMED      /* structured input (a quote, a certificate, a document) is malformed */
 } veil_rc;
 
 /* A failure with a stable code and a message for humans. The message never

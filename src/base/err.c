@@ -23,6 +23,7 @@ static const struct {
     [VEIL_ERR_CRYPTO] = {"CRYPTO_FAILURE", "crypto library failure"},
     [VEIL_ERR_RANDOM] = {"RANDOM_FAILURE", "random source failure"},
     [VEIL_ERR_IO] = {"IO_ERROR", "input/output error"},
+    [VEIL_ERR_MALFORMED] = {"MALFORMED", "malformed input"},
 };
 
 const char *veil_rc_code(veil_rc rc) {

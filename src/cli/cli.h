@@ -42,5 +42,6 @@ int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc,
 
 /* Subcommand groups. */
 int cmd_crypto(int argc, char **argv);
+int cmd_quote(int argc, char **argv);
 
 #endif

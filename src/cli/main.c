@@ -10,6 +10,7 @@
 
 static const cli_command commands[] = {
     {"crypto", "keys, E2EE envelopes, Keccak and EIP-191 signatures by hand", cmd_crypto},
+    {"quote", "show and verify Intel TDX/SGX DCAP quotes", cmd_quote},
 };
 
 static void help(void) {

@@ -1,0 +1,264 @@
+/* veil quote: show and verify Intel TDX/SGX DCAP quotes. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "cli.h"
+#include "veil/hex.h"
+#include "veil/quote.h"
+
+#define QUOTE_FILE_LIMIT ((size_t)1 << 20)
+
+static void help(void) {
+    puts("Usage: veil quote <command> [options]\n"
+         "\n"
+         "Commands:\n"
+         "  show FILE                     print the parsed fields of a quote as JSON\n"
+         "  verify FILE [--root PEM] [--at UNIX] [--allow-debug] [--json]\n"
+         "                                verify the quote's signatures and PCK chain\n"
+         "\n"
+         "FILE holds the quote in binary or as hex text (auto-detected; '-' is stdin).\n"
+         "--root replaces the pinned Intel SGX Root CA (for test roots and the simulator);\n"
+         "--at evaluates certificate validity at that Unix time (default now).\n"
+         "Exit status: 0 accepted, 1 rejected, 2 usage or unreadable input.");
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+    if (!strcmp(path, "-"))
+        return cli_read_stdin(QUOTE_FILE_LIMIT, len);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_fail("cannot open %s", path);
+        return NULL;
+    }
+    uint8_t *buf = malloc(QUOTE_FILE_LIMIT + 1);
+    size_t n = buf ? fread(buf, 1, QUOTE_FILE_LIMIT + 1, f) : 0;
+    int bad = !buf || ferror(f) || n > QUOTE_FILE_LIMIT;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        cli_fail("cannot read %s (or it is larger than 1 MiB)", path);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+static void put_hex(json_t *o, const char *key, const uint8_t *p, size_t n) {
+    char *h = veil_hex_encode_alloc(p, n);
+    json_object_set_new(o, key, json_string(h ? h : ""));
+    free(h);
+}
+
+static json_t *quote_json(const veil_quote *q) {
+    json_t *o = json_object();
+    char tee[16];
+    snprintf(tee, sizeof tee, "0x%x", q->tee_type);
+    json_object_set_new(o, "version", json_integer(q->version));
+    json_object_set_new(o, "att_key_type", json_integer(q->att_key_type));
+    json_object_set_new(o, "tee_type", json_string(tee));
+    json_object_set_new(o, "body_type", json_integer(q->body_type));
+    put_hex(o, "qe_vendor_id", q->qe_vendor_id, 16);
+    put_hex(o, "user_data", q->user_data, 20);
+    if (q->body_type == VEIL_BODY_SGX) {
+        const veil_enclave_report *r = &q->enclave;
+        put_hex(o, "cpu_svn", r->cpu_svn, 16);
+        json_object_set_new(o, "misc_select", json_integer(r->misc_select));
+        put_hex(o, "attributes", r->attributes, 16);
+        json_object_set_new(o, "enclave_debug", json_boolean(r->attributes[0] & 0x02));
+        put_hex(o, "mr_enclave", r->mr_enclave, 32);
+        put_hex(o, "mr_signer", r->mr_signer, 32);
+        json_object_set_new(o, "isv_prod_id", json_integer(r->isv_prod_id));
+        json_object_set_new(o, "isv_svn", json_integer(r->isv_svn));
+        put_hex(o, "report_data", r->report_data, 64);
+    } else {
+        const veil_td_report *t = &q->td;
+        put_hex(o, "tee_tcb_svn", t->tee_tcb_svn, 16);
+        put_hex(o, "mr_seam", t->mr_seam, 48);
+        put_hex(o, "mr_signer_seam", t->mr_signer_seam, 48);
+        put_hex(o, "seam_attributes", t->seam_attributes, 8);
+        put_hex(o, "td_attributes", t->td_attributes, 8);
+        json_object_set_new(o, "td_debug", json_boolean(t->td_attributes[0] & 0x01));
+        put_hex(o, "xfam", t->xfam, 8);
+        put_hex(o, "mr_td", t->mr_td, 48);
+        put_hex(o, "mr_config_id", t->mr_config_id, 48);
+        put_hex(o, "mr_owner", t->mr_owner, 48);
+        put_hex(o, "mr_owner_config", t->mr_owner_config, 48);
+        static const char *rtmr[] = {"rtmr0", "rtmr1", "rtmr2", "rtmr3"};
+        for (int i = 0; i < 4; i++)
+            put_hex(o, rtmr[i], t->rtmr[i], 48);
+        put_hex(o, "report_data", t->report_data, 64);
+        if (q->body_type == VEIL_BODY_TD15) {
+            put_hex(o, "tee_tcb_svn2", t->tee_tcb_svn2, 16);
+            put_hex(o, "mr_service_td", t->mr_service_td, 48);
+        }
+    }
+    json_object_set_new(o, "sig_data_len", json_integer(q->sig_data_len));
+    json_object_set_new(o, "trailing_bytes", json_integer((json_int_t)q->trailing_len));
+    json_object_set_new(o, "outer_cert_type", json_integer(q->version == 3 ? q->chain_type : q->cert_type));
+    json_object_set_new(o, "inner_cert_type", json_integer(q->chain_type));
+    json_object_set_new(o, "qe_auth_data_len", json_integer(q->qe_auth_len));
+    put_hex(o, "qe_mrsigner", q->qe_report.mr_signer, 32);
+    json_object_set_new(o, "qe_isvprodid", json_integer(q->qe_report.isv_prod_id));
+    json_object_set_new(o, "qe_isvsvn", json_integer(q->qe_report.isv_svn));
+    put_hex(o, "attestation_key", q->attest_key, 64);
+    return o;
+}
+
+/* Loads and parses FILE; on failure prints why and returns the exit status
+ * in *status (2: unreadable, 1: not a valid quote). */
+static uint8_t *load_quote(const char *path, veil_quote *q, veil_quote_code *why, int *status) {
+    size_t file_len, len;
+    uint8_t *file = read_file(path, &file_len), *buf = NULL;
+    *status = CLI_USAGE;
+    if (!file)
+        return NULL;
+    veil_err err;
+    veil_rc rc = veil_quote_load(&buf, &len, file, file_len, &err);
+    free(file);
+    if (rc != VEIL_OK) {
+        cli_fail_err(path, &err);
+        return NULL;
+    }
+    if (veil_quote_parse(q, buf, len, why, &err) != VEIL_OK) {
+        *status = CLI_FAIL;
+        cli_fail("%s: %s (%s)", path, err.message, veil_quote_code_name(*why));
+        return buf;
+    }
+    *status = CLI_OK;
+    return buf;
+}
+
+static int cmd_show(int argc, char **argv) {
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        puts("Usage: veil quote show FILE");
+        return CLI_OK;
+    }
+    if (argc != 2)
+        return cli_usage_error("veil quote --help", "'veil quote show' takes one FILE");
+    veil_quote q;
+    veil_quote_code why;
+    int status;
+    uint8_t *buf = load_quote(argv[1], &q, &why, &status);
+    if (status == CLI_OK) {
+        json_t *o = quote_json(&q);
+        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(o);
+    }
+    free(buf);
+    return status;
+}
+
+/* Reads a PEM (or DER) certificate file as the trusted root. */
+static int load_root(const char *path, veil_quote_options *opts, uint8_t **der_out) {
+    size_t n;
+    uint8_t *file = read_file(path, &n);
+    if (!file)
+        return CLI_USAGE;
+    BIO *bio = BIO_new_mem_buf(file, (int)n);
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    if (!x) {
+        const unsigned char *p = file;
+        x = d2i_X509(NULL, &p, (long)n);
+    }
+    BIO_free(bio);
+    free(file);
+    unsigned char *der = NULL;
+    int der_len = x ? i2d_X509(x, &der) : -1;
+    X509_free(x);
+    if (der_len <= 0)
+        return cli_usage_error("veil quote --help", "%s is not a PEM or DER certificate", path);
+    EVP_Digest(der, (size_t)der_len, opts->root_sha256, NULL, EVP_sha256(), NULL);
+    opts->root_der = der;
+    opts->root_der_len = (size_t)der_len;
+    *der_out = der;
+    return CLI_OK;
+}
+
+static int cmd_verify(int argc, char **argv) {
+    static const struct option opts_long[] = {{"root", required_argument, NULL, 'r'},
+                                              {"at", required_argument, NULL, 't'},
+                                              {"allow-debug", no_argument, NULL, 'd'},
+                                              {"json", no_argument, NULL, 'j'},
+                                              {"help", no_argument, NULL, 'h'},
+                                              {NULL, 0, NULL, 0}};
+    veil_quote_options opts;
+    veil_quote_options_init(&opts);
+    const char *root = NULL;
+    int json = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts_long, NULL)) != -1) {
+        if (c == 'r') {
+            root = optarg;
+        } else if (c == 't') {
+            char *end;
+            long long t = strtoll(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || t < 0)
+                return cli_usage_error("veil quote --help", "--at takes a Unix time in seconds");
+            opts.at = t;
+        } else if (c == 'd') {
+            opts.allow_debug = 1;
+        } else if (c == 'j') {
+            json = 1;
+        } else if (c == 'h') {
+            help();
+            return CLI_OK;
+        } else {
+            return cli_usage_error("veil quote --help", "bad option '%s' for 'veil quote verify'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("veil quote --help", "'veil quote verify' takes one FILE");
+    uint8_t *root_der = NULL;
+    if (root) {
+        int st = load_root(root, &opts, &root_der);
+        if (st != CLI_OK)
+            return st;
+    }
+    veil_quote q;
+    veil_quote_code why = VEIL_QUOTE_OK;
+    int status;
+    uint8_t *buf = load_quote(argv[optind], &q, &why, &status);
+    veil_quote_verdict v = {why, ""};
+    if (status == CLI_OK) {
+        veil_err err;
+        if (veil_quote_verify(&q, &opts, &v, &err) != VEIL_OK) {
+            status = cli_fail_err("verify", &err);
+        } else {
+            status = v.code == VEIL_QUOTE_OK ? CLI_OK : CLI_FAIL;
+            if (json) {
+                json_t *o = json_object();
+                json_object_set_new(o, "accepted", json_boolean(v.code == VEIL_QUOTE_OK));
+                json_object_set_new(o, "code", json_string(veil_quote_code_name(v.code)));
+                json_object_set_new(o, "message", json_string(v.message));
+                json_object_set_new(o, "quote", quote_json(&q));
+                json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+                putchar('\n');
+                json_decref(o);
+            } else if (v.code == VEIL_QUOTE_OK) {
+                printf("accepted: %s\n", v.message);
+            } else {
+                printf("rejected: %s: %s\n", veil_quote_code_name(v.code), v.message);
+            }
+        }
+    }
+    free(buf);
+    OPENSSL_free(root_der);
+    return status;
+}
+
+static const cli_command commands[] = {
+    {"show", "", cmd_show},
+    {"verify", "", cmd_verify},
+};
+
+int cmd_quote(int argc, char **argv) {
+    return cli_dispatch("veil quote", commands, sizeof commands / sizeof commands[0], argc, argv, help);
+}
