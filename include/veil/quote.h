@@ -80,6 +80,16 @@ typedef struct veil_quote {
     size_t trailing_len; /* bytes after the signature data (padding; accepted) */
 } veil_quote;
 
+/* What the PCK leaf certificate's Intel SGX extension says of the platform. */
+typedef struct veil_pck_info {
+    uint8_t ppid[16];
+    uint8_t cpusvn[16];
+    uint8_t comp_svn[16]; /* SGX TCB components 1..16 */
+    uint16_t pcesvn;
+    uint8_t pceid[2];
+    uint8_t fmspc[6];
+} veil_pck_info;
+
 /* Why a quote was refused. Stable; veil_quote_code_name() gives the string. */
 typedef enum veil_quote_code {
     VEIL_QUOTE_OK = 0,
@@ -97,6 +107,18 @@ typedef enum veil_quote_code {
     VEIL_QUOTE_CERT_EXPIRED,
     VEIL_QUOTE_TD_DEBUG,
     VEIL_QUOTE_TD_ATTRIBUTES_RESERVED,
+    VEIL_QUOTE_CERT_REVOKED,
+    VEIL_QUOTE_CRL_INVALID,
+    VEIL_QUOTE_TCB_INFO_INVALID,
+    VEIL_QUOTE_FMSPC_MISMATCH,
+    VEIL_QUOTE_TDX_MODULE_MISMATCH,
+    VEIL_QUOTE_QE_IDENTITY_INVALID,
+    VEIL_QUOTE_TCB_LEVEL_NOT_FOUND,
+    VEIL_QUOTE_TCB_STATUS_REJECTED,
+    VEIL_QUOTE_COLLATERAL_EXPIRED,
+    VEIL_QUOTE_COLLATERAL_MISSING,
+    VEIL_QUOTE_TEE_TCB_SVN_TOO_LOW,
+    VEIL_QUOTE_MEASUREMENT_MISMATCH,
 } veil_quote_code;
 
 /* Parses a quote from buf[0..len) (borrowed; see veil_quote). Every length
@@ -118,38 +140,52 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_load(uint8_t **out, size_t *out_len, 
 /* Returns the stable name of a code, e.g. "QUOTE_SIGNATURE_INVALID". */
 const char *veil_quote_code_name(veil_quote_code code);
 
-/* What veil_quote_verify checks beyond signatures. */
+/* What veil_quote_verify checks against. */
 typedef struct veil_quote_options {
-    /* SHA-256 of the trusted root's DER. All zero: Intel's production root. */
+    /* SHA-256 of the trusted root's DER; veil_quote_options_init sets Intel's. */
     uint8_t root_sha256[32];
-    /* A root certificate (DER, borrowed) to use when the quote's chain
-     * stops below the root; NULL for none. */
+    /* The root certificate (DER, borrowed) when the quote's own chain or the
+     * collateral's chains stop below it; NULL for none. */
     const uint8_t *root_der;
     size_t root_der_len;
     /* Unix time at which every validity window is evaluated. */
     int64_t at;
-    int allow_debug;
-    /* TD attribute bits that may be set (little-endian u64 as in the
-     * quote); 0 selects the TDX 1.0 default 0x80000000d0000001. */
-    uint64_t td_attributes_allowed_mask;
+    /* Collateral (borrowed) for TCB status, QE identity and revocation; NULL
+     * for a check of signatures and chain only. */
+    const struct veil_collateral *collateral;
+    /* Policy (borrowed); NULL for veil_policy_init's defaults. */
+    const struct veil_quote_policy *policy;
+    /* An event log (borrowed) that must replay to the quote's RTMRs: every
+     * RTMR the log has events for must equal its replay. NULL: none. */
+    const struct veil_event_log *event_log;
 } veil_quote_options;
 
-/* Fills `opts` with the defaults: Intel's root, now, no debug, TDX 1.0 mask. */
+/* Fills `opts` with the defaults: Intel's root, now, no collateral, default policy. */
 void veil_quote_options_init(veil_quote_options *opts);
+
+#define VEIL_MAX_ADVISORIES 32
 
 /* The outcome of a verification. */
 typedef struct veil_quote_verdict {
     veil_quote_code code; /* VEIL_QUOTE_OK when accepted */
     char message[256];
+    char tcb_status[40];  /* PCS tcbStatus after collateral evaluation; "" without collateral */
+    size_t n_advisories;
+    char advisory_ids[VEIL_MAX_ADVISORIES][32];
+    int collateral_expired; /* some collateral was outside its validity window at `at` */
+    int has_pck;            /* pck below was read from the PCK leaf certificate */
+    veil_pck_info pck;
 } veil_quote_verdict;
 
-/* Verifies a parsed quote without collateral: the quote signature by the
- * attestation key over [0, signed_len), the QE report signature by the PCK
- * leaf, the QE report data binding SHA-256(attestation key || QE auth data)
- * || 32 zero bytes, the PCK chain up to the pinned root with every
- * certificate valid at opts->at, then the TD's debug bit and attribute mask.
+/* Verifies a parsed quote: the quote signature by the attestation key over
+ * [0, signed_len), the QE report data binding SHA-256(attestation key || QE
+ * auth data) || 32 zero bytes, the PCK chain up to the pinned root with every
+ * certificate valid at opts->at, the QE report signature by the PCK leaf;
+ * with collateral, the TCB info and QE identity (signatures, issuer chains,
+ * FMSPC, TCB level, QE identity match) and both CRLs; then the policy: TCB
+ * status, debug bit, attribute mask, minimum TEE TCB SVN and pins.
  * Returns VEIL_OK when the quote was evaluated (accepted or not: see
- * verdict->code) or an error code when it could not be (out of memory). */
+ * verdict->code) or an error when it could not be (out of memory). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_verify(const veil_quote *q, const veil_quote_options *opts,
                                                   veil_quote_verdict *verdict, veil_err *err);
 

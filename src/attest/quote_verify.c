@@ -1,20 +1,21 @@
-/* DCAP quote verification without collateral: the quote and QE report
- * signatures, the attestation key binding, and the PCK certificate chain up to
- * a root pinned by the SHA-256 of its DER (never by its name). */
+/* DCAP quote verification: signatures, the attestation key binding, the PCK
+ * chain to a root pinned by the SHA-256 of its DER (never by its name), and
+ * with collateral the TCB info, QE identity and CRLs; then the policy. */
 #include <string.h>
 #include <time.h>
 
-#include <openssl/core_names.h>
-#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
-#include <openssl/param_build.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include "collateral_internal.h"
+#include "pck.h"
+#include "tcb.h"
+#include "veil/eventlog.h"
 #include "veil/hex.h"
+#include "veil/policy.h"
 #include "veil/quote.h"
+#include "x509.h"
 
 static const char *const code_names[] = {
     [VEIL_QUOTE_OK] = "OK",
@@ -32,6 +33,18 @@ static const char *const code_names[] = {
     [VEIL_QUOTE_CERT_EXPIRED] = "CERT_EXPIRED",
     [VEIL_QUOTE_TD_DEBUG] = "TD_DEBUG",
     [VEIL_QUOTE_TD_ATTRIBUTES_RESERVED] = "TD_ATTRIBUTES_RESERVED",
+    [VEIL_QUOTE_CERT_REVOKED] = "CERT_REVOKED",
+    [VEIL_QUOTE_CRL_INVALID] = "CRL_INVALID",
+    [VEIL_QUOTE_TCB_INFO_INVALID] = "TCB_INFO_INVALID",
+    [VEIL_QUOTE_FMSPC_MISMATCH] = "FMSPC_MISMATCH",
+    [VEIL_QUOTE_TDX_MODULE_MISMATCH] = "TDX_MODULE_MISMATCH",
+    [VEIL_QUOTE_QE_IDENTITY_INVALID] = "QE_IDENTITY_INVALID",
+    [VEIL_QUOTE_TCB_LEVEL_NOT_FOUND] = "TCB_LEVEL_NOT_FOUND",
+    [VEIL_QUOTE_TCB_STATUS_REJECTED] = "TCB_STATUS_REJECTED",
+    [VEIL_QUOTE_COLLATERAL_EXPIRED] = "COLLATERAL_EXPIRED",
+    [VEIL_QUOTE_COLLATERAL_MISSING] = "COLLATERAL_MISSING",
+    [VEIL_QUOTE_TEE_TCB_SVN_TOO_LOW] = "TEE_TCB_SVN_TOO_LOW",
+    [VEIL_QUOTE_MEASUREMENT_MISMATCH] = "MEASUREMENT_MISMATCH",
 };
 
 const char *veil_quote_code_name(veil_quote_code code) {
@@ -53,206 +66,276 @@ static veil_rc refuse(veil_quote_verdict *v, veil_quote_code code, const char *m
     return VEIL_OK;
 }
 
-/* Verifies an ECDSA P-256/SHA-256 signature r || s over data with `key`. */
-static int p256_verify(EVP_PKEY *key, const uint8_t sig[64], const uint8_t *data, size_t n) {
-    ECDSA_SIG *s = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *ss = BN_bin2bn(sig + 32, 32, NULL);
-    unsigned char *der = NULL;
-    int der_len = -1, ok = 0;
-    if (s && r && ss && ECDSA_SIG_set0(s, r, ss)) {
-        r = ss = NULL; /* owned by s now */
-        der_len = i2d_ECDSA_SIG(s, &der);
+/* Shared state of one verification. */
+typedef struct run {
+    const veil_quote *q;
+    const veil_quote_options *opts;
+    const veil_quote_policy *policy;
+    veil_quote_verdict *v;
+    X509 *root;           /* the pinned root (borrowed from a chain or owned below) */
+    X509 *given_root;     /* parsed from opts->root_der, owned */
+    STACK_OF(X509) *pck_chain; /* owned */
+    X509 *pck_leaf, *pck_ca;   /* borrowed from pck_chain */
+} run;
+
+static veil_quote_code chain_code(int x509_error, const char **msg) {
+    switch (x509_error) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        *msg = "a certificate of the chain has expired";
+        return VEIL_QUOTE_CERT_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        *msg = "a certificate of the chain is not yet valid";
+        return VEIL_QUOTE_CERT_EXPIRED;
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+        *msg = "a certificate's signature does not verify";
+        return VEIL_QUOTE_PCK_CHAIN_INVALID;
+    default:
+        *msg = X509_verify_cert_error_string(x509_error);
+        return VEIL_QUOTE_PCK_CHAIN_INVALID;
     }
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (der_len > 0 && md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1)
-        ok = EVP_DigestVerify(md, der, (size_t)der_len, data, n) == 1;
-    EVP_MD_CTX_free(md);
-    OPENSSL_free(der);
-    BN_free(r);
-    BN_free(ss);
-    ECDSA_SIG_free(s);
-    return ok;
 }
 
-/* An EVP_PKEY for the raw P-256 point x || y. */
-static EVP_PKEY *p256_key(const uint8_t xy[64]) {
-    uint8_t point[65];
-    point[0] = 0x04;
-    memcpy(point + 1, xy, 64);
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point),
-        OSSL_PARAM_construct_end(),
-    };
-    EVP_PKEY *key = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (ctx && EVP_PKEY_fromdata_init(ctx) == 1)
-        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params);
-    EVP_PKEY_CTX_free(ctx);
-    return key;
+/* The pinned root: in `certs`, or the caller's. */
+static X509 *pinned_root(run *r, STACK_OF(X509) *certs) {
+    X509 *root = certs ? veil_x509_find_pinned(certs, r->opts->root_sha256) : NULL;
+    if (!root && r->given_root) {
+        uint8_t h[32];
+        if (veil_x509_sha256(r->given_root, h) && memcmp(h, r->opts->root_sha256, 32) == 0)
+            root = r->given_root;
+    }
+    return root;
 }
 
-/* Parses the certification data's chain: PEM certificates (anything but
- * whitespace and NULs outside them is refused) or concatenated DER. */
-static STACK_OF(X509) *parse_chain(const uint8_t *data, size_t len, const char **why) {
-    STACK_OF(X509) *certs = sk_X509_new_null();
-    if (!certs)
-        return NULL;
-    /* Real chains end with a NUL byte; trailing whitespace and NULs are padding. */
-    while (len > 0 && (data[len - 1] == 0 || data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
-        len--;
-    static const char begin[] = "-----BEGIN CERTIFICATE-----";
-    if (len >= sizeof begin - 1 && memcmp(data, begin, sizeof begin - 1) == 0) {
-        size_t pos = 0;
-        while (pos < len) {
-            while (pos < len && (data[pos] == '\n' || data[pos] == '\r' || data[pos] == ' ' || data[pos] == 0))
-                pos++;
-            if (pos == len)
-                break;
-            if (len - pos < sizeof begin - 1 || memcmp(data + pos, begin, sizeof begin - 1) != 0) {
-                *why = "PCK chain holds bytes that are not a PEM certificate";
-                goto bad;
-            }
-            static const char end[] = "-----END CERTIFICATE-----";
-            const uint8_t *e = memmem(data + pos, len - pos, end, sizeof end - 1);
-            if (!e) {
-                *why = "PCK chain has a PEM certificate without its END line";
-                goto bad;
-            }
-            size_t stop = (size_t)(e - data) + sizeof end - 1;
-            BIO *bio = BIO_new_mem_buf(data + pos, (int)(stop - pos));
-            X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-            BIO_free(bio);
-            if (!x) {
-                *why = "PCK chain has a malformed PEM certificate";
-                goto bad;
-            }
-            sk_X509_push(certs, x);
-            pos = stop;
-        }
-    } else {
-        const unsigned char *p = data, *endp = data + len;
-        while (p < endp) {
-            X509 *x = d2i_X509(NULL, &p, (long)(endp - p));
-            if (!x) {
-                *why = "PCK chain is neither PEM nor well-formed DER";
-                goto bad;
-            }
-            sk_X509_push(certs, x);
-        }
-    }
-    if (sk_X509_num(certs) == 0) {
-        *why = "PCK chain is empty";
-        goto bad;
-    }
-    return certs;
-bad:
-    sk_X509_pop_free(certs, X509_free);
-    return NULL;
-}
+static int time_in(int64_t at, int64_t from, int64_t to) { return at >= from && at <= to; }
 
-static int der_sha256(X509 *x, uint8_t out[32]) {
-    unsigned char *der = NULL;
-    int n = i2d_X509(x, &der);
-    int ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL) == 1;
-    OPENSSL_free(der);
-    return ok;
-}
-
-/* The leaf is the certificate that issued none of the others; chains come
- * leaf-first from real quotes and root-first from Intel's synthetic ones. */
-static X509 *find_leaf(STACK_OF(X509) *certs) {
-    for (int i = 0; i < sk_X509_num(certs); i++) {
-        X509 *c = sk_X509_value(certs, i);
-        int issues_other = 0;
-        for (int j = 0; j < sk_X509_num(certs) && !issues_other; j++)
-            if (j != i && X509_check_issued(c, sk_X509_value(certs, j)) == X509_V_OK)
-                issues_other = 1;
-        if (!issues_other)
-            return c;
+/* A collateral document's issuer chain and signature. Signatures must
+ * verify; a validity window that does not hold at `at` only marks the
+ * collateral expired. Returns VEIL_QUOTE_OK or `bad` with a message. */
+static veil_quote_code check_doc(run *r, const signed_doc *d, STACK_OF(X509) *chain, const char *what,
+                                 veil_quote_code bad) {
+    veil_quote_verdict *v = r->v;
+    char msg[200];
+    if (!d->has_sig) {
+        snprintf(msg, sizeof msg, "%s has no signature", what);
+        return refuse(v, bad, msg), bad;
     }
-    return NULL;
-}
-
-static veil_rc verify_chain(STACK_OF(X509) *certs, const veil_quote_options *opts, X509 **leaf_out,
-                            veil_quote_verdict *v) {
-    X509 *leaf = find_leaf(certs);
-    if (!leaf)
-        return refuse(v, VEIL_QUOTE_PCK_CHAIN_INVALID, "PCK chain has no leaf certificate");
-    X509 *root = NULL;
-    uint8_t h[32];
-    for (int i = 0; i < sk_X509_num(certs); i++) {
-        X509 *c = sk_X509_value(certs, i);
-        if (der_sha256(c, h) && memcmp(h, opts->root_sha256, 32) == 0)
-            root = c;
+    if (!chain) {
+        snprintf(msg, sizeof msg, "%s has no issuer chain", what);
+        return refuse(v, bad, msg), bad;
     }
-    X509 *given = NULL;
-    if (!root && opts->root_der) {
-        const unsigned char *p = opts->root_der;
-        given = d2i_X509(NULL, &p, (long)opts->root_der_len);
-        if (given && der_sha256(given, h) && memcmp(h, opts->root_sha256, 32) == 0)
-            root = given;
-    }
+    X509 *leaf = veil_x509_find_leaf(chain), *root = pinned_root(r, chain);
     if (!root) {
-        X509_free(given);
-        return refuse(v, VEIL_QUOTE_ROOT_NOT_TRUSTED, "PCK chain does not end at the pinned root CA");
+        snprintf(msg, sizeof msg, "%s issuer chain does not end at the pinned root CA", what);
+        return refuse(v, VEIL_QUOTE_ROOT_NOT_TRUSTED, msg), VEIL_QUOTE_ROOT_NOT_TRUSTED;
     }
-    X509_STORE *store = X509_STORE_new();
-    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    STACK_OF(X509) *untrusted = sk_X509_new_null();
-    veil_quote_code code = VEIL_QUOTE_PCK_CHAIN_INVALID;
-    const char *msg = "PCK chain does not verify";
-    int ok = 0;
-    if (store && ctx && untrusted && X509_STORE_add_cert(store, root) == 1) {
-        for (int i = 0; i < sk_X509_num(certs); i++)
-            if (sk_X509_value(certs, i) != root && sk_X509_value(certs, i) != leaf)
-                sk_X509_push(untrusted, sk_X509_value(certs, i));
-        if (X509_STORE_CTX_init(ctx, store, leaf, untrusted) == 1) {
-            X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
-            X509_VERIFY_PARAM_set_time(param, (time_t)opts->at);
-            ok = X509_verify_cert(ctx) == 1;
-            if (!ok) {
-                int e = X509_STORE_CTX_get_error(ctx);
-                if (e == X509_V_ERR_CERT_HAS_EXPIRED || e == X509_V_ERR_CERT_NOT_YET_VALID) {
-                    code = VEIL_QUOTE_CERT_EXPIRED;
-                    msg = e == X509_V_ERR_CERT_HAS_EXPIRED ? "a PCK chain certificate has expired"
-                                                          : "a PCK chain certificate is not yet valid";
-                } else if (e == X509_V_ERR_CERT_SIGNATURE_FAILURE) {
-                    msg = "a PCK chain certificate's signature does not verify";
-                } else {
-                    msg = X509_verify_cert_error_string(e);
-                }
-            }
+    int e;
+    if (!veil_x509_verify_path(leaf, chain, root, r->opts->at, 1, &e)) {
+        if ((e == X509_V_ERR_CERT_HAS_EXPIRED || e == X509_V_ERR_CERT_NOT_YET_VALID) &&
+            veil_x509_verify_path(leaf, chain, root, 0, 0, &e)) {
+            v->collateral_expired = 1;
+        } else {
+            snprintf(msg, sizeof msg, "%s issuer chain does not verify: %s", what, X509_verify_cert_error_string(e));
+            return refuse(v, bad, msg), bad;
         }
     }
-    sk_X509_free(untrusted);
-    X509_STORE_CTX_free(ctx);
-    X509_STORE_free(store);
-    X509_free(given);
-    if (!ok)
-        return refuse(v, code, msg);
-    *leaf_out = leaf;
-    return VEIL_OK;
+    EVP_PKEY *key = X509_get0_pubkey(leaf);
+    if (!key || !veil_p256_verify(key, d->sig, (const uint8_t *)d->text, d->text_len)) {
+        snprintf(msg, sizeof msg, "%s signature does not verify", what);
+        return refuse(v, bad, msg), bad;
+    }
+    int64_t from, to;
+    if (!veil_tcb_parse_time(json_string_value(json_object_get(d->body, "issueDate")), &from) ||
+        !veil_tcb_parse_time(json_string_value(json_object_get(d->body, "nextUpdate")), &to)) {
+        snprintf(msg, sizeof msg, "%s lacks a valid issueDate or nextUpdate", what);
+        return refuse(v, bad, msg), bad;
+    }
+    if (!time_in(r->opts->at, from, to))
+        v->collateral_expired = 1;
+    return VEIL_QUOTE_OK;
 }
 
-veil_rc veil_quote_verify(const veil_quote *q, const veil_quote_options *opts, veil_quote_verdict *v,
-                          veil_err *err) {
-    memset(v, 0, sizeof *v);
-    /* 1. The quote signature: attestation key over header and body. */
-    EVP_PKEY *ak = p256_key(q->attest_key);
+/* Is `cert` listed in `crl`? */
+static int revoked(X509_CRL *crl, X509 *cert) {
+    X509_REVOKED *entry = NULL;
+    return X509_CRL_get0_by_serial(crl, &entry, X509_get0_serialNumber(cert)) == 1;
+}
+
+static veil_quote_code check_crl(run *r, X509_CRL *crl, X509 *issuer, const char *what) {
+    char msg[200];
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0 ||
+        X509_CRL_verify(crl, X509_get0_pubkey(issuer)) != 1) {
+        snprintf(msg, sizeof msg, "%s is not signed by its issuing CA", what);
+        return refuse(r->v, VEIL_QUOTE_CRL_INVALID, msg), VEIL_QUOTE_CRL_INVALID;
+    }
+    time_t at = (time_t)r->opts->at;
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+    if (X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &at) > 0 || !next || X509_cmp_time(next, &at) < 0)
+        r->v->collateral_expired = 1;
+    return VEIL_QUOTE_OK;
+}
+
+static veil_quote_code check_collateral(run *r) {
+    const veil_collateral *c = r->opts->collateral;
+    const veil_quote_policy *p = r->policy;
+    veil_quote_verdict *v = r->v;
+    if (!c)
+        return p->require_collateral ? (refuse(v, VEIL_QUOTE_COLLATERAL_MISSING, "the policy requires collateral and none was given"),
+                                        VEIL_QUOTE_COLLATERAL_MISSING)
+                                     : VEIL_QUOTE_OK;
+    if (p->require_collateral && (!c->tcb_info.present || !c->qe_identity.present || !c->root_crl || !c->pck_crl)) {
+        refuse(v, VEIL_QUOTE_COLLATERAL_MISSING, "the policy requires TCB info, QE identity and both CRLs");
+        return VEIL_QUOTE_COLLATERAL_MISSING;
+    }
+    veil_quote_code code;
+    /* CRLs first: a revoked certificate outranks any TCB status. */
+    if (c->root_crl) {
+        if ((code = check_crl(r, c->root_crl, r->root, "root CA CRL")) != VEIL_QUOTE_OK)
+            return code;
+        for (int i = 0; i < sk_X509_num(r->pck_chain); i++) {
+            X509 *x = sk_X509_value(r->pck_chain, i);
+            if (x != r->root && revoked(c->root_crl, x))
+                return refuse(v, VEIL_QUOTE_CERT_REVOKED, "a CA certificate of the PCK chain is revoked"),
+                       VEIL_QUOTE_CERT_REVOKED;
+        }
+        for (int i = 0; c->tcb_info.chain && i < sk_X509_num(c->tcb_info.chain); i++)
+            if (revoked(c->root_crl, sk_X509_value(c->tcb_info.chain, i)))
+                return refuse(v, VEIL_QUOTE_CERT_REVOKED, "the TCB signing certificate is revoked"),
+                       VEIL_QUOTE_CERT_REVOKED;
+    }
+    if (c->pck_crl) {
+        if (!r->pck_ca)
+            return refuse(v, VEIL_QUOTE_CRL_INVALID, "PCK chain has no intermediate CA to check the PCK CRL against"),
+                   VEIL_QUOTE_CRL_INVALID;
+        if ((code = check_crl(r, c->pck_crl, r->pck_ca, "PCK CRL")) != VEIL_QUOTE_OK)
+            return code;
+        if (revoked(c->pck_crl, r->pck_leaf))
+            return refuse(v, VEIL_QUOTE_CERT_REVOKED, "the PCK certificate is revoked"), VEIL_QUOTE_CERT_REVOKED;
+    }
+    STACK_OF(X509) *qe_chain = c->qe_identity.chain ? c->qe_identity.chain : c->tcb_info.chain;
+    if (c->tcb_info.present &&
+        (code = check_doc(r, &c->tcb_info, c->tcb_info.chain, "TCB info", VEIL_QUOTE_TCB_INFO_INVALID)) != VEIL_QUOTE_OK)
+        return code;
+    if (c->qe_identity.present &&
+        (code = check_doc(r, &c->qe_identity, qe_chain, "QE identity", VEIL_QUOTE_QE_IDENTITY_INVALID)) != VEIL_QUOTE_OK)
+        return code;
+    if (c->tcb_info.present) {
+        code = veil_tcb_evaluate(c->tcb_info.body, c->qe_identity.present ? c->qe_identity.body : NULL, r->q,
+                                 &v->pck, v);
+        if (code != VEIL_QUOTE_OK)
+            return v->code = code;
+    }
+    if (p->require_collateral && v->collateral_expired)
+        return refuse(v, VEIL_QUOTE_COLLATERAL_EXPIRED, "some collateral is outside its validity window"),
+               VEIL_QUOTE_COLLATERAL_EXPIRED;
+    if (v->tcb_status[0]) {
+        int accepted = 0;
+        for (size_t i = 0; i < p->n_accepted && !accepted; i++)
+            accepted = !strcmp(p->accepted_tcb_statuses[i], v->tcb_status);
+        if (!accepted) {
+            char msg[120];
+            snprintf(msg, sizeof msg, "TCB status %s is not accepted by the policy", v->tcb_status);
+            return refuse(v, VEIL_QUOTE_TCB_STATUS_REJECTED, msg), VEIL_QUOTE_TCB_STATUS_REJECTED;
+        }
+    }
+    return VEIL_QUOTE_OK;
+}
+
+/* The value a pin compares against, or NULL when the quote has no such field. */
+static const uint8_t *pin_value(const veil_quote *q, veil_pin_field f) {
+    const veil_td_report *t = &q->td;
+    int td = q->body_type != VEIL_BODY_SGX;
+    switch (f) {
+    case VEIL_PIN_REPORT_DATA: return td ? t->report_data : q->enclave.report_data;
+    case VEIL_PIN_QE_VENDOR_ID: return q->qe_vendor_id;
+    case VEIL_PIN_MRTD: return td ? t->mr_td : NULL;
+    case VEIL_PIN_RTMR0: return td ? t->rtmr[0] : NULL;
+    case VEIL_PIN_RTMR1: return td ? t->rtmr[1] : NULL;
+    case VEIL_PIN_RTMR2: return td ? t->rtmr[2] : NULL;
+    case VEIL_PIN_RTMR3: return td ? t->rtmr[3] : NULL;
+    case VEIL_PIN_MR_CONFIG_ID: return td ? t->mr_config_id : NULL;
+    case VEIL_PIN_MR_OWNER: return td ? t->mr_owner : NULL;
+    case VEIL_PIN_MR_OWNER_CONFIG: return td ? t->mr_owner_config : NULL;
+    case VEIL_PIN_TD_ATTRIBUTES: return td ? t->td_attributes : NULL;
+    case VEIL_PIN_XFAM: return td ? t->xfam : NULL;
+    case VEIL_PIN_MR_SEAM: return td ? t->mr_seam : NULL;
+    case VEIL_PIN_MR_SIGNER_SEAM: return td ? t->mr_signer_seam : NULL;
+    case VEIL_PIN_SEAM_ATTRIBUTES: return td ? t->seam_attributes : NULL;
+    default: return NULL;
+    }
+}
+
+static veil_quote_code check_event_log(run *r) {
+    const veil_quote *q = r->q;
+    if (q->body_type == VEIL_BODY_SGX)
+        return refuse(r->v, VEIL_QUOTE_MEASUREMENT_MISMATCH, "an SGX quote has no RTMRs to replay an event log into"),
+               VEIL_QUOTE_MEASUREMENT_MISMATCH;
+    uint8_t rtmr[4][48];
+    unsigned mask;
+    veil_event_log_replay(r->opts->event_log, rtmr, &mask);
+    if (!mask)
+        return refuse(r->v, VEIL_QUOTE_MEASUREMENT_MISMATCH, "the event log holds no events"),
+               VEIL_QUOTE_MEASUREMENT_MISMATCH;
+    for (int i = 0; i < 4; i++) {
+        if ((mask & (1u << i)) && memcmp(rtmr[i], q->td.rtmr[i], 48) != 0) {
+            char msg[80];
+            snprintf(msg, sizeof msg, "the event log does not replay to RTMR%d", i);
+            return refuse(r->v, VEIL_QUOTE_MEASUREMENT_MISMATCH, msg), VEIL_QUOTE_MEASUREMENT_MISMATCH;
+        }
+    }
+    return VEIL_QUOTE_OK;
+}
+
+static veil_rc check_policy(run *r) {
+    const veil_quote *q = r->q;
+    const veil_quote_policy *p = r->policy;
+    veil_quote_verdict *v = r->v;
+    if (q->body_type != VEIL_BODY_SGX) {
+        uint64_t attrs = 0;
+        for (int i = 7; i >= 0; i--)
+            attrs = attrs << 8 | q->td.td_attributes[i];
+        if ((attrs & 1) && !p->allow_debug)
+            return refuse(v, VEIL_QUOTE_TD_DEBUG, "the TD runs in debug mode (TDATTRIBUTES.DEBUG is set)");
+        if (attrs & ~p->td_attributes_allowed_mask & ~1ULL)
+            return refuse(v, VEIL_QUOTE_TD_ATTRIBUTES_RESERVED, "TD attributes set bits outside the allowed mask");
+        if (p->has_min_tee_tcb_svn)
+            for (int i = 0; i < 16; i++)
+                if (q->td.tee_tcb_svn[i] < p->min_tee_tcb_svn[i])
+                    return refuse(v, VEIL_QUOTE_TEE_TCB_SVN_TOO_LOW, "TEE_TCB_SVN is below the policy's minimum");
+    } else if ((q->enclave.attributes[0] & 0x02) && !p->allow_debug) {
+        return refuse(v, VEIL_QUOTE_TD_DEBUG, "the enclave runs in debug mode (ATTRIBUTES.DEBUG is set)");
+    }
+    for (int f = 0; f < VEIL_PIN_COUNT; f++) {
+        const veil_pin *pin = &p->pins[f];
+        if (pin->n == 0)
+            continue;
+        const uint8_t *have = pin_value(q, (veil_pin_field)f);
+        int ok = 0;
+        for (size_t i = 0; have && i < pin->n && !ok; i++)
+            ok = memcmp(have, pin->values[i], veil_pin_len((veil_pin_field)f)) == 0;
+        if (!ok) {
+            char msg[120];
+            snprintf(msg, sizeof msg, "%s does not match the policy's pin", veil_pin_name((veil_pin_field)f));
+            return refuse(v, VEIL_QUOTE_MEASUREMENT_MISMATCH, msg);
+        }
+    }
+    return refuse(v, VEIL_QUOTE_OK, "quote verified");
+}
+
+/* Signatures, binding and the PCK chain; fills r's chain fields. */
+static veil_rc check_quote(run *r, veil_err *err) {
+    const veil_quote *q = r->q;
+    veil_quote_verdict *v = r->v;
+    EVP_PKEY *ak = veil_p256_key(q->attest_key);
     if (!ak)
         return refuse(v, VEIL_QUOTE_SIGNATURE_INVALID, "attestation key is not a P-256 point");
-    int ok = p256_verify(ak, q->signature, q->raw, q->signed_len);
+    int ok = veil_p256_verify(ak, q->signature, q->raw, q->signed_len);
     EVP_PKEY_free(ak);
     if (!ok)
-        return refuse(v, VEIL_QUOTE_SIGNATURE_INVALID,
-                      "quote signature does not verify with the attestation key");
+        return refuse(v, VEIL_QUOTE_SIGNATURE_INVALID, "quote signature does not verify with the attestation key");
 
-    /* 2. The attestation key binding in the QE report's REPORTDATA. */
     uint8_t want[64] = {0};
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
-         EVP_DigestUpdate(md, q->attest_key, 64) == 1 &&
+    ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(md, q->attest_key, 64) == 1 &&
          EVP_DigestUpdate(md, q->qe_auth, q->qe_auth_len) == 1 && EVP_DigestFinal_ex(md, want, NULL) == 1;
     EVP_MD_CTX_free(md);
     if (!ok)
@@ -261,38 +344,61 @@ veil_rc veil_quote_verify(const veil_quote *q, const veil_quote_options *opts, v
         return refuse(v, VEIL_QUOTE_AK_BINDING_INVALID,
                       "QE report data is not SHA-256(attestation key || QE auth data) || zeros");
 
-    /* 3. The PCK chain, then the QE report signature by its leaf. */
-    if (q->chain_type != 5)
-        return refuse(v, VEIL_QUOTE_UNSUPPORTED_CERT_TYPE,
-                      "quote carries no PCK certificate chain (certification data type is not 5)");
     const char *why = "PCK chain is malformed";
-    STACK_OF(X509) *certs = parse_chain(q->chain, q->chain_len, &why);
-    if (!certs)
+    if (q->chain_type == 5) {
+        r->pck_chain = veil_x509_parse_certs(q->chain, q->chain_len, &why);
+    } else if (r->opts->collateral && r->opts->collateral->pck_chain) {
+        r->pck_chain = X509_chain_up_ref(r->opts->collateral->pck_chain);
+    } else {
+        return refuse(v, VEIL_QUOTE_UNSUPPORTED_CERT_TYPE,
+                      "quote carries no PCK certificate chain (certification data type is not 5) and none was given");
+    }
+    if (!r->pck_chain)
         return refuse(v, VEIL_QUOTE_PCK_CHAIN_INVALID, why);
-    X509 *leaf = NULL;
-    verify_chain(certs, opts, &leaf, v);
-    if (v->code == VEIL_QUOTE_OK) {
-        EVP_PKEY *pck = X509_get0_pubkey(leaf);
-        if (!pck || !p256_verify(pck, q->qe_report_sig, q->qe_report_raw, 384))
-            refuse(v, VEIL_QUOTE_QE_REPORT_SIGNATURE_INVALID,
-                   "QE report signature does not verify with the PCK certificate's key");
+    r->pck_leaf = veil_x509_find_leaf(r->pck_chain);
+    r->root = pinned_root(r, r->pck_chain);
+    if (!r->pck_leaf)
+        return refuse(v, VEIL_QUOTE_PCK_CHAIN_INVALID, "PCK chain has no leaf certificate");
+    if (!r->root)
+        return refuse(v, VEIL_QUOTE_ROOT_NOT_TRUSTED, "PCK chain does not end at the pinned root CA");
+    int e;
+    if (!veil_x509_verify_path(r->pck_leaf, r->pck_chain, r->root, r->opts->at, 1, &e)) {
+        const char *msg;
+        veil_quote_code code = chain_code(e, &msg);
+        return refuse(v, code, msg);
     }
-    sk_X509_pop_free(certs, X509_free);
-    if (v->code != VEIL_QUOTE_OK)
-        return VEIL_OK;
+    for (int i = 0; i < sk_X509_num(r->pck_chain); i++) {
+        X509 *x = sk_X509_value(r->pck_chain, i);
+        if (x != r->pck_leaf && X509_check_issued(x, r->pck_leaf) == X509_V_OK)
+            r->pck_ca = x;
+    }
+    EVP_PKEY *pck = X509_get0_pubkey(r->pck_leaf);
+    if (!pck || !veil_p256_verify(pck, q->qe_report_sig, q->qe_report_raw, 384))
+        return refuse(v, VEIL_QUOTE_QE_REPORT_SIGNATURE_INVALID,
+                      "QE report signature does not verify with the PCK certificate's key");
+    v->has_pck = veil_pck_parse(r->pck_leaf, &v->pck);
+    return refuse(v, VEIL_QUOTE_OK, "");
+}
 
-    /* 4. The TD's own attributes. */
-    if (q->body_type != VEIL_BODY_SGX) {
-        uint64_t attrs = 0;
-        for (int i = 7; i >= 0; i--)
-            attrs = attrs << 8 | q->td.td_attributes[i];
-        uint64_t mask = opts->td_attributes_allowed_mask ? opts->td_attributes_allowed_mask : 0x80000000d0000001ULL;
-        if ((attrs & 1) && !opts->allow_debug)
-            return refuse(v, VEIL_QUOTE_TD_DEBUG, "the TD runs in debug mode (TDATTRIBUTES.DEBUG is set)");
-        if (attrs & ~mask & ~1ULL)
-            return refuse(v, VEIL_QUOTE_TD_ATTRIBUTES_RESERVED, "TD attributes set bits outside the allowed mask");
-    } else if ((q->enclave.attributes[0] & 0x02) && !opts->allow_debug) {
-        return refuse(v, VEIL_QUOTE_TD_DEBUG, "the enclave runs in debug mode (ATTRIBUTES.DEBUG is set)");
+veil_rc veil_quote_verify(const veil_quote *q, const veil_quote_options *opts, veil_quote_verdict *v, veil_err *err) {
+    memset(v, 0, sizeof *v);
+    veil_quote_policy defaults;
+    veil_policy_init(&defaults);
+    run r = {q, opts, opts->policy ? opts->policy : &defaults, v, NULL, NULL, NULL, NULL, NULL};
+    if (opts->root_der) {
+        const unsigned char *p = opts->root_der;
+        r.given_root = d2i_X509(NULL, &p, (long)opts->root_der_len);
     }
-    return refuse(v, VEIL_QUOTE_OK, "quote verified");
+    veil_rc rc = check_quote(&r, err);
+    if (rc == VEIL_OK && v->code == VEIL_QUOTE_OK && opts->collateral && !v->has_pck)
+        refuse(v, VEIL_QUOTE_PCK_CHAIN_INVALID, "PCK certificate lacks a well-formed Intel SGX extension");
+    if (rc == VEIL_OK && v->code == VEIL_QUOTE_OK)
+        check_collateral(&r);
+    if (rc == VEIL_OK && v->code == VEIL_QUOTE_OK && opts->event_log)
+        check_event_log(&r);
+    if (rc == VEIL_OK && v->code == VEIL_QUOTE_OK)
+        rc = check_policy(&r);
+    sk_X509_pop_free(r.pck_chain, X509_free);
+    X509_free(r.given_root);
+    return rc;
 }

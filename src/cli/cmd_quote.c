@@ -11,6 +11,9 @@
 
 #include "cli.h"
 #include "veil/hex.h"
+#include "veil/collateral.h"
+#include "veil/eventlog.h"
+#include "veil/policy.h"
 #include "veil/quote.h"
 
 #define QUOTE_FILE_LIMIT ((size_t)1 << 20)
@@ -20,12 +23,19 @@ static void help(void) {
          "\n"
          "Commands:\n"
          "  show FILE                     print the parsed fields of a quote as JSON\n"
-         "  verify FILE [--root PEM] [--at UNIX] [--allow-debug] [--json]\n"
-         "                                verify the quote's signatures and PCK chain\n"
+         "  verify FILE [--collateral FILE] [--policy FILE] [--event-log FILE] [--root PEM]\n"
+         "              [--at UNIX] [--json]\n"
+         "                                verify the quote: signatures, PCK chain, and with\n"
+         "                                collateral its TCB status, QE identity and CRLs\n"
          "\n"
          "FILE holds the quote in binary or as hex text (auto-detected; '-' is stdin).\n"
          "--root replaces the pinned Intel SGX Root CA (for test roots and the simulator);\n"
-         "--at evaluates certificate validity at that Unix time (default now).\n"
+         "--at evaluates every validity window at that Unix time (default now).\n"
+         "--collateral takes dcap-qvl's QuoteCollateralV3 JSON; --policy a policy JSON\n"
+         "(allow_debug, accepted_tcb_statuses, require_collateral, min_tee_tcb_svn,\n"
+         "td_attributes_allowed_mask and pins such as mrtd, rtmr0..rtmr3, report_data).\n"
+         "--event-log takes a dstack JSON log or a binary CCEL log; every RTMR it has\n"
+         "events for must equal its replay.\n"
          "Exit status: 0 accepted, 1 rejected, 2 usage or unreadable input.");
 }
 
@@ -182,16 +192,43 @@ static int load_root(const char *path, veil_quote_options *opts, uint8_t **der_o
     return CLI_OK;
 }
 
+/* Reads a whole text file for a parser that takes (text, len). */
+static char *read_text(const char *path, size_t *len) { return (char *)read_file(path, len); }
+
+static void put_verdict(json_t *o, const veil_quote_verdict *v) {
+    json_object_set_new(o, "accepted", json_boolean(v->code == VEIL_QUOTE_OK));
+    json_object_set_new(o, "code", json_string(veil_quote_code_name(v->code)));
+    json_object_set_new(o, "message", json_string(v->message));
+    json_object_set_new(o, "tcb_status", v->tcb_status[0] ? json_string(v->tcb_status) : json_null());
+    json_t *ids = json_array();
+    for (size_t i = 0; i < v->n_advisories; i++)
+        json_array_append_new(ids, json_string(v->advisory_ids[i]));
+    json_object_set_new(o, "advisory_ids", ids);
+    json_object_set_new(o, "collateral_expired", json_boolean(v->collateral_expired));
+}
+
+static void put_pck(json_t *o, const veil_quote_verdict *v) {
+    if (!v->has_pck)
+        return;
+    put_hex(o, "fmspc", v->pck.fmspc, 6);
+    put_hex(o, "pce_id", v->pck.pceid, 2);
+    json_object_set_new(o, "pce_svn", json_integer(v->pck.pcesvn));
+    put_hex(o, "cpu_svn", v->pck.cpusvn, 16);
+    put_hex(o, "ppid", v->pck.ppid, 16);
+}
+
 static int cmd_verify(int argc, char **argv) {
     static const struct option opts_long[] = {{"root", required_argument, NULL, 'r'},
                                               {"at", required_argument, NULL, 't'},
-                                              {"allow-debug", no_argument, NULL, 'd'},
+                                              {"collateral", required_argument, NULL, 'c'},
+                                              {"policy", required_argument, NULL, 'p'},
+                                              {"event-log", required_argument, NULL, 'e'},
                                               {"json", no_argument, NULL, 'j'},
                                               {"help", no_argument, NULL, 'h'},
                                               {NULL, 0, NULL, 0}};
     veil_quote_options opts;
     veil_quote_options_init(&opts);
-    const char *root = NULL;
+    const char *root = NULL, *collateral_path = NULL, *policy_path = NULL, *log_path = NULL;
     int json = 0, c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts_long, NULL)) != -1) {
@@ -203,8 +240,12 @@ static int cmd_verify(int argc, char **argv) {
             if (*optarg == '\0' || *end != '\0' || t < 0)
                 return cli_usage_error("veil quote --help", "--at takes a Unix time in seconds");
             opts.at = t;
-        } else if (c == 'd') {
-            opts.allow_debug = 1;
+        } else if (c == 'c') {
+            collateral_path = optarg;
+        } else if (c == 'p') {
+            policy_path = optarg;
+        } else if (c == 'e') {
+            log_path = optarg;
         } else if (c == 'j') {
             json = 1;
         } else if (c == 'h') {
@@ -216,40 +257,90 @@ static int cmd_verify(int argc, char **argv) {
     }
     if (optind != argc - 1)
         return cli_usage_error("veil quote --help", "'veil quote verify' takes one FILE");
-    uint8_t *root_der = NULL;
-    if (root) {
-        int st = load_root(root, &opts, &root_der);
-        if (st != CLI_OK)
-            return st;
+    int status = CLI_OK;
+    uint8_t *root_der = NULL, *buf = NULL;
+    veil_collateral *collateral = NULL;
+    veil_event_log *event_log = NULL;
+    veil_quote_policy policy;
+    veil_err err;
+    size_t n;
+    if (root)
+        status = load_root(root, &opts, &root_der);
+    if (status == CLI_OK && policy_path) {
+        char *text = read_text(policy_path, &n);
+        if (!text)
+            status = CLI_USAGE;
+        else if (veil_policy_parse(&policy, text, n, &err) != VEIL_OK)
+            status = cli_usage_error("veil quote --help", "%s: %s", policy_path, err.message);
+        else
+            opts.policy = &policy;
+        free(text);
+    }
+    if (status == CLI_OK && collateral_path) {
+        char *text = read_text(collateral_path, &n);
+        if (!text)
+            status = CLI_USAGE;
+        else if (veil_collateral_parse(&collateral, text, n, &err) != VEIL_OK)
+            status = cli_usage_error("veil quote --help", "%s: %s", collateral_path, err.message);
+        else
+            opts.collateral = collateral;
+        free(text);
+    }
+    if (status == CLI_OK && log_path) {
+        uint8_t *data = read_file(log_path, &n);
+        if (!data)
+            status = CLI_USAGE;
+        else if (veil_event_log_parse(&event_log, data, n, &err) != VEIL_OK)
+            status = cli_usage_error("veil quote --help", "%s: %s", log_path, err.message);
+        else
+            opts.event_log = event_log;
+        free(data);
     }
     veil_quote q;
     veil_quote_code why = VEIL_QUOTE_OK;
-    int status;
-    uint8_t *buf = load_quote(argv[optind], &q, &why, &status);
-    veil_quote_verdict v = {why, ""};
+    if (status == CLI_OK)
+        buf = load_quote(argv[optind], &q, &why, &status);
+    veil_quote_verdict v;
     if (status == CLI_OK) {
-        veil_err err;
         if (veil_quote_verify(&q, &opts, &v, &err) != VEIL_OK) {
             status = cli_fail_err("verify", &err);
         } else {
             status = v.code == VEIL_QUOTE_OK ? CLI_OK : CLI_FAIL;
             if (json) {
-                json_t *o = json_object();
-                json_object_set_new(o, "accepted", json_boolean(v.code == VEIL_QUOTE_OK));
-                json_object_set_new(o, "code", json_string(veil_quote_code_name(v.code)));
-                json_object_set_new(o, "message", json_string(v.message));
-                json_object_set_new(o, "quote", quote_json(&q));
+                json_t *o = json_object(), *qj = quote_json(&q);
+                put_verdict(o, &v);
+                put_pck(qj, &v);
+                json_object_set_new(o, "quote", qj);
                 json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                 putchar('\n');
                 json_decref(o);
-            } else if (v.code == VEIL_QUOTE_OK) {
-                printf("accepted: %s\n", v.message);
             } else {
-                printf("rejected: %s: %s\n", veil_quote_code_name(v.code), v.message);
+                if (v.code == VEIL_QUOTE_OK)
+                    printf("accepted: %s\n", v.message);
+                else
+                    printf("rejected: %s: %s\n", veil_quote_code_name(v.code), v.message);
+                if (v.tcb_status[0]) {
+                    printf("tcb_status: %s\n", v.tcb_status);
+                    for (size_t i = 0; i < v.n_advisories; i++)
+                        printf("advisory: %s\n", v.advisory_ids[i]);
+                }
+                if (v.collateral_expired)
+                    printf("collateral_expired: true\n");
             }
         }
+    } else if (status == CLI_FAIL && json) {
+        json_t *o = json_object();
+        memset(&v, 0, sizeof v);
+        v.code = why;
+        snprintf(v.message, sizeof v.message, "quote could not be parsed");
+        put_verdict(o, &v);
+        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(o);
     }
     free(buf);
+    veil_collateral_free(collateral);
+    veil_event_log_free(event_log);
     OPENSSL_free(root_der);
     return status;
 }

@@ -44,6 +44,30 @@ else
     t "Intel's synthetic quote against the real root" 1 "$VEIL" quote verify "$V/tdx/intel_qvl_synthetic/tdx/quote.dat"
     has "ROOT_NOT_TRUSTED" "ROOT_NOT_TRUSTED"
     t "Intel's synthetic quote with --root" 0 "$VEIL" quote verify --root "$V/tdx/intel_qvl_synthetic/tdx/trustedRootCaCert.pem" "$V/tdx/intel_qvl_synthetic/tdx/quote.dat"
+    D=$V/tdx/dcap-qvl
+    t "verify with collateral" 0 "$VEIL" quote verify --collateral "$D/sample_tdx_quote_collateral.json" --at 1752919234 "$D/sample_tdx_quote"
+    has "UpToDate" "^tcb_status: UpToDate"
+    t "SGX sample with collateral: status not accepted by default" 1 "$VEIL" quote verify --json --collateral "$D/sample_sgx_quote_collateral.json" --at 1752919277 "$D/sample_sgx_quote"
+    has "json tcb_status" '"tcb_status": "ConfigurationAndSWHardeningNeeded"'
+    has "json advisories" '"INTEL-SA-00289"'
+    has "json code" '"code": "TCB_STATUS_REJECTED"'
+    tmp=$(mktemp -d)
+    echo '{"accepted_tcb_statuses":["ConfigurationAndSWHardeningNeeded"]}' >"$tmp/accept.json"
+    t "SGX sample with a policy that accepts its status" 0 "$VEIL" quote verify --policy "$tmp/accept.json" --collateral "$D/sample_sgx_quote_collateral.json" --at 1752919277 "$D/sample_sgx_quote"
+    echo '{"mrtd":"00"}' >"$tmp/bad.json"
+    t "policy with a pin of the wrong length" 2 "$VEIL" quote verify --policy "$tmp/bad.json" "$D/sample_tdx_quote"
+    echo '{"colour":"blue"}' >"$tmp/unknown.json"
+    t "policy with an unknown key" 2 "$VEIL" quote verify --policy "$tmp/unknown.json" "$D/sample_tdx_quote"
+    echo '{"require_collateral":true}' >"$tmp/strict.json"
+    t "require_collateral without collateral" 1 "$VEIL" quote verify --policy "$tmp/strict.json" --at 1752919234 "$D/sample_tdx_quote"
+    has "COLLATERAL_MISSING" "COLLATERAL_MISSING"
+    t "collateral that is not JSON" 2 "$VEIL" quote verify --collateral "$D/sample_tdx_quote" "$D/sample_tdx_quote"
+    t "event log that replays" 0 "$VEIL" quote verify --event-log "$V/tdx/dstack/sdk_simulator_eventlog.json" "$V/tdx/dstack/sdk_simulator_quote.hex"
+    t "CCEL log that replays" 0 "$VEIL" quote verify --event-log "$V/tdx/go-tdx-guest/ccel_ccel_data.dat" "$V/tdx/go-tdx-guest/ccel_cos-113-tdx-quote.dat"
+    t "event log of another TD" 1 "$VEIL" quote verify --event-log "$V/tdx/dstack/sdk_simulator_eventlog.json" "$D/sample_tdx_quote"
+    has "MEASUREMENT_MISMATCH" "MEASUREMENT_MISMATCH"
+    t "event log that is not one" 2 "$VEIL" quote verify --event-log "$D/sample_tdx_quote_collateral.json" "$D/sample_tdx_quote"
+    rm -rf "$tmp"
     t "--root that is not a certificate" 2 "$VEIL" quote verify --root "$V/EXPECTED_PARSE.json" "$V/tdx/dcap-qvl/sample_tdx_quote"
 fi
 rm -f /tmp/veil-quote-err.$$

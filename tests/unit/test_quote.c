@@ -11,39 +11,12 @@
 
 #include "veil/quote.h"
 
-static char vectors[1024];
-
-static int have_vectors(void) {
-    const char *env = getenv("VEIL_VECTORS");
-    snprintf(vectors, sizeof vectors, "%s", env && *env ? env : "../shared/vectors");
-    char probe[1100];
-    snprintf(probe, sizeof probe, "%s/EXPECTED_PARSE.json", vectors);
-    FILE *f = fopen(probe, "rb");
-    if (!f)
-        return 0;
-    fclose(f);
-    return 1;
-}
-
-#define NEED_VECTORS()                                                                              \
-    do {                                                                                            \
-        if (!have_vectors()) {                                                                      \
-            print_message("shared vectors not found at %s (set VEIL_VECTORS)\n", vectors);         \
-            skip();                                                                                 \
-        }                                                                                           \
-    } while (0)
-
 /* Loads vectors/<rel> through veil_quote_load (binary or hex). */
 static uint8_t *load(const char *rel, size_t *len) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", vectors, rel);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    static uint8_t file[1 << 20];
-    size_t n = fread(file, 1, sizeof file, f);
-    fclose(f);
-    uint8_t *buf;
+    size_t n;
+    uint8_t *file = read_vector(rel, &n), *buf;
     assert_int_equal(veil_quote_load(&buf, len, file, n, NULL), VEIL_OK);
+    free(file);
     return buf;
 }
 
@@ -77,7 +50,7 @@ static void real_quotes_parse_and_verify(void **state) {
     (void)state;
     NEED_VECTORS();
     char path[1100];
-    snprintf(path, sizeof path, "%s/EXPECTED_PARSE.json", vectors);
+    snprintf(path, sizeof path, "%s/EXPECTED_PARSE.json", vectors_dir());
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
     assert_non_null(root);
@@ -139,6 +112,8 @@ static void real_quotes_parse_and_verify(void **state) {
         assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
         if (v.code != VEIL_QUOTE_OK)
             fail_msg("%s: %s: %s", name, veil_quote_code_name(v.code), v.message);
+        assert_true(v.has_pck);
+        expect_hex(want, "fmspc", v.pck.fmspc, 6);
         /* before the PCK certificate existed, the same quote is refused */
         opts.at -= 2 * 86400;
         assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
@@ -214,6 +189,32 @@ static void mutations_are_refused(void **state) {
     free(buf);
 }
 
+/* The PCK extension values go-tdx-guest's TestPckCertificateExtensions states. */
+static void pck_extension(void **state) {
+    (void)state;
+    NEED_VECTORS();
+    size_t len;
+    uint8_t *buf = load(SPR, &len);
+    veil_quote q;
+    assert_int_equal(veil_quote_parse(&q, buf, len, NULL, NULL), VEIL_OK);
+    veil_quote_options opts;
+    veil_quote_options_init(&opts);
+    opts.at = SPR_AT;
+    veil_quote_verdict v;
+    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_true(v.has_pck);
+    uint8_t want[16];
+    unhex(want, 16, "089ddfdb9c0359c82a3bc7719239574e");
+    assert_memory_equal(v.pck.ppid, want, 16);
+    unhex(want, 6, "50806f000000");
+    assert_memory_equal(v.pck.fmspc, want, 6);
+    assert_int_equal(v.pck.pceid[0] | v.pck.pceid[1], 0);
+    assert_int_equal(v.pck.pcesvn, 11);
+    unhex(want, 16, "03030202020100020000000000000000");
+    assert_memory_equal(v.pck.cpusvn, want, 16);
+    free(buf);
+}
+
 /* Every prefix of a quote is refused as truncated, never read past its end. */
 static void truncations_are_refused(void **state) {
     (void)state;
@@ -247,12 +248,13 @@ static void synthetic_quote_needs_its_own_root(void **state) {
     assert_int_equal(veil_quote_parse(&q, buf, len, NULL, NULL), VEIL_OK);
     veil_quote_options opts;
     veil_quote_options_init(&opts);
+    opts.at = 1735689600; /* 2025-01-01: inside the synthetic certificates' validity */
     veil_quote_verdict v;
     assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
     assert_int_equal(v.code, VEIL_QUOTE_ROOT_NOT_TRUSTED);
     /* Pin the synthetic root (same name as Intel's, different key): accepted. */
     char path[1200];
-    snprintf(path, sizeof path, "%s/tdx/intel_qvl_synthetic/tdx/trustedRootCaCert.pem", vectors);
+    snprintf(path, sizeof path, "%s/tdx/intel_qvl_synthetic/tdx/trustedRootCaCert.pem", vectors_dir());
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     X509 *root = PEM_read_X509(f, NULL, NULL, NULL);
@@ -308,6 +310,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(real_quotes_parse_and_verify),
         cmocka_unit_test(mutations_are_refused),
+        cmocka_unit_test(pck_extension),
         cmocka_unit_test(truncations_are_refused),
         cmocka_unit_test(synthetic_quote_needs_its_own_root),
         cmocka_unit_test(malformed_headers),
