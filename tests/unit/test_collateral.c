@@ -369,6 +369,97 @@ static void policy_pins(void **state) {
     expect(verify(GT "tdx_prod_quote_SPR_E4.dat", NULL, &p, NULL, 1688173200), VEIL_QUOTE_TD_ATTRIBUTES_RESERVED, NULL);
 }
 
+/* The quote's own bytes for a pinned field, read through the public struct. */
+static const uint8_t *field_of(const veil_quote *q, veil_pin_field f) {
+    switch (f) {
+    case VEIL_PIN_MRTD: return q->td.mr_td;
+    case VEIL_PIN_RTMR0: return q->td.rtmr[0];
+    case VEIL_PIN_RTMR1: return q->td.rtmr[1];
+    case VEIL_PIN_RTMR2: return q->td.rtmr[2];
+    case VEIL_PIN_RTMR3: return q->td.rtmr[3];
+    case VEIL_PIN_MR_CONFIG_ID: return q->td.mr_config_id;
+    case VEIL_PIN_MR_OWNER: return q->td.mr_owner;
+    case VEIL_PIN_MR_OWNER_CONFIG: return q->td.mr_owner_config;
+    case VEIL_PIN_REPORT_DATA: return q->td.report_data;
+    case VEIL_PIN_TD_ATTRIBUTES: return q->td.td_attributes;
+    case VEIL_PIN_XFAM: return q->td.xfam;
+    case VEIL_PIN_MR_SEAM: return q->td.mr_seam;
+    case VEIL_PIN_MR_SIGNER_SEAM: return q->td.mr_signer_seam;
+    case VEIL_PIN_SEAM_ATTRIBUTES: return q->td.seam_attributes;
+    case VEIL_PIN_QE_VENDOR_ID: return q->qe_vendor_id;
+    default: fail_msg("unknown pin %d", (int)f);
+    }
+    return NULL;
+}
+
+/* Every pin accepts the quote's own value and refuses a one-bit change. */
+static void every_pin(void **state) {
+    (void)state;
+    NEED_VECTORS();
+    size_t n, len;
+    uint8_t *file = read_vector("samples/nearai/model_intel_quote.derived.bin", &n), *buf;
+    assert_int_equal(veil_quote_load(&buf, &len, file, n, NULL), VEIL_OK);
+    free(file);
+    veil_quote q;
+    assert_int_equal(veil_quote_parse(&q, buf, len, NULL, NULL), VEIL_OK);
+    for (int f = 0; f < VEIL_PIN_COUNT; f++) {
+        size_t flen = veil_pin_len((veil_pin_field)f);
+        uint8_t value[64];
+        memcpy(value, field_of(&q, (veil_pin_field)f), flen);
+        for (int flip = 0; flip < 2; flip++) {
+            value[flen - 1] ^= (uint8_t)flip;
+            char hex[129], doc[256];
+            veil_hex_encode(hex, value, flen);
+            snprintf(doc, sizeof doc, "{\"%s\":\"%s\"}", veil_pin_name((veil_pin_field)f), hex);
+            veil_quote_policy p;
+            assert_int_equal(veil_policy_parse(&p, doc, strlen(doc), NULL), VEIL_OK);
+            veil_quote_options opts;
+            veil_quote_options_init(&opts);
+            opts.at = 1773532800;
+            opts.policy = &p;
+            veil_quote_verdict v;
+            assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+            veil_quote_code want = flip ? VEIL_QUOTE_MEASUREMENT_MISMATCH : VEIL_QUOTE_OK;
+            if (v.code != want)
+                fail_msg("pin %s (flip %d): got %s", veil_pin_name((veil_pin_field)f), flip, veil_quote_code_name(v.code));
+            value[flen - 1] ^= (uint8_t)flip;
+        }
+    }
+    free(buf);
+}
+
+/* CRLs are accepted as hex DER, base64 DER and PEM, with the same verdict. */
+static void crl_encodings(void **state) {
+    (void)state;
+    NEED_VECTORS();
+    for (int form = 0; form < 3; form++) {
+        json_t *c = collateral_json(DQ "sample_tdx_quote_collateral.json");
+        const char *hex = json_string_value(json_object_get(c, "pck_crl"));
+        size_t der_len = strlen(hex) / 2;
+        uint8_t *der = malloc(der_len);
+        assert_int_equal(veil_hex_decode(der, der_len, NULL, hex, strlen(hex), NULL), VEIL_OK);
+        char *b64 = malloc(der_len * 2 + 8);
+        EVP_EncodeBlock((unsigned char *)b64, der, (int)der_len);
+        if (form == 1) {
+            json_object_set_new(c, "pck_crl", json_string(b64));
+        } else if (form == 2) {
+            BIO *bio = BIO_new(BIO_s_mem());
+            const unsigned char *p = der;
+            X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)der_len);
+            assert_non_null(crl);
+            PEM_write_bio_X509_CRL(bio, crl);
+            char *pem;
+            long pem_len = BIO_get_mem_data(bio, &pem);
+            json_object_set_new(c, "pck_crl", json_stringn(pem, (size_t)pem_len));
+            X509_CRL_free(crl);
+            BIO_free(bio);
+        }
+        free(b64);
+        free(der);
+        expect(verify(DQ "sample_tdx_quote", c, NULL, NULL, 1752919234), VEIL_QUOTE_OK, "UpToDate");
+    }
+}
+
 static veil_event_log *load_log(const char *rel) {
     size_t n;
     uint8_t *b = read_vector(rel, &n);
@@ -477,7 +568,7 @@ static void event_log_malformed(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(stated_verdicts),  cmocka_unit_test(tampered_collateral),
-        cmocka_unit_test(chain_from_collateral),
+        cmocka_unit_test(chain_from_collateral), cmocka_unit_test(every_pin), cmocka_unit_test(crl_encodings),
         cmocka_unit_test(policy_parsing),   cmocka_unit_test(policy_pins),
         cmocka_unit_test(event_logs_replay), cmocka_unit_test(event_log_malformed),
     };
