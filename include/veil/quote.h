@@ -155,8 +155,9 @@ typedef struct veil_quote_options {
     const struct veil_collateral *collateral;
     /* Policy (borrowed); NULL for veil_policy_init's defaults. */
     const struct veil_quote_policy *policy;
-    /* An event log (borrowed) that must replay to the quote's RTMRs: every
-     * RTMR the log has events for must equal its replay. NULL: none. */
+    /* An event log (borrowed) that must replay to the quote's RTMRs: RTMR3,
+     * and every other RTMR the log has events for, must equal its replay.
+     * NULL: none. */
     const struct veil_event_log *event_log;
 } veil_quote_options;
 

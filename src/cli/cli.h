@@ -40,8 +40,13 @@ const char *cli_trim(const char *s, size_t *len);
 int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv,
                  void (*help)(void));
 
+/* The state directory: $VEIL_STATE_DIR, else $XDG_STATE_HOME/veil, else
+ * $HOME/.local/state/veil. Returns a static buffer, or NULL without HOME. */
+const char *cli_state_dir(void);
+
 /* Subcommand groups. */
 int cmd_crypto(int argc, char **argv);
 int cmd_quote(int argc, char **argv);
+int cmd_tee(int argc, char **argv);
 
 #endif

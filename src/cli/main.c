@@ -11,6 +11,7 @@
 static const cli_command commands[] = {
     {"crypto", "keys, E2EE envelopes, Keccak and EIP-191 signatures by hand", cmd_crypto},
     {"quote", "show and verify Intel TDX/SGX DCAP quotes", cmd_quote},
+    {"tee", "quote providers: a fresh quote, the simulator's root and collateral", cmd_tee},
 };
 
 static void help(void) {

@@ -102,3 +102,17 @@ int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc,
             return cmds[i].run(argc - 1, argv + 1);
     return cli_usage_error(hint, "unknown command '%s %s'", group, name);
 }
+
+const char *cli_state_dir(void) {
+    static char dir[4096];
+    const char *v = getenv("VEIL_STATE_DIR"), *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (v && *v)
+        snprintf(dir, sizeof dir, "%s", v);
+    else if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/veil", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.local/state/veil", home);
+    else
+        return NULL;
+    return dir;
+}

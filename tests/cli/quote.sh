@@ -5,32 +5,18 @@
 set -u
 VEIL=${VEIL:-build/veil}
 V=${VEIL_VECTORS:-../shared/vectors}
-n=0
-failed=0
-t() { # NAME WANT_STATUS CMD...
-    local name=$1 want=$2
-    shift 2
-    n=$((n + 1))
-    out=$("$@" 2>/tmp/veil-quote-err.$$)
-    local got=$?
-    err=$(cat /tmp/veil-quote-err.$$)
-    if [ "$got" -eq "$want" ]; then echo "ok $n - $name"; else
-        failed=$((failed + 1)); echo "not ok $n - $name (exit $got, want $want)"; echo "# $out"; echo "# $err"; fi
-}
-has() { # NAME PATTERN: the last command's stdout matches
-    n=$((n + 1))
-    if grep -qE "$2" <<<"$out"; then echo "ok $n - $1"; else failed=$((failed + 1)); echo "not ok $n - $1"; echo "# $out"; fi
-}
+. "$(dirname "$0")/lib.sh"
 
 t "quote --help" 0 "$VEIL" quote --help
 t "verify without a file" 2 "$VEIL" quote verify
 t "verify a missing file" 2 "$VEIL" quote verify /nonexistent/quote
 t "verify with a bad --at" 2 "$VEIL" quote verify --at yesterday /dev/null
 t "verify an empty file" 1 "$VEIL" quote verify /dev/null
-[[ "$err" == *QUOTE_TRUNCATED* ]] && echo "ok $((n += 1)) - names QUOTE_TRUNCATED" || { echo "not ok $((n += 1)) - names QUOTE_TRUNCATED"; failed=$((failed + 1)); }
+check "names QUOTE_TRUNCATED" grep -q QUOTE_TRUNCATED <<<"$err"
 
 if [ ! -f "$V/EXPECTED_PARSE.json" ]; then
-    echo "ok $((n += 1)) - vector checks # SKIP shared vectors not found at $V (set VEIL_VECTORS)"
+    n=$((n + 1))
+    echo "ok $n - vector checks # SKIP shared vectors not found at $V (set VEIL_VECTORS)"
 else
     t "show a binary v4 quote" 0 "$VEIL" quote show "$V/tdx/dcap-qvl/sample_tdx_quote"
     has "show prints MRTD" '"mr_td": "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"'
@@ -70,6 +56,4 @@ else
     rm -rf "$tmp"
     t "--root that is not a certificate" 2 "$VEIL" quote verify --root "$V/EXPECTED_PARSE.json" "$V/tdx/dcap-qvl/sample_tdx_quote"
 fi
-rm -f /tmp/veil-quote-err.$$
-echo "1..$n"
-[ "$failed" -eq 0 ]
+finish
