@@ -6,7 +6,7 @@ BUILD ?= build
 CC ?= cc
 SAN ?= 0
 
-PKGS := libsecp256k1 openssl libevent jansson sqlite3 libcurl
+PKGS := libsecp256k1 openssl libevent libevent_pthreads jansson sqlite3 libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifeq ($(PKG_LIBS),)
@@ -23,7 +23,7 @@ endif
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 LIBS := $(PKG_LIBS) -lpthread
 
-LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c)
+LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/server/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 BENCH_SRCS := $(wildcard bench/*.c)

@@ -48,5 +48,7 @@ const char *cli_state_dir(void);
 int cmd_crypto(int argc, char **argv);
 int cmd_quote(int argc, char **argv);
 int cmd_tee(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 #endif

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# bench/gateway.sh: what veil serve costs a stream relayed from an upstream.
+# The mock upstream streams N tokens as fast as it can; curl reads the stream
+# directly from the upstream and through veil, alternating, R rounds each.
+# Prints tokens/s both ways (median), their ratio (target >= 0.9), and the
+# time to first byte of each (p50; target: veil adds < 1 ms).
+# Usage: bench/gateway.sh [TOKENS] [ROUNDS]   (needs make; run from the repo root)
+set -euo pipefail
+N=${1:-20000}
+R=${2:-7}
+VEIL=${VEIL:-build/veil}
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+/usr/bin/python3 tests/integration/mock_upstream.py "$tmp/port" &
+while [ ! -s "$tmp/port" ]; do sleep 0.05; done
+UP=$(cat "$tmp/port")
+VEIL_STATE_DIR=$tmp/state "$VEIL" serve --port 0 --api-key bench --upstream "http://127.0.0.1:$UP/v1" \
+    --upstream-model mock --model-id bench >"$tmp/serve.out" 2>/dev/null &
+while ! grep -q "listening on" "$tmp/serve.out" 2>/dev/null; do sleep 0.05; done
+PORT=$(grep -o '127.0.0.1:[0-9]*' "$tmp/serve.out" | head -1 | cut -d: -f2)
+body() { echo "{\"model\":\"$1\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"FAST $N\"}]}"; }
+run() { # URL MODEL -> "seconds ttfb"; a short or failed stream is an error, not a fast one
+    curl -sfN -o "$tmp/last" -w '%{time_total} %{time_starttransfer}\n' "$1" -H 'Content-Type: application/json' \
+        -H 'Authorization: Bearer bench' -d "$(body "$2")"
+    [ "$(grep -o 'tok"' "$tmp/last" | wc -l)" -eq "$N" ] || { echo "bench/gateway: incomplete stream from $1" >&2; exit 1; }
+}
+: >"$tmp/direct"
+: >"$tmp/veil"
+for _ in $(seq "$R"); do
+    run "http://127.0.0.1:$UP/v1/chat/completions" mock >>"$tmp/direct"
+    run "http://127.0.0.1:$PORT/api/v1/chat/completions" bench >>"$tmp/veil"
+done
+/usr/bin/python3 - "$N" "$tmp/direct" "$tmp/veil" <<'PY'
+import statistics, sys
+n = int(sys.argv[1])
+def load(p):
+    rows = [tuple(map(float, l.split())) for l in open(p) if l.strip()]
+    return statistics.median(n / t for t, _ in rows), statistics.median(f for _, f in rows)
+d_tps, d_ttfb = load(sys.argv[2])
+v_tps, v_ttfb = load(sys.argv[3])
+print("gateway: %d tokens per stream, median of %d rounds" % (n, len(open(sys.argv[2]).readlines())))
+print("%-22s %12s %14s" % ("path", "tokens/s", "ttfb p50 ms"))
+print("%-22s %12.0f %14.2f" % ("direct to upstream", d_tps, d_ttfb * 1000))
+print("%-22s %12.0f %14.2f" % ("through veil", v_tps, v_ttfb * 1000))
+r = v_tps / d_tps
+print("throughput ratio = %.3f (target >= 0.9): %s" % (r, "met" if r >= 0.9 else "NOT met"))
+add = (v_ttfb - d_ttfb) * 1000
+print("added ttfb p50 = %.2f ms (target < 1 ms): %s" % (add, "met" if add < 1 else "NOT met"))
+PY

@@ -1,0 +1,310 @@
+/* veil serve: the OpenAI/Venice-compatible inference server; and veil keys,
+ * which manages its API key store. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "../server/server.h"
+#include "cli.h"
+#include "veil/secure.h"
+
+#define MAX_KEYS 32
+#define MAX_MODELS 32
+
+static void serve_help(void) {
+    puts("Usage: veil serve [options]\n"
+         "\n"
+         "Serves the OpenAI-compatible API under /api/v1 (Venice) and /v1.\n"
+         "\n"
+         "Options:\n"
+         "  --host HOST            address to listen on (default 127.0.0.1)\n"
+         "  --port PORT            port (default 8080; 0 picks a free one)\n"
+         "  --state DIR            state directory: API key store (default $VEIL_STATE_DIR,\n"
+         "                         else $XDG_STATE_HOME/veil, else ~/.local/state/veil)\n"
+         "  --api-key KEY          accept this bearer key (repeatable); without any, the key\n"
+         "                         store is used, and a first key is made and shown once\n"
+         "  --upstream URL         an OpenAI-compatible server to serve from, e.g.\n"
+         "                         http://127.0.0.1:8000/v1 (vLLM, llama.cpp, SGLang, Ollama)\n"
+         "  --upstream-model NAME  the model name the upstream knows\n"
+         "  --upstream-key KEY     bearer key for the upstream\n"
+         "  --upstream-timeout S   seconds of upstream silence before 504 (default 60)\n"
+         "  --model-id ID          the id clients use (default: the upstream model name)\n"
+         "  --config FILE          models from a JSON file (see docs/serve.md)\n"
+         "  --max-body BYTES       request body limit (default 4194304)\n"
+         "  --cors ORIGIN          send CORS headers for this origin ('*' for any)\n"
+         "\n"
+         "SIGINT or SIGTERM stops accepting, lets streams finish (10 s), then exits.");
+}
+
+typedef struct serve_state {
+    veil_model models[MAX_MODELS];
+    size_t n_models;
+    const char *keys[MAX_KEYS];
+    size_t n_keys;
+    const char *shown_key; /* a key to print in the banner's examples */
+    const char *state_dir;
+} serve_state;
+
+static void on_ready(void *ctx, const char *host, int port) {
+    serve_state *st = ctx;
+    const char *h = strchr(host, ':') ? "[::1]" : (!strcmp(host, "0.0.0.0") ? "127.0.0.1" : host);
+    printf("veil serve: listening on http://%s:%d/api/v1\n", h, port);
+    printf("  models: ");
+    for (size_t i = 0; i < st->n_models; i++)
+        printf("%s%s (%s)", i ? ", " : "", st->models[i].id, st->models[i].backend ? st->models[i].backend->name : "?");
+    printf("\n  TEE: none yet in this build: responses are neither attested nor signed\n");
+    printf("  state: %s\n", st->state_dir);
+    const char *key = st->shown_key ? st->shown_key : "$VEIL_API_KEY";
+    printf("  try: curl -s http://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
+           "-H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n",
+           h, port, key, st->n_models ? st->models[0].id : "MODEL");
+    printf("  or:  veil chat --base-url http://%s:%d/api/v1 --api-key %s --model %s 'Hello'\n", h, port, key,
+           st->n_models ? st->models[0].id : "MODEL");
+    fflush(stdout);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Models from a --config file: {"models":[{id, upstream, upstream_model,
+ * upstream_key, tee, e2ee, context_length, max_completion_tokens,
+ * upstream_timeout, description, system_prompt, pricing:{input_usd, output_usd},
+ * capabilities:{function_calling, response_schema, logprobs, reasoning, vision}}]} */
+static int load_config(serve_state *st, const char *path, long timeout) {
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *models = json_object_get(root, "models");
+    if (!json_is_array(models)) {
+        json_decref(root);
+        return cli_usage_error("veil serve --help", "%s: needs {\"models\": [...]} (%s)", path, jerr.text);
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(models, i, m) {
+        if (st->n_models == MAX_MODELS)
+            break;
+        const char *id = json_string_value(json_object_get(m, "id"));
+        const char *up = json_string_value(json_object_get(m, "upstream"));
+        if (!id || !up) {
+            json_decref(root);
+            return cli_usage_error("veil serve --help", "%s: model %zu needs an id and an upstream URL", path, i);
+        }
+        veil_model *vm = &st->models[st->n_models++];
+        vm->id = strdup(id);
+        vm->description = dup_or_null(json_string_value(json_object_get(m, "description")));
+        vm->system_prompt = dup_or_null(json_string_value(json_object_get(m, "system_prompt")));
+        vm->upstream_model = dup_or_null(json_string_value(json_object_get(m, "upstream_model")));
+        vm->tee = json_is_true(json_object_get(m, "tee"));
+        vm->e2ee = json_is_true(json_object_get(m, "e2ee"));
+        json_t *caps = json_object_get(m, "capabilities");
+        vm->function_calling = json_is_true(json_object_get(caps, "function_calling"));
+        vm->response_schema = json_is_true(json_object_get(caps, "response_schema"));
+        vm->logprobs = json_is_true(json_object_get(caps, "logprobs"));
+        vm->reasoning = json_is_true(json_object_get(caps, "reasoning"));
+        vm->vision = json_is_true(json_object_get(caps, "vision"));
+        json_t *cl = json_object_get(m, "context_length"), *mct = json_object_get(m, "max_completion_tokens");
+        vm->context_length = json_is_integer(cl) ? (long)json_integer_value(cl) : 32768;
+        vm->max_completion_tokens = json_is_integer(mct) ? (long)json_integer_value(mct) : 4096;
+        json_t *pr = json_object_get(m, "pricing");
+        vm->price_in_usd = json_number_value(json_object_get(pr, "input_usd"));
+        vm->price_out_usd = json_number_value(json_object_get(pr, "output_usd"));
+        json_t *to = json_object_get(m, "upstream_timeout");
+        vm->backend = veil_upstream_backend_new(up, json_string_value(json_object_get(m, "upstream_key")),
+                                                json_is_integer(to) ? (long)json_integer_value(to) : timeout);
+    }
+    json_decref(root);
+    return CLI_OK;
+}
+
+int cmd_serve(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"host", required_argument, NULL, 'H'},         {"port", required_argument, NULL, 'p'},
+        {"state", required_argument, NULL, 's'},        {"api-key", required_argument, NULL, 'k'},
+        {"upstream", required_argument, NULL, 'u'},     {"upstream-model", required_argument, NULL, 'm'},
+        {"upstream-key", required_argument, NULL, 'K'}, {"upstream-timeout", required_argument, NULL, 'T'},
+        {"model-id", required_argument, NULL, 'i'},     {"config", required_argument, NULL, 'c'},
+        {"max-body", required_argument, NULL, 'b'},     {"cors", required_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
+    serve_state st;
+    memset(&st, 0, sizeof st);
+    veil_server_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.port = 8080;
+    const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL;
+    long timeout = 60;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'H': cfg.host = optarg; break;
+        case 'p':
+            cfg.port = (int)strtol(optarg, &end, 10);
+            if (*end || cfg.port < 0 || cfg.port > 65535)
+                return cli_usage_error("veil serve --help", "--port takes 0..65535");
+            break;
+        case 's': st.state_dir = optarg; break;
+        case 'k':
+            if (st.n_keys == MAX_KEYS)
+                return cli_usage_error("veil serve --help", "at most %d --api-key", MAX_KEYS);
+            st.keys[st.n_keys++] = optarg;
+            break;
+        case 'u': upstream = optarg; break;
+        case 'm': up_model = optarg; break;
+        case 'K': up_key = optarg; break;
+        case 'T':
+            timeout = strtol(optarg, &end, 10);
+            if (*end || timeout < 1)
+                return cli_usage_error("veil serve --help", "--upstream-timeout takes seconds");
+            break;
+        case 'i': model_id = optarg; break;
+        case 'c': config = optarg; break;
+        case 'b':
+            cfg.max_body = (size_t)strtoull(optarg, &end, 10);
+            if (*end || cfg.max_body == 0)
+                return cli_usage_error("veil serve --help", "--max-body takes a byte count");
+            break;
+        case 'C': cfg.cors_origin = optarg; break;
+        case 'h': serve_help(); return CLI_OK;
+        default: return cli_usage_error("veil serve --help", "bad option '%s' for 'veil serve'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc)
+        return cli_usage_error("veil serve --help", "'veil serve' takes no arguments");
+    if (!st.state_dir)
+        st.state_dir = cli_state_dir();
+    if (!st.state_dir)
+        return cli_fail("no state directory: pass --state DIR or set VEIL_STATE_DIR or HOME");
+    if (config) {
+        int rc = load_config(&st, config, timeout);
+        if (rc != CLI_OK)
+            return rc;
+    }
+    if (upstream && st.n_models < MAX_MODELS) {
+        veil_model *m = &st.models[st.n_models++];
+        m->id = strdup(model_id ? model_id : up_model ? up_model : "veil-upstream");
+        m->upstream_model = dup_or_null(up_model);
+        m->description = strdup("served from an OpenAI-compatible upstream");
+        m->context_length = 32768;
+        m->max_completion_tokens = 4096;
+        m->backend = veil_upstream_backend_new(upstream, up_key, timeout);
+    }
+    if (st.n_models == 0)
+        return cli_usage_error("veil serve --help",
+                               "no model to serve: pass --upstream URL or --config FILE "
+                               "(the built-in engine and its default model are not in this build yet)");
+    mkdir(st.state_dir, 0700);
+    char db[4200];
+    snprintf(db, sizeof db, "%s/keys.db", st.state_dir);
+    veil_keystore *ks = NULL;
+    veil_err err;
+    char *created = NULL;
+    if (st.n_keys == 0) {
+        if (veil_keystore_open(&ks, db, &err) != VEIL_OK)
+            return cli_fail_err("API keys", &err);
+        char id[17];
+        if (veil_keystore_list(ks, NULL, NULL) == 0) {
+            if (veil_keystore_create(ks, &created, id, &err) != VEIL_OK)
+                return cli_fail_err("API keys", &err);
+            printf("veil serve: no API key yet; created one (id %s). It is shown only now:\n  %s\n", id, created);
+            st.shown_key = created;
+        }
+    } else {
+        st.shown_key = st.keys[0];
+    }
+    cfg.models = st.models;
+    cfg.n_models = st.n_models;
+    cfg.api_keys = st.keys;
+    cfg.n_api_keys = st.n_keys;
+    cfg.keystore = ks;
+    cfg.on_ready = on_ready;
+    cfg.ready_ctx = &st;
+    int rc = veil_server_run(&cfg, &err) == VEIL_OK ? CLI_OK : cli_fail_err("serve", &err);
+    veil_keystore_close(ks);
+    if (created)
+        veil_free_secret(created, strlen(created));
+    for (size_t i = 0; i < st.n_models; i++) {
+        veil_model *m = &st.models[i];
+        if (m->backend)
+            m->backend->free(m->backend);
+        free(m->id);
+        free(m->description);
+        free(m->system_prompt);
+        free(m->upstream_model);
+    }
+    return rc;
+}
+
+/* ---- veil keys ---- */
+
+static void keys_help(void) {
+    puts("Usage: veil keys <create|list|revoke ID> [--state DIR]\n"
+         "\n"
+         "Manages the API keys veil serve accepts. Only hashes are stored; a key is\n"
+         "shown once, when it is created.");
+}
+
+static void print_key(void *ctx, const char *id, long created, int revoked) {
+    (void)ctx;
+    char when[32];
+    time_t t = created;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%s  %s  %s\n", id, when, revoked ? "revoked" : "active");
+}
+
+int cmd_keys(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        keys_help();
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    const char *verb = argv[1], *state = NULL, *id = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--state") && i + 1 < argc)
+            state = argv[++i];
+        else if (!id && argv[i][0] != '-')
+            id = argv[i];
+        else
+            return cli_usage_error("veil keys --help", "unexpected '%s'", argv[i]);
+    }
+    if (strcmp(verb, "create") && strcmp(verb, "list") && strcmp(verb, "revoke"))
+        return cli_usage_error("veil keys --help", "unknown command 'veil keys %s'", verb);
+    if (!strcmp(verb, "revoke") != !!id)
+        return cli_usage_error("veil keys --help", "'veil keys revoke' takes one ID; the others none");
+    if (!state)
+        state = cli_state_dir();
+    if (!state)
+        return cli_fail("no state directory: pass --state DIR or set VEIL_STATE_DIR or HOME");
+    mkdir(state, 0700);
+    char db[4200];
+    snprintf(db, sizeof db, "%s/keys.db", state);
+    veil_keystore *ks;
+    veil_err err;
+    if (veil_keystore_open(&ks, db, &err) != VEIL_OK)
+        return cli_fail_err("API keys", &err);
+    int rc = CLI_OK;
+    if (!strcmp(verb, "create")) {
+        char *secret, kid[17];
+        if (veil_keystore_create(ks, &secret, kid, &err) != VEIL_OK) {
+            rc = cli_fail_err("create", &err);
+        } else {
+            printf("id: %s\nkey: %s\n", kid, secret);
+            fprintf(stderr, "veil: the key is shown only now; veil keeps only its hash\n");
+            veil_free_secret(secret, strlen(secret));
+        }
+    } else if (!strcmp(verb, "list")) {
+        if (veil_keystore_list(ks, print_key, NULL) < 0)
+            rc = cli_fail("cannot read the key store");
+    } else if (veil_keystore_revoke(ks, id, &err) != VEIL_OK) {
+        rc = cli_fail_err("revoke", &err);
+    } else {
+        printf("revoked %s\n", id);
+    }
+    veil_keystore_close(ks);
+    return rc;
+}

@@ -1,0 +1,746 @@
+/* The HTTP side of veil serve, on libevent: routing, auth, the OpenAI error
+ * shape, JSON and SSE replies, and the hand-off of generations to worker
+ * threads, whose output comes back to the event loop through a per-stream
+ * event. The loop never waits on a generation. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/thread.h>
+#include <openssl/evp.h>
+
+#include "server.h"
+#include "veil/hex.h"
+#include "veil/secure.h"
+
+typedef struct stream stream;
+
+typedef struct server {
+    const veil_server_config *cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    uint8_t (*key_hashes)[32];
+    long started;
+    int shutting_down;
+    struct event *grace_timer;
+    pthread_mutex_t mu; /* guards streams, active and workers */
+    pthread_cond_t workers_done;
+    stream *streams;    /* in flight */
+    int active, workers;
+} server;
+
+/* One piece of output waiting for the loop. */
+typedef struct piece {
+    struct piece *next;
+    char *content, *reasoning;
+    size_t content_len, reasoning_len;
+} piece;
+
+struct stream {
+    server *srv;
+    stream *next, *prev;
+    struct evhttp_request *req; /* detached from its connection once the client is gone */
+    int client_gone;
+    struct evhttp_connection *conn;
+    struct event *wake;
+    veil_chat_request creq;
+    char id[48];
+    long created;
+    double t0;
+    size_t bytes;
+    int started;  /* response headers and the role chunk are out */
+    struct evbuffer *out; /* events gathered during one wake-up, written together */
+    int finished; /* done or fail arrived */
+    int ended;    /* the reply is complete; waiting for the worker to let go */
+    int worker_running;
+    atomic_int cancelled;
+    pthread_mutex_t mu; /* guards the fields the worker writes: */
+    piece *head, *tail;
+    int failed, fail_status;
+    char fail_msg[300], finish[32];
+    long prompt_tokens, completion_tokens;
+    /* non-streaming answers are gathered here */
+    char *content, *reasoning;
+    size_t content_len, reasoning_len;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static FILE *logf_(server *s) { return s->cfg->log ? s->cfg->log : stderr; }
+
+/* One log line per request: never a body, never a header value. */
+static void log_request(server *s, struct evhttp_request *req, const char *method, const char *path, int status,
+                        double t0, size_t bytes, const char *id) {
+    (void)req;
+    time_t t = time(NULL);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(logf_(s), "%s %s %s %d %.1fms %zuB%s%s\n", when, method, path, status, (now_s() - t0) * 1000.0, bytes,
+            id ? " " : "", id ? id : "");
+    fflush(logf_(s));
+}
+
+static const char *method_name(struct evhttp_request *req) {
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "OTHER";
+    }
+}
+
+static void cors(server *s, struct evhttp_request *req) {
+    if (!s->cfg->cors_origin)
+        return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Access-Control-Allow-Origin", s->cfg->cors_origin);
+    evhttp_add_header(h, "Access-Control-Allow-Headers",
+                      "Authorization, Content-Type, X-Venice-TEE-Client-Pub-Key, X-Venice-TEE-Model-Pub-Key, "
+                      "X-Venice-TEE-Signing-Algo, X-Signing-Algo, X-Client-Pub-Key, X-Model-Pub-Key");
+    evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    evhttp_add_header(h, "Access-Control-Expose-Headers", "X-Venice-TEE, X-Venice-TEE-Provider");
+}
+
+/* Sends a JSON value (consumed) with `status`; returns the bytes sent. */
+static size_t send_json(server *s, struct evhttp_request *req, int status, json_t *v) {
+    char *text = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    struct evbuffer *b = evbuffer_new();
+    size_t n = text ? strlen(text) : 0;
+    if (b && text)
+        evbuffer_add(b, text, n);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    cors(s, req);
+    static const char *const reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
+                                          [404] = "Not Found", [405] = "Method Not Allowed", [413] = "Payload Too Large",
+                                          [415] = "Unsupported Media Type", [429] = "Too Many Requests",
+                                          [500] = "Internal Server Error", [502] = "Bad Gateway",
+                                          [503] = "Service Unavailable", [504] = "Gateway Timeout"};
+    const char *reason = status > 0 && status < 505 && reasons[status] ? reasons[status] : "Error";
+    evhttp_send_reply(req, status, reason, b);
+    evbuffer_free(b);
+    free(text);
+    return n;
+}
+
+static json_t *error_json(const char *message, const char *type, const char *param) {
+    return json_pack("{s:{s:s, s:s, s:o, s:n}}", "error", "message", message, "type", type, "param",
+                     param && *param ? json_string(param) : json_null(), "code");
+}
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 429: return "rate_limit_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+static size_t send_error(server *s, struct evhttp_request *req, int status, const char *message, const char *param) {
+    return send_json(s, req, status, error_json(message, error_type(status), param));
+}
+
+/* ---- auth ---- */
+
+static int authorized(server *s, struct evhttp_request *req, const char **why) {
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
+        *why = "Missing API key: send Authorization: Bearer <key>";
+        return 0;
+    }
+    const char *key = h + 7;
+    uint8_t hash[32];
+    EVP_Digest(key, strlen(key), hash, NULL, EVP_sha256(), NULL);
+    int ok = 0;
+    for (size_t i = 0; i < s->cfg->n_api_keys; i++)
+        ok |= veil_ct_equal(hash, s->key_hashes[i], 32);
+    if (!ok && s->cfg->keystore)
+        ok = veil_keystore_check(s->cfg->keystore, key);
+    *why = "Invalid API key";
+    return ok;
+}
+
+/* ---- models ---- */
+
+static const veil_model *find_model(void *ctx, const char *id) {
+    server *s = ctx;
+    for (size_t i = 0; i < s->cfg->n_models; i++)
+        if (!strcmp(s->cfg->models[i].id, id))
+            return &s->cfg->models[i];
+    return NULL;
+}
+
+static size_t handle_models(server *s, struct evhttp_request *req, const struct evhttp_uri *uri) {
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    const char *query = evhttp_uri_get_query(uri);
+    const char *type = NULL;
+    if (query && evhttp_parse_query_str(query, &q) == 0)
+        type = evhttp_find_header(&q, "type");
+    int list = !type || !strcmp(type, "text") || !strcmp(type, "all");
+    json_t *data = json_array();
+    for (size_t i = 0; list && i < s->cfg->n_models; i++)
+        json_array_append_new(data, veil_model_json(&s->cfg->models[i], s->started));
+    evhttp_clear_headers(&q);
+    return send_json(s, req, 200, json_pack("{s:s, s:s, s:o}", "object", "list", "type", "text", "data", data));
+}
+
+/* ---- streams ---- */
+
+static void drop_request(stream *st);
+
+static void stream_unlink_and_free(stream *st) {
+    server *s = st->srv;
+    pthread_mutex_lock(&s->mu);
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        s->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    s->active--;
+    int done = s->shutting_down && s->active == 0;
+    pthread_mutex_unlock(&s->mu);
+    for (piece *p = st->head, *n; p; p = n) {
+        n = p->next;
+        veil_free_secret(p->content, p->content_len);
+        veil_free_secret(p->reasoning, p->reasoning_len);
+        free(p);
+    }
+    veil_free_secret(st->content, st->content_len);
+    veil_free_secret(st->reasoning, st->reasoning_len);
+    veil_chat_request_clear(&st->creq);
+    drop_request(st);
+    if (st->out)
+        evbuffer_free(st->out);
+    event_free(st->wake);
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+    if (done) {
+        /* the last bytes of the reply are still in libevent's buffers: give
+         * the loop a moment to write them before it stops */
+        struct timeval flush = {0, 200000};
+        event_base_loopexit(s->base, &flush);
+    }
+}
+
+/* The client went away before the reply ended. libevent then detaches the
+ * unfinished request from its connection and leaves it to us to free. */
+static void on_close(struct evhttp_connection *conn, void *arg) {
+    (void)conn;
+    stream *st = arg;
+    atomic_store(&st->cancelled, 1);
+    st->client_gone = 1;
+    st->conn = NULL;
+}
+
+static void drop_request(stream *st) {
+    if (st->req && st->client_gone)
+        evhttp_request_free(st->req);
+    st->req = NULL;
+}
+
+static json_t *chunk_json(stream *st, json_t *delta, const char *finish) {
+    return json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:o, s:n}]}", "id", st->id, "object",
+                     "chat.completion.chunk", "created", (json_int_t)st->created, "model", st->creq.model->id,
+                     "choices", "index", 0, "delta", delta, "finish_reason", finish ? json_string(finish) : json_null(),
+                     "logprobs");
+}
+
+/* Queues one whole SSE event; flush_events writes what a wake-up gathered
+ * in one write, so that an event is never split across writes and clients
+ * splitting reads on newlines always see whole lines. `v` is consumed; NULL
+ * queues [DONE]. */
+static void send_event(stream *st, json_t *v) {
+    if (!st->req || st->client_gone) {
+        json_decref(v);
+        return;
+    }
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!st->out)
+        st->out = evbuffer_new();
+    size_t before = evbuffer_get_length(st->out);
+    evbuffer_add_printf(st->out, "data: %s\n\n", text ? text : "[DONE]");
+    st->bytes += evbuffer_get_length(st->out) - before;
+    free(text);
+}
+
+static void flush_events(stream *st) {
+    if (st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone)
+        evhttp_send_reply_chunk(st->req, st->out);
+    if (st->out)
+        evbuffer_drain(st->out, evbuffer_get_length(st->out));
+}
+
+static void start_stream(stream *st) {
+    if (st->started || !st->req || st->client_gone)
+        return;
+    st->started = 1;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(st->req);
+    evhttp_add_header(h, "Content-Type", "text/event-stream");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    cors(st->srv, st->req);
+    evhttp_send_reply_start(st->req, 200, "OK");
+    send_event(st, chunk_json(st, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+    flush_events(st); /* the headers and the role go out at once */
+}
+
+static void finish_request(stream *st, int status) {
+    if (st->conn)
+        evhttp_connection_set_closecb(st->conn, NULL, NULL);
+    log_request(st->srv, st->req, "POST", "/api/v1/chat/completions", status, st->t0, st->bytes, st->id);
+    st->req = NULL; /* the reply is complete: libevent owns and frees the request */
+    st->ended = 1;
+}
+
+static void append(char **buf, size_t *len, const char *s, size_t n) {
+    if (!n)
+        return;
+    char *b = malloc(*len + n + 1);
+    if (!b)
+        return;
+    if (*buf)
+        memcpy(b, *buf, *len);
+    memcpy(b + *len, s, n);
+    b[*len + n] = '\0';
+    veil_free_secret(*buf, *len); /* answers may be private: no stale copies */
+    *buf = b;
+    *len += n;
+}
+
+/* Runs on the loop: moves what the worker produced to the client. */
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    stream *st = arg;
+    pthread_mutex_lock(&st->mu);
+    piece *list = st->head;
+    st->head = st->tail = NULL;
+    int finished = st->finished, running = st->worker_running;
+    pthread_mutex_unlock(&st->mu);
+    for (piece *p = list, *n; p; p = n) {
+        n = p->next;
+        if (!st->ended && st->creq.stream) {
+            start_stream(st);
+            json_t *delta = json_object();
+            if (p->content_len)
+                json_object_set_new(delta, "content", json_stringn(p->content, p->content_len));
+            if (p->reasoning_len)
+                json_object_set_new(delta, "reasoning_content", json_stringn(p->reasoning, p->reasoning_len));
+            send_event(st, chunk_json(st, delta, NULL));
+        } else if (!st->ended) {
+            append(&st->content, &st->content_len, p->content, p->content_len);
+            append(&st->reasoning, &st->reasoning_len, p->reasoning, p->reasoning_len);
+        }
+        veil_free_secret(p->content, p->content_len);
+        veil_free_secret(p->reasoning, p->reasoning_len);
+        free(p);
+    }
+    flush_events(st);
+    if (finished && !st->ended) {
+        long pt = st->prompt_tokens, ct = st->completion_tokens;
+        json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (json_int_t)pt, "completion_tokens",
+                                  (json_int_t)ct, "total_tokens", (json_int_t)(pt + ct));
+        if (!st->req || st->client_gone) {
+            json_decref(usage);
+            log_request(st->srv, NULL, "POST", "/api/v1/chat/completions", 499, st->t0, st->bytes, st->id);
+            drop_request(st);
+            st->ended = 1;
+        } else if (st->failed && !st->started) {
+            json_decref(usage);
+            int status = st->fail_status >= 400 && st->fail_status < 600 ? st->fail_status : 502;
+            st->bytes += send_error(st->srv, st->req, status, st->fail_msg, NULL);
+            finish_request(st, status);
+        } else if (st->failed) {
+            json_decref(usage);
+            send_event(st, error_json(st->fail_msg, error_type(st->fail_status), NULL));
+            flush_events(st);
+            evhttp_send_reply_end(st->req);
+            finish_request(st, 200);
+        } else if (st->creq.stream) {
+            start_stream(st);
+            send_event(st, chunk_json(st, json_object(), st->finish));
+            if (st->creq.include_usage)
+                send_event(st, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", st->id, "object",
+                                         "chat.completion.chunk", "created", (json_int_t)st->created, "model",
+                                         st->creq.model->id, "choices", "usage", usage));
+            else
+                json_decref(usage);
+            send_event(st, NULL);
+            flush_events(st);
+            evhttp_send_reply_end(st->req);
+            finish_request(st, 200);
+        } else {
+            json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content", st->content ? st->content : "",
+                                    st->content_len);
+            if (st->reasoning_len)
+                json_object_set_new(msg, "reasoning_content", json_stringn(st->reasoning, st->reasoning_len));
+            json_t *resp = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s, s:n}], s:o}", "id", st->id, "object",
+                                     "chat.completion", "created", (json_int_t)st->created, "model", st->creq.model->id,
+                                     "choices", "index", 0, "message", msg, "finish_reason", st->finish, "logprobs",
+                                     "usage", usage);
+            st->bytes += send_json(st->srv, st->req, 200, resp);
+            finish_request(st, 200);
+        }
+    }
+    if (st->ended && !running)
+        stream_unlink_and_free(st);
+}
+
+/* ---- the sink, called on the worker thread ---- */
+
+static void sink_piece(void *ctx, const char *c, size_t cl, const char *r, size_t rl) {
+    stream *st = ctx;
+    piece *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    p->content = malloc(cl + 1);
+    p->reasoning = malloc(rl + 1);
+    if (!p->content || !p->reasoning) {
+        free(p->content);
+        free(p->reasoning);
+        free(p);
+        return;
+    }
+    memcpy(p->content, c, cl);
+    memcpy(p->reasoning, r, rl);
+    p->content_len = cl;
+    p->reasoning_len = rl;
+    pthread_mutex_lock(&st->mu);
+    int was_empty = st->head == NULL;
+    if (st->tail)
+        st->tail->next = p;
+    else
+        st->head = p;
+    st->tail = p;
+    pthread_mutex_unlock(&st->mu);
+    /* a non-empty queue already has a wake-up coming, which drains it all */
+    if (was_empty)
+        event_active(st->wake, EV_READ, 0);
+}
+
+static void sink_done(void *ctx, const char *finish, long pt, long ct) {
+    stream *st = ctx;
+    pthread_mutex_lock(&st->mu);
+    snprintf(st->finish, sizeof st->finish, "%s", finish);
+    st->prompt_tokens = pt;
+    st->completion_tokens = ct;
+    st->finished = 1;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void sink_fail(void *ctx, int status, const char *message) {
+    stream *st = ctx;
+    pthread_mutex_lock(&st->mu);
+    st->failed = 1;
+    st->fail_status = status;
+    snprintf(st->fail_msg, sizeof st->fail_msg, "%s", message);
+    st->finished = 1;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static int sink_cancelled(void *ctx) {
+    stream *st = ctx;
+    return atomic_load(&st->cancelled);
+}
+
+static void *worker(void *arg) {
+    stream *st = arg;
+    veil_gen_sink sink = {st, sink_piece, sink_done, sink_fail, sink_cancelled};
+    veil_backend *b = st->creq.model->backend;
+    if (b)
+        b->generate(b, &st->creq, &sink);
+    else
+        sink_fail(st, 503, "Model has no backend");
+    server *s = st->srv;
+    /* The loop may free the stream as soon as it sees worker_running clear,
+     * so this is the worker's last touch of it. */
+    pthread_mutex_lock(&st->mu);
+    st->worker_running = 0;
+    event_active(st->wake, EV_READ, 0);
+    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_lock(&s->mu);
+    s->workers--;
+    pthread_cond_broadcast(&s->workers_done);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int *status) {
+    const char *why;
+    if (!authorized(s, req, &why)) {
+        *status = 401;
+        return send_error(s, req, 401, why, NULL);
+    }
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+        *status = 415;
+        return send_error(s, req, 415, "Content-Type must be application/json", NULL);
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len > s->cfg->max_body) {
+        *status = 413;
+        return send_error(s, req, 413, "Request body is too large", NULL);
+    }
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    stream *st = calloc(1, sizeof *st);
+    if (!st) {
+        *status = 500;
+        return send_error(s, req, 500, "Internal server error", NULL);
+    }
+    veil_http_error e;
+    if (!veil_chat_validate(body ? body : "", len, find_model, s, &st->creq, &e)) {
+        free(st);
+        *status = e.status;
+        return send_error(s, req, e.status, e.message, e.param);
+    }
+    pthread_mutex_lock(&s->mu);
+    int full = s->active >= s->cfg->max_streams || s->shutting_down;
+    if (!full) {
+        s->active++;
+        s->workers++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (full) {
+        veil_chat_request_clear(&st->creq);
+        free(st);
+        *status = 503;
+        return send_error(s, req, 503, "Server is overloaded, retry shortly", NULL);
+    }
+    uint8_t rnd[16];
+    if (veil_random_bytes(rnd, sizeof rnd, NULL) != VEIL_OK)
+        memset(rnd, 0, sizeof rnd);
+    memcpy(st->id, "chatcmpl-", 9);
+    veil_hex_encode(st->id + 9, rnd, sizeof rnd);
+    st->srv = s;
+    st->req = req;
+    st->conn = evhttp_request_get_connection(req);
+    st->created = (long)time(NULL);
+    st->t0 = t0;
+    st->worker_running = 1;
+    pthread_mutex_init(&st->mu, NULL);
+    st->wake = event_new(s->base, -1, 0, on_wake, st);
+    evhttp_connection_set_closecb(st->conn, on_close, st);
+    pthread_mutex_lock(&s->mu);
+    st->next = s->streams;
+    if (s->streams)
+        s->streams->prev = st;
+    s->streams = st;
+    pthread_mutex_unlock(&s->mu);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    if (pthread_create(&th, &attr, worker, st) != 0) {
+        sink_fail(st, 503, "Server is overloaded, retry shortly");
+        pthread_mutex_lock(&st->mu);
+        st->worker_running = 0;
+        pthread_mutex_unlock(&st->mu);
+        pthread_mutex_lock(&s->mu);
+        s->workers--;
+        pthread_mutex_unlock(&s->mu);
+        event_active(st->wake, EV_READ, 0);
+    }
+    pthread_attr_destroy(&attr);
+    *status = -1; /* logged when the stream ends */
+    return 0;
+}
+
+/* ---- routing ---- */
+
+static void on_request(struct evhttp_request *req, void *arg) {
+    server *s = arg;
+    double t0 = now_s();
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !*path)
+        path = "/";
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    int status = 200;
+    size_t bytes = 0;
+    int get = cmd == EVHTTP_REQ_GET, post = cmd == EVHTTP_REQ_POST;
+    if (cmd == EVHTTP_REQ_OPTIONS && s->cfg->cors_origin) {
+        cors(s, req);
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        status = 204;
+    } else if (!strcmp(path, "/healthz")) {
+        bytes = get ? send_json(s, req, 200, json_pack("{s:s}", "status", "ok"))
+                    : send_error(s, req, status = 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/readyz")) {
+        status = !get ? 405 : s->shutting_down ? 503 : 200;
+        bytes = status == 405   ? send_error(s, req, 405, "Method not allowed", NULL)
+                : status == 503 ? send_error(s, req, 503, "Shutting down", NULL)
+                                : send_json(s, req, 200, json_pack("{s:s}", "status", "ready"));
+    } else if (!strcmp(path, "/api/v1/models") || !strcmp(path, "/v1/models")) {
+        bytes = get ? handle_models(s, req, uri) : send_error(s, req, status = 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/api/v1/chat/completions") || !strcmp(path, "/v1/chat/completions")) {
+        if (post)
+            bytes = handle_chat(s, req, t0, &status);
+        else
+            bytes = send_error(s, req, status = 405, "Method not allowed", NULL);
+    } else {
+        bytes = send_error(s, req, status = 404, "Not found", NULL);
+    }
+    if (status >= 0)
+        log_request(s, req, method_name(req), path, status, t0, bytes, NULL);
+}
+
+/* ---- lifecycle ---- */
+
+static void on_grace_over(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (stream *st = s->streams; st; st = st->next)
+        atomic_store(&st->cancelled, 1);
+    pthread_mutex_unlock(&s->mu);
+    event_base_loopexit(s->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+    (void)what;
+    server *s = arg;
+    if (s->shutting_down)
+        return;
+    fprintf(logf_(s), "veil: %s: no new requests; waiting up to %ds for %d in-flight stream(s)\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", s->cfg->shutdown_grace_s, s->active);
+    fflush(logf_(s));
+    s->shutting_down = 1;
+    if (s->sock) {
+        evhttp_del_accept_socket(s->http, s->sock);
+        s->sock = NULL;
+    }
+    pthread_mutex_lock(&s->mu);
+    int idle = s->active == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (idle) {
+        event_base_loopexit(s->base, NULL);
+        return;
+    }
+    struct timeval tv = {s->cfg->shutdown_grace_s, 0};
+    s->grace_timer = evtimer_new(s->base, on_grace_over, s);
+    evtimer_add(s->grace_timer, &tv);
+}
+
+veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
+    veil_server_config c = *cfg;
+    if (!c.host)
+        c.host = "127.0.0.1";
+    if (!c.max_body)
+        c.max_body = 4u << 20;
+    if (!c.max_headers)
+        c.max_headers = 64u << 10;
+    if (!c.idle_timeout_s)
+        c.idle_timeout_s = 60;
+    if (!c.shutdown_grace_s)
+        c.shutdown_grace_s = 10;
+    if (!c.max_streams)
+        c.max_streams = 256;
+    server s;
+    memset(&s, 0, sizeof s);
+    s.cfg = &c;
+    s.started = (long)time(NULL);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.workers_done, NULL);
+    s.key_hashes = calloc(c.n_api_keys + 1, 32);
+    for (size_t i = 0; s.key_hashes && i < c.n_api_keys; i++)
+        EVP_Digest(c.api_keys[i], strlen(c.api_keys[i]), s.key_hashes[i], NULL, EVP_sha256(), NULL);
+    signal(SIGPIPE, SIG_IGN);
+    evthread_use_pthreads();
+    s.base = event_base_new();
+    s.http = s.base ? evhttp_new(s.base) : NULL;
+    veil_rc rc = VEIL_OK;
+    if (!s.key_hashes || !s.http) {
+        rc = veil_err_set(err, VEIL_ERR_NOMEM, "cannot set up the event loop");
+        goto out;
+    }
+    /* Bodies up to 64 KiB over the limit reach the handler, which answers 413
+     * in the OpenAI error shape; larger ones libevent refuses itself (413,
+     * with its own body) without reading them. */
+    evhttp_set_max_body_size(s.http, (ev_ssize_t)c.max_body + 65536);
+    evhttp_set_max_headers_size(s.http, (ev_ssize_t)c.max_headers);
+    evhttp_set_timeout(s.http, c.idle_timeout_s);
+    evhttp_set_allowed_methods(s.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PUT |
+                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(s.http, on_request, &s);
+    s.sock = evhttp_bind_socket_with_handle(s.http, c.host, (ev_uint16_t)c.port);
+    if (!s.sock) {
+        rc = veil_err_set(err, VEIL_ERR_IO, "cannot listen on %s:%d: %s", c.host, c.port, strerror(errno));
+        goto out;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int port = c.port;
+    if (getsockname(evhttp_bound_socket_get_fd(s.sock), (struct sockaddr *)&ss, &sl) == 0)
+        port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    struct event *sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
+    struct event *sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
+    event_add(sigint, NULL);
+    event_add(sigterm, NULL);
+    if (c.on_ready)
+        c.on_ready(c.ready_ctx, c.host, port);
+    event_base_dispatch(s.base);
+    /* Workers still running were cancelled; they touch the loop's events, so
+     * wait for them (briefly) before the loop goes away. */
+    pthread_mutex_lock(&s.mu);
+    for (stream *st = s.streams; st; st = st->next)
+        atomic_store(&st->cancelled, 1);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    while (s.workers > 0 && pthread_cond_timedwait(&s.workers_done, &s.mu, &deadline) == 0)
+        ;
+    int stuck = s.workers;
+    pthread_mutex_unlock(&s.mu);
+    event_free(sigint);
+    event_free(sigterm);
+    if (s.grace_timer)
+        event_free(s.grace_timer);
+    if (stuck) {
+        fprintf(logf_(&s), "veil: %d generation(s) did not stop; exiting without freeing them\n", stuck);
+        return VEIL_OK;
+    }
+    while (s.streams) {
+        stream *st = s.streams;
+        st->ended = 1;
+        st->worker_running = 0;
+        stream_unlink_and_free(st);
+    }
+out:
+    if (s.http)
+        evhttp_free(s.http);
+    if (s.base)
+        event_base_free(s.base);
+    free(s.key_hashes);
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.workers_done);
+    return rc;
+}

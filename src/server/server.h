@@ -1,0 +1,136 @@
+/* Internal interfaces of veil serve: models, request validation, backends,
+ * the API key store, and the HTTP server that ties them together. Nothing
+ * below the HTTP layer (server.c) knows HTTP exists. */
+#ifndef VEIL_SERVER_SERVER_H
+#define VEIL_SERVER_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "veil/err.h"
+
+/* ---- models ---- */
+
+typedef struct veil_model {
+    char *id;              /* e.g. "e2ee-qwen3-tiny" */
+    char *description;
+    char *system_prompt;   /* added when include_venice_system_prompt is true; may be NULL */
+    char *upstream_model;  /* name sent to the upstream backend; NULL: the id */
+    int tee, e2ee;         /* supportsTeeAttestation, supportsE2EE (e2ee implies tee) */
+    int function_calling, response_schema, logprobs, reasoning, vision;
+    long context_length, max_completion_tokens;
+    double price_in_usd, price_out_usd; /* per million tokens */
+    struct veil_backend *backend;       /* borrowed */
+} veil_model;
+
+/* The /models list entry of a model (Venice's shape, protocol.md §3.1). */
+json_t *veil_model_json(const veil_model *m, long created);
+
+/* ---- requests ---- */
+
+/* A validated chat completion request. */
+typedef struct veil_chat_request {
+    const veil_model *model;
+    json_t *body;     /* the whole request (owned reference) */
+    json_t *messages; /* the messages as the backend sees them (owned), server prompt prepended if any */
+    int stream, include_usage;
+    long max_tokens;  /* 0: model default */
+} veil_chat_request;
+
+/* An HTTP-level refusal: status, OpenAI error type and the exact message. */
+typedef struct veil_http_error {
+    int status;
+    const char *type;
+    char message[300];
+    char param[64];
+} veil_http_error;
+
+/* Validates a chat completion body against protocol.md §3.2 in its order:
+ * JSON, known keys, model, types and ranges, capabilities. On success fills
+ * `out` (free with veil_chat_request_clear) and returns 1; else fills `e`
+ * and returns 0. find_model looks a model up by id. */
+int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_model)(void *, const char *),
+                       void *ctx, veil_chat_request *out, veil_http_error *e);
+
+void veil_chat_request_clear(veil_chat_request *r);
+
+/* ---- backends ---- */
+
+/* Where a generation delivers its output; called on the backend's thread. */
+typedef struct veil_gen_sink {
+    void *ctx;
+    /* a piece of the answer (content and/or reasoning; either may be empty) */
+    void (*piece)(void *ctx, const char *content, size_t content_len, const char *reasoning, size_t reasoning_len);
+    /* the end: finish_reason "stop" or "length", and token counts */
+    void (*done)(void *ctx, const char *finish_reason, long prompt_tokens, long completion_tokens);
+    /* a failure: HTTP status (502, 504, or an upstream 4xx) and message */
+    void (*fail)(void *ctx, int status, const char *message);
+    /* non-zero once the client went away: stop as soon as possible */
+    int (*cancelled)(void *ctx);
+} veil_gen_sink;
+
+typedef struct veil_backend {
+    const char *name;
+    /* Runs one generation to its end on the calling (worker) thread,
+     * delivering through `sink`; exactly one of done or fail is called. */
+    void (*generate)(struct veil_backend *b, const veil_chat_request *req, const veil_gen_sink *sink);
+    void (*free)(struct veil_backend *b);
+    void *impl;
+} veil_backend;
+
+/* An OpenAI-compatible upstream server (vLLM, llama.cpp, SGLang, Ollama).
+ * base_url like "http://127.0.0.1:8000/v1"; key may be NULL. */
+veil_backend *veil_upstream_backend_new(const char *base_url, const char *key, long timeout_s);
+
+/* ---- API keys ---- */
+
+typedef struct veil_keystore veil_keystore;
+
+/* Opens (creating) the key store at `path` (SQLite, WAL). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_open(veil_keystore **out, const char *path, veil_err *err);
+void veil_keystore_close(veil_keystore *ks);
+
+/* Creates a key: *secret (malloc'd) is "vk-" + 48 hex, shown once; only its
+ * SHA-256 is stored. id: a short public handle for list/revoke. */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_create(veil_keystore *ks, char **secret, char id[17], veil_err *err);
+
+/* Revokes by id. VEIL_ERR_INVALID_ARG when no such active key. */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_revoke(veil_keystore *ks, const char *id, veil_err *err);
+
+/* Calls fn for each key (revoked too); returns the number of active keys or -1. */
+int veil_keystore_list(veil_keystore *ks, void (*fn)(void *, const char *id, long created, int revoked), void *ctx);
+
+/* 1 when `secret` is an active key, compared by hash in constant time. */
+int veil_keystore_check(veil_keystore *ks, const char *secret);
+
+
+
+/* ---- the HTTP server ---- */
+
+typedef struct veil_server_config {
+    const char *host;     /* default 127.0.0.1 */
+    int port;             /* 0: any free port (see on_ready) */
+    size_t max_body;      /* default 4 MiB */
+    size_t max_headers;   /* default 64 KiB */
+    int idle_timeout_s;   /* default 60 */
+    int shutdown_grace_s; /* in-flight streams get this long to finish; default 10 */
+    int max_streams;      /* concurrent generations; default 256 */
+    veil_model *models;   /* borrowed */
+    size_t n_models;
+    const char *const *api_keys; /* accepted bearer keys given by flag (borrowed) */
+    size_t n_api_keys;
+    veil_keystore *keystore;     /* may be NULL */
+    const char *cors_origin;     /* NULL: no CORS headers */
+    FILE *log;                   /* one line per request; NULL: stderr */
+    /* called once the socket is bound, with the actual port */
+    void (*on_ready)(void *ctx, const char *host, int port);
+    void *ready_ctx;
+} veil_server_config;
+
+/* Serves until SIGINT or SIGTERM, then stops accepting, lets in-flight
+ * streams finish within the grace period, cancels the rest, and returns
+ * VEIL_OK; or returns an error when it cannot start (VEIL_ERR_IO). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err);
+#endif

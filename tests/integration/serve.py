@@ -1,0 +1,382 @@
+#!/usr/bin/python3
+"""veil serve end to end, against the mock upstream: routes, streaming and
+non-streaming answers, every 4xx of protocol.md §3.7, upstream failures,
+client disconnects, 200 concurrent streams, garbage on the socket, the key
+store, and graceful shutdown. Starts real processes on loopback; TAP output."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+VEIL = os.environ.get("VEIL", "build/veil")
+HERE = os.path.dirname(os.path.abspath(__file__))
+results = []
+
+
+def check(name):
+    def wrap(fn):
+        try:
+            fn()
+            results.append((True, name, ""))
+        except Exception:
+            results.append((False, name, traceback.format_exc()))
+        return fn
+    return wrap
+
+
+def wait_file(path, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return open(path).read()
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for " + path)
+
+
+def start_serve(args, state):
+    os.makedirs(state, exist_ok=True)
+    out = open(os.path.join(state, "serve.out"), "w+")
+    err = open(os.path.join(state, "serve.err"), "w+")
+    env = dict(os.environ, VEIL_STATE_DIR=state)
+    p = subprocess.Popen([VEIL, "serve", "--port", "0"] + args, stdout=out, stderr=err, env=env)
+    end = time.time() + 10
+    while time.time() < end:
+        text = open(out.name).read()
+        if "listening on http://127.0.0.1:" in text:
+            port = int(text.split("listening on http://127.0.0.1:")[1].split("/")[0])
+            return p, port, out.name, err.name
+        if p.poll() is not None:
+            raise RuntimeError("veil serve exited: " + open(err.name).read())
+        time.sleep(0.05)
+    raise RuntimeError("veil serve did not start")
+
+
+tmp = tempfile.mkdtemp(prefix="veil-serve-test-")
+portfile = os.path.join(tmp, "upstream.port")
+upstream = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "mock_upstream.py"), portfile])
+UP = int(wait_file(portfile))
+dead = socket.socket()
+dead.bind(("127.0.0.1", 0))
+DEAD = dead.getsockname()[1]  # bound, never listening: connections are refused
+config = os.path.join(tmp, "models.json")
+with open(config, "w") as f:
+    json.dump({"models": [
+        {"id": "e2ee-mock", "upstream": "http://127.0.0.1:%d/v1" % UP, "upstream_model": "mock-model",
+         "tee": True, "e2ee": True, "system_prompt": "SERVER PROMPT", "context_length": 8192},
+        {"id": "tools-mock", "upstream": "http://127.0.0.1:%d/v1" % UP, "capabilities": {"function_calling": True}},
+        {"id": "dead-mock", "upstream": "http://127.0.0.1:%d/v1" % DEAD},
+        {"id": "hasty-mock", "upstream": "http://127.0.0.1:%d/v1" % UP, "upstream_timeout": 1},
+    ]}, f)
+KEY = "test-key-123"
+serve, PORT, SERVE_OUT, SERVE_ERR = start_serve(["--config", config, "--api-key", KEY, "--upstream-timeout", "30",
+                                                 "--max-body", "65536"], tmp)
+
+
+def request(method, path, body=None, key=KEY, headers=None, raw=None):
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=20)
+    h = {"Content-Type": "application/json"}
+    if key:
+        h["Authorization"] = "Bearer " + key
+    h.update(headers or {})
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    c.request(method, path, body=data, headers=h)
+    r = c.getresponse()
+    text = r.read().decode()
+    c.close()
+    return r.status, r.getheader("Content-Type"), text
+
+
+def chat(body, **kw):
+    return request("POST", "/api/v1/chat/completions", body, **kw)
+
+
+def events(text):
+    return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+
+
+def expect_error(status_text, status, message, etype="invalid_request_error"):
+    st, ctype, text = status_text
+    assert st == status, (st, text)
+    assert ctype == "application/json", ctype
+    err = json.loads(text)["error"]
+    assert err["message"] == message, err
+    assert err["type"] == etype, err
+    assert "param" in err and "code" in err
+
+
+def msgs(text):
+    return [{"role": "user", "content": text}]
+
+
+@check("GET /api/v1/models lists the models in Venice's shape")
+def _():
+    st, _, text = request("GET", "/api/v1/models", key=None)
+    assert st == 200
+    d = json.loads(text)
+    assert d["object"] == "list" and d["type"] == "text"
+    ids = [m["id"] for m in d["data"]]
+    assert ids == ["e2ee-mock", "tools-mock", "dead-mock", "hasty-mock"], ids
+    m = d["data"][0]
+    caps = m["model_spec"]["capabilities"]
+    assert caps["supportsE2EE"] and caps["supportsTeeAttestation"], caps
+    assert m["context_length"] == 8192 and m["model_spec"]["privacy"] == "private"
+    assert json.loads(request("GET", "/api/v1/models?type=image", key=None)[2])["data"] == []
+    assert len(json.loads(request("GET", "/api/v1/models?type=all", key=None)[2])["data"]) == 4
+    assert json.loads(request("GET", "/v1/models", key=None)[2])["object"] == "list"
+
+
+@check("health and readiness")
+def _():
+    assert json.loads(request("GET", "/healthz", key=None)[2]) == {"status": "ok"}
+    assert json.loads(request("GET", "/readyz", key=None)[2]) == {"status": "ready"}
+
+
+@check("non-streaming answer, usage, the server's system prompt reaches the upstream")
+def _():
+    st, _, text = chat({"model": "e2ee-mock", "messages": msgs("hello world")})
+    assert st == 200, text
+    d = json.loads(text)
+    assert d["object"] == "chat.completion" and d["id"].startswith("chatcmpl-") and len(d["id"]) == 41
+    assert d["choices"][0]["message"] == {"role": "assistant", "content": "echo: hello world"}, d
+    assert d["choices"][0]["finish_reason"] == "stop"
+    assert d["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    body = json.loads(request("GET", "/stats", key=None)[2]) if False else None
+    c = http.client.HTTPConnection("127.0.0.1", UP)
+    c.request("GET", "/stats")
+    last = json.loads(c.getresponse().read())["last_body"]
+    assert last["model"] == "mock-model" and last["stream"] is True, last
+    assert last["messages"][0] == {"role": "system", "content": "SERVER PROMPT"}, last["messages"]
+    assert "venice_parameters" not in last
+
+
+@check("include_venice_system_prompt false leaves the server prompt out")
+def _():
+    chat({"model": "e2ee-mock", "messages": msgs("x"), "venice_parameters": {"include_venice_system_prompt": False}})
+    c = http.client.HTTPConnection("127.0.0.1", UP)
+    c.request("GET", "/stats")
+    last = json.loads(c.getresponse().read())["last_body"]
+    assert last["messages"] == [{"role": "user", "content": "x"}], last
+
+
+@check("streaming: role first, one event per write, finish, usage only when asked, [DONE]")
+def _():
+    st, ctype, text = chat({"model": "e2ee-mock", "stream": True, "stream_options": {"include_usage": True},
+                            "messages": msgs("a b c")})
+    assert st == 200 and ctype == "text/event-stream", (st, ctype)
+    ev = events(text)
+    assert ev[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in ev[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert len({c["id"] for c in chunks}) == 1
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert content == "echo: a b c", content
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 4
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    st, _, text = chat({"model": "e2ee-mock", "stream": True, "messages": msgs("a b c")})
+    assert all(json.loads(e)["choices"] for e in events(text)[:-1]), "usage chunk without include_usage"
+
+
+@check("max_tokens ends with finish_reason length")
+def _():
+    d = json.loads(chat({"model": "e2ee-mock", "max_tokens": 2, "messages": msgs("one two three four")})[2])
+    assert d["choices"][0]["message"]["content"] == "echo: one" and d["choices"][0]["finish_reason"] == "length", d
+
+
+@check("reasoning_content is relayed")
+def _():
+    d = json.loads(chat({"model": "e2ee-mock", "messages": msgs("REASON x")})[2])
+    assert d["choices"][0]["message"]["reasoning_content"] == "thinking...", d
+
+
+@check("401: missing and wrong keys")
+def _():
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x")}, key=None), 401,
+                 "Missing API key: send Authorization: Bearer <key>", "authentication_error")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x")}, key="wrong"), 401, "Invalid API key",
+                 "authentication_error")
+
+
+@check("400s with protocol.md's messages")
+def _():
+    expect_error(chat(None, raw="{not json"), 400, "Invalid JSON body")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x"), "foo": 1}), 400, "Unrecognized request parameter: foo")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x"), "tools": []}), 400,
+                 "tools is not supported by this model")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x"), "response_format": {"type": "json_object"}}), 400,
+                 "response_format is not supported by this model")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x"), "logprobs": True}), 400,
+                 "logprobs is not supported by this model")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x"), "venice_parameters": {"enable_web_search": "on"}}),
+                 400, "Web search is not supported")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x"), "n": 2}), 400, "n must be 1")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x"), "temperature": 3}), 400,
+                 "temperature must be a number between 0 and 2")
+    expect_error(chat({"model": "e2ee-mock", "messages": [{"role": "robot", "content": "x"}]}), 400,
+                 "messages[0].role must be one of system, developer, user, assistant, tool")
+    expect_error(chat({"model": "e2ee-mock", "messages": []}), 400, "messages must be a non-empty array")
+    st, _, text = chat({"model": "tools-mock", "messages": msgs("x"), "tools": [], "tool_choice": "none"})
+    assert st == 200, text
+    assert json.loads(chat({"model": "e2ee-mock", "messages": msgs("x"),
+                            "venice_parameters": {"enable_web_search": "auto"}})[2])["object"] == "chat.completion"
+
+
+@check("404, 405, 413, 415 in the error shape")
+def _():
+    expect_error(chat({"model": "nope", "messages": msgs("x")}), 404, "Model not found", "not_found_error")
+    expect_error(request("GET", "/api/v1/nothing"), 404, "Not found", "not_found_error")
+    expect_error(request("GET", "/api/v1/chat/completions"), 405, "Method not allowed")
+    expect_error(request("DELETE", "/api/v1/models"), 405, "Method not allowed")
+    big = json.dumps({"model": "e2ee-mock", "messages": msgs("x" * 65500)})  # just over --max-body 65536
+    expect_error(chat(None, raw=big), 413, "Request body is too large")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("x")}, headers={"Content-Type": "text/plain"}), 415,
+                 "Content-Type must be application/json")
+
+
+@check("upstream failures: 4xx passed through, 5xx and refusal 502, silence 504, mid-stream error event")
+def _():
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("FAIL400")}), 400, "upstream says: prompt rejected")
+    expect_error(chat({"model": "e2ee-mock", "messages": msgs("FAIL500")}), 502, "Upstream failed", "server_error")
+    expect_error(chat({"model": "dead-mock", "messages": msgs("x")}), 502, "Upstream unavailable", "server_error")
+    t0 = time.time()
+    expect_error(chat({"model": "hasty-mock", "messages": msgs("HANG")}), 504, "Upstream timed out", "server_error")
+    assert time.time() - t0 < 10
+    st, _, text = chat({"model": "e2ee-mock", "stream": True, "messages": msgs("MIDERROR x")})
+    ev = events(text)
+    assert st == 200 and "[DONE]" not in ev, ev
+    assert json.loads(ev[-1])["error"]["message"] == "upstream broke mid-stream", ev
+
+
+def upstream_stats():
+    c = http.client.HTTPConnection("127.0.0.1", UP)
+    c.request("GET", "/stats")
+    return json.loads(c.getresponse().read())
+
+
+@check("a client that disconnects mid-stream cancels the upstream request")
+def _():
+    before = upstream_stats()["cancelled"]
+    s = socket.create_connection(("127.0.0.1", PORT))
+    body = json.dumps({"model": "e2ee-mock", "stream": True, "messages": msgs("SLOW " + "w " * 50)})
+    s.sendall(("POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (KEY, len(body), body)).encode())
+    assert b"data: " in s.recv(65536)
+    s.close()
+    end = time.time() + 5
+    while time.time() < end and upstream_stats()["cancelled"] == before:
+        time.sleep(0.1)
+    assert upstream_stats()["cancelled"] > before, "upstream stream was not cut"
+
+
+@check("200 concurrent streams all complete with their own content")
+def _():
+    errors = []
+
+    def one(i):
+        try:
+            st, _, text = chat({"model": "e2ee-mock", "stream": True, "messages": msgs("client %d here" % i)})
+            chunks = [json.loads(e) for e in events(text)[:-1]]
+            got = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+            if st != 200 or got != "echo: client %d here" % i or events(text)[-1] != "[DONE]":
+                errors.append((i, st, got))
+        except Exception as e:
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
+
+
+@check("garbage on the socket does not hurt the server")
+def _():
+    for junk in [b"\x00\xff" * 500, b"GET / HTTP/9.9\r\n\r\n", b"POST /api/v1/chat/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+                 b"A" * 70000 + b"\r\n\r\n", b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 100000 + b"\r\n\r\n"]:
+        s = socket.create_connection(("127.0.0.1", PORT))
+        try:
+            s.sendall(junk)
+            s.settimeout(2)
+            s.recv(4096)
+        except OSError:
+            pass
+        s.close()
+    assert request("GET", "/healthz", key=None)[0] == 200
+    assert chat({"model": "e2ee-mock", "messages": msgs("still alive")})[0] == 200
+
+
+@check("the log has one line per request and never a body")
+def _():
+    chat({"model": "e2ee-mock", "messages": msgs("UNIQUE-MARKER-8812")})
+    log = open(SERVE_ERR).read()
+    assert "UNIQUE-MARKER-8812" not in log and "echo:" not in log
+    assert "POST /api/v1/chat/completions 200" in log and "GET /api/v1/models 200" in log
+
+
+@check("SIGTERM lets an in-flight stream finish, then exits 0")
+def _():
+    box = {}
+
+    def slow():
+        try:
+            box["r"] = chat({"model": "e2ee-mock", "stream": True, "messages": msgs("SLOW a b c")})
+        except Exception as e:
+            box["r"] = (0, None, repr(e))
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    serve.send_signal(signal.SIGTERM)
+    t.join(20)
+    assert events(box["r"][2]) and events(box["r"][2])[-1] == "[DONE]", box["r"]
+    assert serve.wait(20) == 0
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
+        raise AssertionError("still accepting after shutdown")
+    except OSError:
+        pass
+
+
+@check("key store: first start creates and shows one key; revoked keys are refused")
+def _():
+    state = os.path.join(tmp, "ks")
+    p, port, out, _ = start_serve(["--upstream", "http://127.0.0.1:%d/v1" % UP, "--upstream-model", "m"], state)
+    global PORT
+    PORT = port
+    text = open(out).read()
+    key = text.split("It is shown only now:\n  ")[1].split()[0]
+    assert key.startswith("vk-")
+    assert chat({"model": "m", "messages": msgs("x")}, key=key)[0] == 200
+    assert key.encode() not in open(os.path.join(state, "keys.db"), "rb").read()
+    env = dict(os.environ, VEIL_STATE_DIR=state)
+    listing = subprocess.run([VEIL, "keys", "list"], env=env, capture_output=True, text=True).stdout
+    kid = listing.split()[0]
+    subprocess.run([VEIL, "keys", "revoke", kid], env=env, check=True, capture_output=True)
+    assert chat({"model": "m", "messages": msgs("x")}, key=key)[0] == 401
+    created = subprocess.run([VEIL, "keys", "create"], env=env, capture_output=True, text=True).stdout
+    key2 = created.split("key: ")[1].split()[0]
+    assert chat({"model": "m", "messages": msgs("x")}, key=key2)[0] == 200
+    p.send_signal(signal.SIGINT)
+    assert p.wait(20) == 0
+    p2, port2, out2, _ = start_serve(["--upstream", "http://127.0.0.1:%d/v1" % UP, "--upstream-model", "m"], state)
+    assert "shown only now" not in open(out2).read()  # keys exist: none is made
+    p2.send_signal(signal.SIGTERM)
+    p2.wait(20)
+
+
+if serve.poll() is None:
+    serve.kill()
+upstream.kill()
+for i, (ok, name, detail) in enumerate(results, 1):
+    print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
+    for line in detail.splitlines():
+        print("# " + line)
+print("1..%d" % len(results))
+sys.exit(0 if all(ok for ok, _, _ in results) else 1)
