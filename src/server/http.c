@@ -40,6 +40,14 @@ typedef struct server {
     pthread_cond_t workers_done;
     stream *streams;    /* in flight */
     int active, workers;
+    /* Active key-store hashes, reloaded off the loop by the key thread, so
+     * that the loop never reads the disk and revocations apply within a second. */
+    pthread_rwlock_t keys_lock;
+    uint8_t (*store_hashes)[32];
+    size_t n_store_hashes;
+    pthread_t key_thread;
+    atomic_int key_thread_stop;
+    int key_thread_started;
 } server;
 
 /* One piece of output waiting for the loop. */
@@ -179,8 +187,10 @@ static int authorized(server *s, struct evhttp_request *req, const char **why) {
     int ok = 0;
     for (size_t i = 0; i < s->cfg->n_api_keys; i++)
         ok |= veil_ct_equal(hash, s->key_hashes[i], 32);
-    if (!ok && s->cfg->keystore)
-        ok = veil_keystore_check(s->cfg->keystore, key);
+    pthread_rwlock_rdlock(&s->keys_lock);
+    for (size_t i = 0; i < s->n_store_hashes; i++)
+        ok |= veil_ct_equal(hash, s->store_hashes[i], 32);
+    pthread_rwlock_unlock(&s->keys_lock);
     *why = "Invalid API key";
     return ok;
 }
@@ -614,6 +624,33 @@ static void on_request(struct evhttp_request *req, void *arg) {
 
 /* ---- lifecycle ---- */
 
+static void reload_keys(server *s) {
+    uint8_t(*hashes)[32];
+    size_t n;
+    veil_err err;
+    if (veil_keystore_hashes(s->cfg->keystore, &hashes, &n, &err) != VEIL_OK) {
+        fprintf(logf_(s), "veil: %s (keeping the keys loaded before)\n", err.message);
+        return;
+    }
+    pthread_rwlock_wrlock(&s->keys_lock);
+    uint8_t(*old)[32] = s->store_hashes;
+    s->store_hashes = hashes;
+    s->n_store_hashes = n;
+    pthread_rwlock_unlock(&s->keys_lock);
+    free(old);
+}
+
+static void *key_thread(void *arg) {
+    server *s = arg;
+    while (!atomic_load(&s->key_thread_stop)) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        for (int i = 0; i < 10 && !atomic_load(&s->key_thread_stop); i++)
+            nanosleep(&ts, NULL);
+        reload_keys(s);
+    }
+    return NULL;
+}
+
 static void on_grace_over(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     server *s = arg;
@@ -672,6 +709,11 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
     s.key_hashes = calloc(c.n_api_keys + 1, 32);
     for (size_t i = 0; s.key_hashes && i < c.n_api_keys; i++)
         EVP_Digest(c.api_keys[i], strlen(c.api_keys[i]), s.key_hashes[i], NULL, EVP_sha256(), NULL);
+    pthread_rwlock_init(&s.keys_lock, NULL);
+    if (c.keystore) {
+        reload_keys(&s);
+        s.key_thread_started = pthread_create(&s.key_thread, NULL, key_thread, &s) == 0;
+    }
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
     s.base = event_base_new();
@@ -726,6 +768,10 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
         event_free(s.grace_timer);
     if (stuck) {
         fprintf(logf_(&s), "veil: %d generation(s) did not stop; exiting without freeing them\n", stuck);
+        if (s.key_thread_started) {
+            atomic_store(&s.key_thread_stop, 1);
+            pthread_join(s.key_thread, NULL);
+        }
         return VEIL_OK;
     }
     while (s.streams) {
@@ -735,6 +781,12 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
         stream_unlink_and_free(st);
     }
 out:
+    if (s.key_thread_started) {
+        atomic_store(&s.key_thread_stop, 1);
+        pthread_join(s.key_thread, NULL);
+    }
+    free(s.store_hashes);
+    pthread_rwlock_destroy(&s.keys_lock);
     if (s.http)
         evhttp_free(s.http);
     if (s.base)

@@ -118,3 +118,38 @@ int veil_keystore_check(veil_keystore *ks, const char *secret) {
     sqlite3_finalize(st);
     return found;
 }
+
+veil_rc veil_keystore_hashes(veil_keystore *ks, uint8_t (**hashes)[32], size_t *n, veil_err *err) {
+    *hashes = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ks->db, "SELECT hash FROM api_keys WHERE revoked = 0", -1, &st, NULL) != SQLITE_OK)
+        return veil_err_set(err, VEIL_ERR_IO, "key store: %s", sqlite3_errmsg(ks->db));
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 32)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 8;
+            uint8_t(*grown)[32] = realloc(*hashes, cap * 32);
+            if (!grown) {
+                sqlite3_finalize(st);
+                free(*hashes);
+                *hashes = NULL;
+                *n = 0;
+                return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+            }
+            *hashes = grown;
+        }
+        memcpy((*hashes)[(*n)++], sqlite3_column_blob(st, 0), 32);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(*hashes);
+        *hashes = NULL;
+        *n = 0;
+        return veil_err_set(err, VEIL_ERR_IO, "key store: %s", sqlite3_errmsg(ks->db));
+    }
+    return VEIL_OK;
+}

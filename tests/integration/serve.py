@@ -259,6 +259,17 @@ def upstream_stats():
     return json.loads(c.getresponse().read())
 
 
+@check("curl streams an answer as any client would")
+def _():
+    r = subprocess.run(["curl", "-sN", "http://127.0.0.1:%d/api/v1/chat/completions" % PORT, "-H",
+                        "Authorization: Bearer " + KEY, "-H", "Content-Type: application/json", "-d",
+                        json.dumps({"model": "e2ee-mock", "stream": True, "messages": msgs("via curl")})],
+                       capture_output=True, text=True, timeout=30)
+    ev = events(r.stdout)
+    assert ev[-1] == "[DONE]", r.stdout
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in ev[:-1]) == "echo: via curl"
+
+
 @check("a client that disconnects mid-stream cancels the upstream request")
 def _():
     before = upstream_stats()["cancelled"]
@@ -359,9 +370,16 @@ def _():
     listing = subprocess.run([VEIL, "keys", "list"], env=env, capture_output=True, text=True).stdout
     kid = listing.split()[0]
     subprocess.run([VEIL, "keys", "revoke", kid], env=env, check=True, capture_output=True)
+    # the server reloads its keys off the event loop every second
+    end = time.time() + 5
+    while time.time() < end and chat({"model": "m", "messages": msgs("x")}, key=key)[0] != 401:
+        time.sleep(0.2)
     assert chat({"model": "m", "messages": msgs("x")}, key=key)[0] == 401
     created = subprocess.run([VEIL, "keys", "create"], env=env, capture_output=True, text=True).stdout
     key2 = created.split("key: ")[1].split()[0]
+    end = time.time() + 5
+    while time.time() < end and chat({"model": "m", "messages": msgs("x")}, key=key2)[0] != 200:
+        time.sleep(0.2)
     assert chat({"model": "m", "messages": msgs("x")}, key=key2)[0] == 200
     p.send_signal(signal.SIGINT)
     assert p.wait(20) == 0
