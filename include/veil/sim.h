@@ -19,6 +19,10 @@ struct veil_event_log;
 
 typedef struct veil_sim veil_sim;
 
+/* SHA-384 of the running executable (/proc/self/exe): the simulated MRTD,
+ * and the binary_sha384 attestation responses report. Returns 1 on success. */
+int veil_binary_sha384(uint8_t out[48]);
+
 typedef struct veil_sim_options {
     int debug;              /* set TDATTRIBUTES.DEBUG (for tests of debug refusal) */
     const uint8_t *mrtd;    /* 48 bytes; NULL: SHA-384 of the running executable */

@@ -197,7 +197,7 @@ static veil_rc load_or_make(veil_sim *s, const char dir[3800], int id, veil_err 
     return VEIL_OK;
 }
 
-static int hash_self(uint8_t out[48]) {
+int veil_binary_sha384(uint8_t out[48]) {
     FILE *f = fopen("/proc/self/exe", "rb");
     if (!f)
         return 0;
@@ -241,7 +241,7 @@ veil_rc veil_sim_open(veil_sim **out, const char *state_dir, const veil_sim_opti
         s->debug = opts && opts->debug;
         if (opts && opts->mrtd)
             memcpy(s->mrtd, opts->mrtd, 48);
-        else if (!hash_self(s->mrtd))
+        else if (!veil_binary_sha384(s->mrtd))
             rc = veil_err_set(err, VEIL_ERR_IO, "simulated TDX: cannot hash the running executable for MRTD");
     }
     if (rc != VEIL_OK) {

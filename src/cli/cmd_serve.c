@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "../server/server.h"
+#include "../server/tee.h"
 #include "cli.h"
 #include "veil/secure.h"
 
@@ -37,6 +38,11 @@ static void serve_help(void) {
          "  --config FILE          models from a JSON file (see docs/serve.md)\n"
          "  --max-body BYTES       request body limit (default 4194304)\n"
          "  --cors ORIGIN          send CORS headers for this origin ('*' for any)\n"
+         "  --tee auto|tdx|dstack|sim|none\n"
+         "                         where quotes come from (default auto: configfs-tsm, else the\n"
+         "                         dstack socket, else a SIMULATED TEE, announced as such)\n"
+         "  --tee-rate-limit N     attestation requests per client IP a minute (default 10)\n"
+         "  --trust-proxy          take the client IP from X-Forwarded-For (behind a proxy)\n"
          "\n"
          "SIGINT or SIGTERM stops accepting, lets streams finish (10 s), then exits.");
 }
@@ -47,6 +53,7 @@ typedef struct serve_state {
     const char *keys[MAX_KEYS];
     size_t n_keys;
     const char *shown_key; /* a key to print in the banner's examples */
+    veil_tee *tee;
     const char *state_dir;
 } serve_state;
 
@@ -57,7 +64,15 @@ static void on_ready(void *ctx, const char *host, int port) {
     printf("  models: ");
     for (size_t i = 0; i < st->n_models; i++)
         printf("%s%s (%s)", i ? ", " : "", st->models[i].id, st->models[i].backend ? st->models[i].backend->name : "?");
-    printf("\n  TEE: none yet in this build: responses are neither attested nor signed\n");
+    if (!st->tee)
+        printf("\n  TEE: none (--tee none): no attestation\n");
+    else if (veil_tee_simulated(st->tee))
+        printf("\n  TEE: SIMULATED (veil-simulated). THIS IS NOT A TEE: quotes are signed by a simulation root\n"
+               "       that clients refuse unless told to accept simulation. Signing address %s\n",
+               veil_tee_address(st->tee));
+    else
+        printf("\n  TEE: %s, signing address %s\n", veil_tee_provider_name(st->tee), veil_tee_address(st->tee));
+    printf("  responses are not yet signed and E2EE is not yet available in this build\n");
     printf("  state: %s\n", st->state_dir);
     const char *key = st->shown_key ? st->shown_key : "$VEIL_API_KEY";
     printf("  try: curl -s http://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
@@ -128,13 +143,16 @@ int cmd_serve(int argc, char **argv) {
         {"upstream-key", required_argument, NULL, 'K'}, {"upstream-timeout", required_argument, NULL, 'T'},
         {"model-id", required_argument, NULL, 'i'},     {"config", required_argument, NULL, 'c'},
         {"max-body", required_argument, NULL, 'b'},     {"cors", required_argument, NULL, 'C'},
+        {"tee", required_argument, NULL, 't'},          {"tee-rate-limit", required_argument, NULL, 'r'},
+        {"trust-proxy", no_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
     serve_state st;
     memset(&st, 0, sizeof st);
     veil_server_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.port = 8080;
-    const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL;
+    const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL,
+               *tee_name = "auto";
     long timeout = 60;
     int c;
     opterr = 0;
@@ -169,6 +187,13 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error("veil serve --help", "--max-body takes a byte count");
             break;
         case 'C': cfg.cors_origin = optarg; break;
+        case 't': tee_name = optarg; break;
+        case 'r':
+            cfg.tee_rate_per_min = (int)strtol(optarg, &end, 10);
+            if (*end || cfg.tee_rate_per_min < 1)
+                return cli_usage_error("veil serve --help", "--tee-rate-limit takes a positive count");
+            break;
+        case 'P': cfg.trust_proxy = 1; break;
         case 'h': serve_help(); return CLI_OK;
         default: return cli_usage_error("veil serve --help", "bad option '%s' for 'veil serve'", argv[optind - 1]);
         }
@@ -187,6 +212,8 @@ int cmd_serve(int argc, char **argv) {
     if (upstream && st.n_models < MAX_MODELS) {
         veil_model *m = &st.models[st.n_models++];
         m->id = strdup(model_id ? model_id : up_model ? up_model : "veil-upstream");
+        /* Venice's naming: tee-<name> and e2ee-<name> are TEE models */
+        m->tee = !strncmp(m->id, "tee-", 4) || !strncmp(m->id, "e2ee-", 5);
         m->upstream_model = dup_or_null(up_model);
         m->description = strdup("served from an OpenAI-compatible upstream");
         m->context_length = 32768;
@@ -197,11 +224,39 @@ int cmd_serve(int argc, char **argv) {
         return cli_usage_error("veil serve --help",
                                "no model to serve: pass --upstream URL or --config FILE "
                                "(the built-in engine and its default model are not in this build yet)");
+    veil_tee_kind kind = VEIL_TEE_AUTO;
+    if (!strcmp(tee_name, "tdx"))
+        kind = VEIL_TEE_TDX;
+    else if (!strcmp(tee_name, "dstack"))
+        kind = VEIL_TEE_DSTACK;
+    else if (!strcmp(tee_name, "sim"))
+        kind = VEIL_TEE_SIM;
+    else if (strcmp(tee_name, "auto") != 0 && strcmp(tee_name, "none") != 0)
+        return cli_usage_error("veil serve --help", "--tee must be auto, tdx, dstack, sim or none");
+    /* E2EE decryption is not in this build: no model may claim it */
+    for (size_t i = 0; i < st.n_models; i++) {
+        if (st.models[i].e2ee)
+            fprintf(stderr, "veil serve: model %s: E2EE is not available in this build; served as TEE-only\n",
+                    st.models[i].id);
+        st.models[i].tee |= st.models[i].e2ee;
+        st.models[i].e2ee = 0;
+    }
     mkdir(st.state_dir, 0700);
+    veil_tee *tee = NULL;
+    veil_err err;
+    if (strcmp(tee_name, "none") != 0) {
+        veil_provider_config pc = {NULL, NULL, st.state_dir, NULL};
+        if (veil_tee_open(&tee, kind, &pc, "0.1.0", &err) != VEIL_OK)
+            return cli_fail_err("TEE", &err);
+        st.tee = tee;
+    } else {
+        for (size_t i = 0; i < st.n_models; i++)
+            st.models[i].tee = 0;
+    }
+    cfg.tee = tee;
     char db[4200];
     snprintf(db, sizeof db, "%s/keys.db", st.state_dir);
     veil_keystore *ks = NULL;
-    veil_err err;
     char *created = NULL;
     if (st.n_keys == 0) {
         if (veil_keystore_open(&ks, db, &err) != VEIL_OK)
@@ -225,6 +280,7 @@ int cmd_serve(int argc, char **argv) {
     cfg.ready_ctx = &st;
     int rc = veil_server_run(&cfg, &err) == VEIL_OK ? CLI_OK : cli_fail_err("serve", &err);
     veil_keystore_close(ks);
+    veil_tee_free(tee);
     if (created)
         veil_free_secret(created, strlen(created));
     for (size_t i = 0; i < st.n_models; i++) {

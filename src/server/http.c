@@ -22,7 +22,9 @@
 #include <openssl/evp.h>
 
 #include "server.h"
+#include "tee.h"
 #include "veil/hex.h"
+#include "veil/keys.h"
 #include "veil/secure.h"
 
 typedef struct stream stream;
@@ -48,6 +50,12 @@ typedef struct server {
     pthread_t key_thread;
     atomic_int key_thread_stop;
     int key_thread_started;
+    int attest_jobs; /* attestations in progress (loop thread only) */
+    struct rate_slot {
+        char ip[64];
+        long window;
+        int count;
+    } rate[1024]; /* per-IP one-minute windows for the attestation routes (loop thread only) */
 } server;
 
 /* One piece of output waiting for the loop. */
@@ -220,6 +228,198 @@ static size_t handle_models(server *s, struct evhttp_request *req, const struct 
     return send_json(s, req, 200, json_pack("{s:s, s:s, s:o}", "object", "list", "type", "text", "data", data));
 }
 
+/* ---- TEE ---- */
+
+static void tee_headers(server *s, struct evhttp_request *req, const veil_model *m) {
+    if (!s->cfg->tee || !(m->tee || m->e2ee))
+        return;
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "X-Venice-TEE", "true");
+    evhttp_add_header(h, "X-Venice-TEE-Provider", veil_tee_provider_name(s->cfg->tee));
+}
+
+static void client_ip(server *s, struct evhttp_request *req, char out[64]) {
+    const char *xff = s->cfg->trust_proxy ? evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For")
+                                          : NULL;
+    if (xff) {
+        size_t n = strcspn(xff, ", ");
+        snprintf(out, 64, "%.*s", (int)(n < 63 ? n : 63), xff);
+        return;
+    }
+    char *addr = NULL;
+    ev_uint16_t port;
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+    snprintf(out, 64, "%s", addr ? addr : "?");
+}
+
+/* Fixed one-minute windows per client IP. Returns 0 when allowed, else the
+ * seconds until the window ends (for Retry-After). */
+static int rate_limited(server *s, struct evhttp_request *req) {
+    char ip[64];
+    client_ip(s, req, ip);
+    long now = (long)time(NULL), window = now / 60;
+    size_t h = 5381;
+    for (const char *c = ip; *c; c++)
+        h = h * 33 + (unsigned char)*c;
+    struct rate_slot *slot = &s->rate[h % (sizeof s->rate / sizeof s->rate[0])];
+    if (strcmp(slot->ip, ip) != 0 || slot->window != window) {
+        snprintf(slot->ip, sizeof slot->ip, "%s", ip);
+        slot->window = window;
+        slot->count = 0;
+    }
+    int limit = s->cfg->tee_rate_per_min > 0 ? s->cfg->tee_rate_per_min : 10;
+    return ++slot->count > limit ? (int)(60 - now % 60) : 0;
+}
+
+typedef struct attest_job {
+    server *s;
+    struct evhttp_request *req;
+    struct evhttp_connection *conn;
+    int client_gone;
+    struct event *wake;
+    double t0;
+    const char *path;
+    int near;
+    char model[128];
+    uint8_t nonce[32];
+    char nonce_text[65];
+    int client_nonce;
+    json_t *result;
+    char error[300];
+} attest_job;
+
+static void job_closed(struct evhttp_connection *conn, void *arg) {
+    (void)conn;
+    attest_job *j = arg;
+    j->client_gone = 1;
+    j->conn = NULL;
+}
+
+/* NEAR AI Cloud's report shape (§4) from the Venice document. */
+static json_t *near_report(json_t *doc, const char *model) {
+    const char *key = json_string_value(json_object_get(doc, "signing_key"));
+    json_t *r = json_pack("{s:s, s:O, s:s, s:s, s:O, s:O, s:O, s:O, s:O}", "model_name", model, "signing_address",
+                          json_object_get(doc, "signing_address"), "signing_algo", "ecdsa", "signing_public_key",
+                          key ? key + 2 : "", "request_nonce", json_object_get(doc, "request_nonce"), "intel_quote",
+                          json_object_get(doc, "intel_quote"), "nvidia_payload", json_object_get(doc, "nvidia_payload"),
+                          "event_log", json_object_get(doc, "event_log"), "info", json_object_get(doc, "info"));
+    json_object_set_new(r, "all_attestations", json_pack("[o]", json_deep_copy(r)));
+    return r;
+}
+
+static void *attest_worker(void *arg) {
+    attest_job *j = arg;
+    veil_err err;
+    json_t *doc = veil_tee_attest(j->s->cfg->tee, j->model, j->nonce, j->nonce_text, j->client_nonce, &err);
+    if (doc && j->near) {
+        json_t *r = near_report(doc, j->model);
+        json_decref(doc);
+        doc = r;
+    }
+    if (!doc)
+        snprintf(j->error, sizeof j->error, "TEE attestation failed: %s", err.message);
+    j->result = doc;
+    event_active(j->wake, EV_READ, 0);
+    return NULL;
+}
+
+static void attest_done(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    attest_job *j = arg;
+    server *s = j->s;
+    if (j->client_gone) {
+        evhttp_request_free(j->req); /* detached by libevent when the client left */
+        json_decref(j->result);
+    } else {
+        evhttp_connection_set_closecb(j->conn, NULL, NULL);
+        int status = j->result ? 200 : 502;
+        size_t bytes = j->result ? send_json(s, j->req, 200, j->result) : send_error(s, j->req, 502, j->error, NULL);
+        log_request(s, j->req, "GET", j->path, status, j->t0, bytes, NULL);
+    }
+    s->attest_jobs--;
+    event_free(j->wake);
+    free(j);
+}
+
+/* GET /api/v1/tee/attestation (Venice) and /v1/attestation/report (NEAR). */
+static size_t handle_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, int near,
+                                 const char *path, double t0, int *status) {
+    int wait = rate_limited(s, req);
+    if (wait) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", wait);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
+        *status = 429;
+        return send_error(s, req, 429, "Rate limit exceeded", NULL);
+    }
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    const char *query = evhttp_uri_get_query(uri);
+    if (query)
+        evhttp_parse_query_str(query, &q);
+    const char *model = evhttp_find_header(&q, "model"), *nonce = evhttp_find_header(&q, "nonce");
+    const char *algo = evhttp_find_header(&q, "signing_algo"), *addr = evhttp_find_header(&q, "signing_address");
+    size_t bytes = 0;
+    attest_job *j = NULL;
+    const veil_model *m = model ? find_model(s, model) : NULL;
+    uint8_t n[32];
+    size_t nlen = nonce ? strlen(nonce) : 0;
+    int nonce_hex = nonce && veil_hex_is_valid(nonce, nlen);
+    *status = 400;
+    if (!s->cfg->tee) {
+        bytes = send_error(s, req, *status = 404, "Not found", NULL);
+    } else if (nonce && near && !nonce_hex && !(nlen == 0)) {
+        bytes = send_error(s, req, 400, "Nonce must be hex-encoded", "nonce");
+    } else if (nonce && (!nonce_hex || nlen != 64)) {
+        bytes = send_error(s, req, 400, near ? "Nonce must be 32 bytes" : "Nonce must be exactly 32 bytes (64 hex characters)",
+                           "nonce");
+    } else if (!m) {
+        bytes = send_error(s, req, *status = 404, "Model not found", "model");
+    } else if (!m->tee && !m->e2ee) {
+        bytes = send_error(s, req, 400, "Model does not support TEE attestation", "model");
+    } else if (near && algo && strcmp(algo, "ecdsa") != 0) {
+        bytes = send_error(s, req, 400, "Unsupported signing algorithm", "signing_algo");
+    } else if (near && addr && strcasecmp(addr, veil_tee_address(s->cfg->tee)) != 0) {
+        bytes = send_error(s, req, *status = 404, "Signing address not found on this server", "signing_address");
+    } else if (s->attest_jobs >= 4) {
+        bytes = send_error(s, req, *status = 503, "Attestation is busy, retry shortly", NULL);
+    } else if (!(j = calloc(1, sizeof *j))) {
+        bytes = send_error(s, req, *status = 500, "Internal server error", NULL);
+    } else {
+        if (nonce) {
+            if (veil_hex_decode(n, 32, NULL, nonce, 64, NULL) != VEIL_OK)
+                memset(n, 0, 32);
+            snprintf(j->nonce_text, sizeof j->nonce_text, "%s", nonce);
+        } else if (veil_random_bytes(n, 32, NULL) != VEIL_OK) {
+            memset(n, 0, 32);
+        }
+        memcpy(j->nonce, n, 32);
+        j->client_nonce = nonce != NULL;
+        snprintf(j->model, sizeof j->model, "%s", model);
+        j->s = s;
+        j->req = req;
+        j->conn = evhttp_request_get_connection(req);
+        j->t0 = t0;
+        j->path = path;
+        j->near = near;
+        j->wake = event_new(s->base, -1, 0, attest_done, j);
+        evhttp_connection_set_closecb(j->conn, job_closed, j);
+        s->attest_jobs++;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t th;
+        if (pthread_create(&th, &attr, attest_worker, j) != 0) {
+            snprintf(j->error, sizeof j->error, "TEE attestation failed: no thread");
+            event_active(j->wake, EV_READ, 0);
+        }
+        pthread_attr_destroy(&attr);
+        *status = -1;
+    }
+    evhttp_clear_headers(&q);
+    return bytes;
+}
+
 /* ---- streams ---- */
 
 static void drop_request(stream *st);
@@ -315,6 +515,7 @@ static void start_stream(stream *st) {
     struct evkeyvalq *h = evhttp_request_get_output_headers(st->req);
     evhttp_add_header(h, "Content-Type", "text/event-stream");
     evhttp_add_header(h, "Cache-Control", "no-cache");
+    tee_headers(st->srv, st->req, st->creq.model);
     cors(st->srv, st->req);
     evhttp_send_reply_start(st->req, 200, "OK");
     send_event(st, chunk_json(st, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
@@ -414,6 +615,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
                                      "chat.completion", "created", (json_int_t)st->created, "model", st->creq.model->id,
                                      "choices", "index", 0, "message", msg, "finish_reason", st->finish, "logprobs",
                                      "usage", usage);
+            tee_headers(st->srv, st->req, st->creq.model);
             st->bytes += send_json(st->srv, st->req, 200, resp);
             finish_request(st, 200);
         }
@@ -501,6 +703,50 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+/* The E2EE header rules of protocol.md §3.3 (Venice) and §4 (NEAR), in
+ * their order. Returns the refusal message, or NULL when the request is not
+ * an E2EE one. No model of this build decrypts requests, so an E2EE request
+ * that passes the header checks ends at "Model does not support E2EE". */
+static const char *e2ee_refusal(struct evhttp_request *req, const veil_chat_request *creq) {
+    static char msg[160];
+    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+    json_t *vp = json_object_get(creq->body, "venice_parameters");
+    if (json_is_false(json_object_get(vp, "enable_e2ee")))
+        return NULL; /* TEE-only, even with the headers */
+    const char *cpk = evhttp_find_header(h, "X-Venice-TEE-Client-Pub-Key");
+    const char *mpk = evhttp_find_header(h, "X-Venice-TEE-Model-Pub-Key");
+    const char *algo = evhttp_find_header(h, "X-Venice-TEE-Signing-Algo");
+    const char *near_algo = evhttp_find_header(h, "X-Signing-Algo"), *near_key = evhttp_find_header(h, "X-Client-Pub-Key");
+    veil_pubkey pub;
+    if (cpk || mpk || algo) {
+        if (!cpk || !mpk || !algo)
+            return "E2EE requires X-Venice-TEE-Client-Pub-Key, X-Venice-TEE-Model-Pub-Key and X-Venice-TEE-Signing-Algo "
+                   "together";
+        if (strcmp(algo, "ecdsa") != 0)
+            return "Unsupported signing algorithm";
+        if (veil_pubkey_parse_hex(&pub, cpk, strlen(cpk), NULL) != VEIL_OK)
+            return "Invalid public key";
+        return "Model does not support E2EE";
+    }
+    if (near_algo || near_key) {
+        if (!near_algo || !near_key)
+            return "Both X-Signing-Algo and X-Client-Pub-Key headers must be present together";
+        if (strcmp(near_algo, "ecdsa") != 0 && strcmp(near_algo, "ed25519") != 0) {
+            snprintf(msg, sizeof msg, "Invalid X-Signing-Algo: %.40s. Must be 'ecdsa' or 'ed25519'", near_algo);
+            return msg;
+        }
+        size_t n = strlen(near_key);
+        if (!veil_hex_is_valid(near_key, n))
+            return "X-Client-Pub-Key must be valid hex";
+        if (!strcmp(near_algo, "ecdsa") && n / 2 != 64 && n / 2 != 65) {
+            snprintf(msg, sizeof msg, "ECDSA client public key must be 64 or 65 bytes, got %zu", n / 2);
+            return msg;
+        }
+        return "Model does not support E2EE";
+    }
+    return NULL;
+}
+
 static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int *status) {
     const char *why;
     if (!authorized(s, req, &why)) {
@@ -529,6 +775,13 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
         free(st);
         *status = e.status;
         return send_error(s, req, e.status, e.message, e.param);
+    }
+    const char *e2ee_error = e2ee_refusal(req, &st->creq);
+    if (e2ee_error) {
+        veil_chat_request_clear(&st->creq);
+        free(st);
+        *status = 400;
+        return send_error(s, req, 400, e2ee_error, NULL);
     }
     pthread_mutex_lock(&s->mu);
     int full = s->active >= s->cfg->max_streams || s->shutting_down;
@@ -610,6 +863,13 @@ static void on_request(struct evhttp_request *req, void *arg) {
                                 : send_json(s, req, 200, json_pack("{s:s}", "status", "ready"));
     } else if (!strcmp(path, "/api/v1/models") || !strcmp(path, "/v1/models")) {
         bytes = get ? handle_models(s, req, uri) : send_error(s, req, status = 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/api/v1/tee/attestation") || !strcmp(path, "/v1/attestation/report")) {
+        int near = !strcmp(path, "/v1/attestation/report");
+        if (get)
+            bytes = handle_attestation(s, req, uri, near, near ? "/v1/attestation/report" : "/api/v1/tee/attestation",
+                                       t0, &status);
+        else
+            bytes = send_error(s, req, status = 405, "Method not allowed", NULL);
     } else if (!strcmp(path, "/api/v1/chat/completions") || !strcmp(path, "/v1/chat/completions")) {
         if (post)
             bytes = handle_chat(s, req, t0, &status);

@@ -128,6 +128,9 @@ typedef struct veil_server_config {
     size_t n_api_keys;
     veil_keystore *keystore;     /* may be NULL */
     const char *cors_origin;     /* NULL: no CORS headers */
+    struct veil_tee *tee;        /* NULL: no TEE (no attestation routes) */
+    int tee_rate_per_min;        /* attestation requests per client IP a minute; default 10 */
+    int trust_proxy;             /* take the client IP from X-Forwarded-For */
     FILE *log;                   /* one line per request; NULL: stderr */
     /* called once the socket is bound, with the actual port */
     void (*on_ready)(void *ctx, const char *host, int port);

@@ -1,0 +1,247 @@
+/* The TEE side of veil serve: the instance key, quotes over REPORTDATA =
+ * signing address || 12 zero bytes || nonce, and the attestation document
+ * with the server's own verification of the evidence it returns. */
+#include "tee.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "veil/collateral.h"
+#include "veil/eventlog.h"
+#include "veil/hex.h"
+#include "veil/quote.h"
+#include "veil/secure.h"
+#include "veil/sim.h"
+
+#define SHARED_QUOTE_SECONDS 60
+
+struct veil_tee {
+    veil_seckey key; /* first: the page holding it is locked against swap */
+    veil_pubkey pub;
+    uint8_t address[VEIL_ADDRESS_LEN];
+    char address_str[VEIL_ADDRESS_STR_LEN + 1];
+    veil_quote_provider *provider;
+    char version[32];
+    char binary_sha384[97];
+    uint8_t root_sha256[32];
+    uint8_t *root_der;
+    size_t root_der_len;
+    pthread_mutex_t mu; /* guards the shared nonce-less quote */
+    uint8_t shared_nonce[32];
+    uint8_t *shared_quote;
+    size_t shared_len;
+    char *shared_log;
+    time_t shared_at;
+};
+
+static int hash_self(char out[97]) {
+    uint8_t h[48];
+    if (!veil_binary_sha384(h))
+        return 0;
+    veil_hex_encode(out, h, 48);
+    return 1;
+}
+
+veil_rc veil_tee_open(veil_tee **out, veil_tee_kind kind, const veil_provider_config *cfg, const char *version,
+                      veil_err *err) {
+    *out = NULL;
+    veil_tee *t = calloc(1, sizeof *t);
+    if (!t)
+        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    mlock(t, sizeof *t); /* best effort: keep the key out of swap */
+    pthread_mutex_init(&t->mu, NULL);
+    snprintf(t->version, sizeof t->version, "%s", version);
+    veil_rc rc = veil_seckey_generate(&t->key, err);
+    if (rc == VEIL_OK)
+        rc = veil_pubkey_from_seckey(&t->pub, &t->key, err);
+    if (rc == VEIL_OK) {
+        veil_eth_address(t->address, &t->pub);
+        veil_eth_address_to_string(t->address_str, t->address);
+        if (!hash_self(t->binary_sha384))
+            snprintf(t->binary_sha384, sizeof t->binary_sha384, "unknown");
+        rc = veil_provider_open(&t->provider, kind, cfg, err);
+    }
+    if (rc == VEIL_OK && veil_provider_is_simulated(t->provider)) {
+        /* RTMR3 of the simulated TD records what this instance is. */
+        rc = veil_provider_add_event(t->provider, "veil-version", (const uint8_t *)version, strlen(version), err);
+        if (rc == VEIL_OK)
+            rc = veil_provider_add_event(t->provider, "binary-sha384", (const uint8_t *)t->binary_sha384,
+                                         strlen(t->binary_sha384), err);
+        if (rc == VEIL_OK)
+            rc = veil_provider_add_event(t->provider, "signing-address", t->address, VEIL_ADDRESS_LEN, err);
+        if (rc == VEIL_OK)
+            rc = veil_sim_root_der(veil_provider_sim(t->provider), &t->root_der, &t->root_der_len, err);
+        if (rc == VEIL_OK)
+            EVP_Digest(t->root_der, t->root_der_len, t->root_sha256, NULL, EVP_sha256(), NULL);
+    } else if (rc == VEIL_OK) {
+        veil_quote_options o;
+        veil_quote_options_init(&o);
+        memcpy(t->root_sha256, o.root_sha256, 32);
+    }
+    if (rc != VEIL_OK) {
+        veil_tee_free(t);
+        return rc;
+    }
+    *out = t;
+    return VEIL_OK;
+}
+
+void veil_tee_free(veil_tee *t) {
+    if (!t)
+        return;
+    veil_provider_free(t->provider);
+    free(t->root_der);
+    free(t->shared_quote);
+    free(t->shared_log);
+    pthread_mutex_destroy(&t->mu);
+    veil_wipe(t, sizeof *t);
+    munlock(t, sizeof *t);
+    free(t);
+}
+
+const char *veil_tee_provider_name(const veil_tee *t) { return veil_provider_name(t->provider); }
+int veil_tee_simulated(const veil_tee *t) { return veil_provider_is_simulated(t->provider); }
+const char *veil_tee_address(const veil_tee *t) { return t->address_str; }
+const veil_seckey *veil_tee_key(const veil_tee *t) { return &t->key; }
+const veil_pubkey *veil_tee_pubkey(const veil_tee *t) { return &t->pub; }
+
+static json_t *hexj(const uint8_t *p, size_t n) {
+    char *h = veil_hex_encode_alloc(p, n);
+    json_t *v = json_string(h ? h : "");
+    free(h);
+    return v;
+}
+
+/* The server's own verdict on the evidence it returns (§3.4 server_verification). */
+static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_json, const uint8_t nonce[32],
+                           int *verified) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    veil_quote_options o;
+    veil_quote_options_init(&o);
+    memcpy(o.root_sha256, t->root_sha256, 32);
+    o.root_der = t->root_der;
+    o.root_der_len = t->root_der_len;
+    veil_collateral *col = NULL;
+    char *col_json = NULL;
+    veil_sim *sim = veil_provider_sim(t->provider);
+    if (sim && veil_sim_collateral(sim, (int64_t)time(NULL), 0, &col_json, NULL) == VEIL_OK &&
+        veil_collateral_parse(&col, col_json, strlen(col_json), NULL) == VEIL_OK)
+        o.collateral = col;
+    veil_event_log *log = NULL;
+    if (log_json && veil_event_log_parse(&log, (const uint8_t *)log_json, strlen(log_json), NULL) == VEIL_OK)
+        o.event_log = log;
+    veil_quote_verdict v;
+    veil_err err;
+    if (veil_quote_verify(q, &o, &v, &err) != VEIL_OK) {
+        v.code = VEIL_QUOTE_MALFORMED;
+        snprintf(v.message, sizeof v.message, "%s", err.message);
+    }
+    veil_collateral_free(col);
+    free(col_json);
+    veil_event_log_free(log);
+    veil_quote_code c = v.code;
+    int sig_ok = c != VEIL_QUOTE_SIGNATURE_INVALID && c != VEIL_QUOTE_QE_REPORT_SIGNATURE_INVALID;
+    int chain_ok = c != VEIL_QUOTE_PCK_CHAIN_INVALID && c != VEIL_QUOTE_CERT_EXPIRED && c != VEIL_QUOTE_CERT_REVOKED &&
+                   c != VEIL_QUOTE_ROOT_NOT_TRUSTED;
+    const uint8_t *rd = q->td.report_data;
+    uint8_t zeros[12] = {0};
+    int addr_bound = memcmp(rd, t->address, 20) == 0 && memcmp(rd + 20, zeros, 12) == 0;
+    int nonce_bound = memcmp(rd + 32, nonce, 32) == 0;
+    char rd_addr[VEIL_ADDRESS_STR_LEN + 1], when[32];
+    veil_eth_address_to_string(rd_addr, rd);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    json_t *tdx = json_pack("{s:b, s:b, s:b, s:b, s:b, s:o}", "valid", c == VEIL_QUOTE_OK, "signatureValid", sig_ok,
+                            "certificateChainValid", chain_ok, "rootCaPinned", c != VEIL_QUOTE_ROOT_NOT_TRUSTED,
+                            "attestationKeyMatch", c != VEIL_QUOTE_AK_BINDING_INVALID, "tcbStatus",
+                            v.tcb_status[0] ? json_string(v.tcb_status) : json_null());
+    if (c != VEIL_QUOTE_OK)
+        json_object_set_new(tdx, "error", json_pack("{s:s, s:s}", "code", veil_quote_code_name(c), "message", v.message));
+    *verified = c == VEIL_QUOTE_OK && addr_bound && nonce_bound;
+    return json_pack("{s:o, s:{s:b, s:s}, s:{s:b, s:s}, s:s, s:i}", "tdx", tdx, "signingAddressBinding", "bound",
+                     addr_bound, "reportDataAddress", rd_addr, "nonceBinding", "bound", nonce_bound, "method", "raw",
+                     "verifiedAt", when, "verificationDurationMs", (json_int_t)ms);
+}
+
+json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[32], const char *nonce_text,
+                        int client_nonce, veil_err *err) {
+    uint8_t rd[64] = {0};
+    memcpy(rd, t->address, 20);
+    memcpy(rd + 32, nonce, 32);
+    uint8_t *quote = NULL;
+    size_t len = 0;
+    char *log = NULL;
+    if (!client_nonce) {
+        /* a nonce-less request may share the quote of the last 60 s */
+        pthread_mutex_lock(&t->mu);
+        if (t->shared_quote && time(NULL) - t->shared_at < SHARED_QUOTE_SECONDS) {
+            quote = malloc(t->shared_len);
+            log = t->shared_log ? strdup(t->shared_log) : NULL;
+            if (quote) {
+                memcpy(quote, t->shared_quote, t->shared_len);
+                len = t->shared_len;
+                memcpy(rd + 32, t->shared_nonce, 32);
+            }
+        }
+        pthread_mutex_unlock(&t->mu);
+    }
+    if (!quote) {
+        if (veil_provider_get_quote(t->provider, rd, &quote, &len, &log, err) != VEIL_OK)
+            return NULL;
+        if (!client_nonce) {
+            pthread_mutex_lock(&t->mu);
+            free(t->shared_quote);
+            free(t->shared_log);
+            t->shared_quote = malloc(len);
+            if (t->shared_quote)
+                memcpy(t->shared_quote, quote, len);
+            t->shared_len = len;
+            t->shared_log = log ? strdup(log) : NULL;
+            memcpy(t->shared_nonce, rd + 32, 32);
+            t->shared_at = time(NULL);
+            pthread_mutex_unlock(&t->mu);
+        }
+    }
+    veil_quote q;
+    if (veil_quote_parse(&q, quote, len, NULL, err) != VEIL_OK) {
+        free(quote);
+        free(log);
+        return NULL;
+    }
+    char nonce_hex[65];
+    veil_hex_encode(nonce_hex, rd + 32, 32);
+    if (client_nonce)
+        snprintf(nonce_hex, sizeof nonce_hex, "%s", nonce_text);
+    int verified = 0;
+    json_t *sv = self_verify(t, &q, log, rd + 32, &verified);
+    char key_hex[VEIL_PUBKEY_HEX_LEN + 1];
+    veil_pubkey_to_hex(&t->pub, key_hex);
+    json_t *events = log ? json_loads(log, 0, NULL) : NULL;
+    int sim = veil_tee_simulated(t);
+    json_t *info = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "app_name", "veil", "version", t->version,
+                             "binary_sha384", t->binary_sha384, "mrtd", hexj(q.td.mr_td, 48), "rtmr0",
+                             hexj(q.td.rtmr[0], 48), "rtmr1", hexj(q.td.rtmr[1], 48), "rtmr2", hexj(q.td.rtmr[2], 48),
+                             "rtmr3", hexj(q.td.rtmr[3], 48));
+    json_t *doc = json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:n, s:o, s:o, s:o}",
+                            "verified", verified, "nonce", nonce_hex, "request_nonce", nonce_hex, "nonce_source",
+                            client_nonce ? "client" : "server", "model", model_id, "tee_provider",
+                            veil_tee_provider_name(t), "tee_hardware", sim ? "simulated" : "intel-tdx", "simulated",
+                            sim, "signing_algo", "ecdsa", "signing_key", key_hex, "signing_public_key", key_hex,
+                            "signing_address", t->address_str, "intel_quote", hexj(quote, len), "nvidia_payload",
+                            "event_log", events && json_is_array(events) ? events : (json_decref(events), json_array()),
+                            "info", info, "server_verification", sv);
+    free(quote);
+    free(log);
+    return doc;
+}

@@ -1,0 +1,44 @@
+/* Internal: the TEE state of a veil serve instance: its signing key (which
+ * also decrypts E2EE requests), its quote provider, and the attestation
+ * document of protocol.md §3.4, verified by the server itself before it is
+ * returned. */
+#ifndef VEIL_SERVER_TEE_H
+#define VEIL_SERVER_TEE_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "veil/err.h"
+#include "veil/eth.h"
+#include "veil/keys.h"
+#include "veil/provider.h"
+
+typedef struct veil_tee veil_tee;
+
+/* Opens the TEE: a fresh signing key locked in memory, the provider of
+ * `kind` (state_dir for the simulator), runtime events binding the key and
+ * the binary (simulator), and the trust anchor the self-verification uses
+ * (the simulation root under simulation, else Intel's). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_tee_open(veil_tee **out, veil_tee_kind kind, const veil_provider_config *cfg,
+                                              const char *version, veil_err *err);
+
+/* Wipes the key and frees everything. */
+void veil_tee_free(veil_tee *t);
+
+const char *veil_tee_provider_name(const veil_tee *t); /* "intel-tdx" | "dstack" | "veil-simulated" */
+int veil_tee_simulated(const veil_tee *t);
+const char *veil_tee_address(const veil_tee *t);       /* 0x + EIP-55 */
+const veil_seckey *veil_tee_key(const veil_tee *t);
+const veil_pubkey *veil_tee_pubkey(const veil_tee *t);
+
+/* Builds the attestation response for `model_id` and the 32-byte nonce
+ * (nonce_text: echoed exactly as the client sent it; client_nonce: 0 when
+ * the server picked it). Gets a fresh quote (nonce-less requests may share
+ * one for 60 s), runs the verifier on it, and returns the Venice document
+ * of §3.4 (owned by the caller). Runs on a worker thread. Returns NULL with
+ * err set when the TEE fails (a 502). */
+json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[32], const char *nonce_text,
+                        int client_nonce, veil_err *err);
+
+#endif
