@@ -72,7 +72,7 @@ static void on_ready(void *ctx, const char *host, int port) {
                veil_tee_address(st->tee));
     else
         printf("\n  TEE: %s, signing address %s\n", veil_tee_provider_name(st->tee), veil_tee_address(st->tee));
-    printf("  responses are not yet signed and E2EE is not yet available in this build\n");
+    printf("  responses are not yet signed in this build\n");
     printf("  state: %s\n", st->state_dir);
     const char *key = st->shown_key ? st->shown_key : "$VEIL_API_KEY";
     printf("  try: curl -s http://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
@@ -213,7 +213,8 @@ int cmd_serve(int argc, char **argv) {
         veil_model *m = &st.models[st.n_models++];
         m->id = strdup(model_id ? model_id : up_model ? up_model : "veil-upstream");
         /* Venice's naming: tee-<name> and e2ee-<name> are TEE models */
-        m->tee = !strncmp(m->id, "tee-", 4) || !strncmp(m->id, "e2ee-", 5);
+        m->e2ee = !strncmp(m->id, "e2ee-", 5);
+        m->tee = m->e2ee || !strncmp(m->id, "tee-", 4);
         m->upstream_model = dup_or_null(up_model);
         m->description = strdup("served from an OpenAI-compatible upstream");
         m->context_length = 32768;
@@ -233,14 +234,8 @@ int cmd_serve(int argc, char **argv) {
         kind = VEIL_TEE_SIM;
     else if (strcmp(tee_name, "auto") != 0 && strcmp(tee_name, "none") != 0)
         return cli_usage_error("veil serve --help", "--tee must be auto, tdx, dstack, sim or none");
-    /* E2EE decryption is not in this build: no model may claim it */
-    for (size_t i = 0; i < st.n_models; i++) {
-        if (st.models[i].e2ee)
-            fprintf(stderr, "veil serve: model %s: E2EE is not available in this build; served as TEE-only\n",
-                    st.models[i].id);
-        st.models[i].tee |= st.models[i].e2ee;
-        st.models[i].e2ee = 0;
-    }
+    for (size_t i = 0; i < st.n_models; i++)
+        st.models[i].tee |= st.models[i].e2ee; /* E2EE implies TEE */
     mkdir(st.state_dir, 0700);
     veil_tee *tee = NULL;
     veil_err err;
@@ -251,7 +246,7 @@ int cmd_serve(int argc, char **argv) {
         st.tee = tee;
     } else {
         for (size_t i = 0; i < st.n_models; i++)
-            st.models[i].tee = 0;
+            st.models[i].tee = st.models[i].e2ee = 0;
     }
     cfg.tee = tee;
     char db[4200];

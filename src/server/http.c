@@ -23,6 +23,7 @@
 
 #include "server.h"
 #include "tee.h"
+#include "veil/ecies.h"
 #include "veil/hex.h"
 #include "veil/keys.h"
 #include "veil/secure.h"
@@ -423,6 +424,7 @@ static size_t handle_attestation(server *s, struct evhttp_request *req, const st
 /* ---- streams ---- */
 
 static void drop_request(stream *st);
+static char *seal(stream *st, const char *text, size_t n);
 
 static void stream_unlink_and_free(stream *st) {
     server *s = st->srv;
@@ -609,6 +611,17 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
         } else {
             json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content", st->content ? st->content : "",
                                     st->content_len);
+            if (st->creq.e2ee && st->content_len) {
+                char *hex = seal(st, st->content, st->content_len);
+                json_object_set_new(msg, "content", json_string(hex ? hex : ""));
+                free(hex);
+            }
+            if (st->creq.e2ee && st->reasoning_len) {
+                char *hex = seal(st, st->reasoning, st->reasoning_len);
+                veil_free_secret(st->reasoning, st->reasoning_len);
+                st->reasoning = hex;
+                st->reasoning_len = hex ? strlen(hex) : 0;
+            }
             if (st->reasoning_len)
                 json_object_set_new(msg, "reasoning_content", json_stringn(st->reasoning, st->reasoning_len));
             json_t *resp = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s, s:n}], s:o}", "id", st->id, "object",
@@ -681,11 +694,41 @@ static int sink_cancelled(void *ctx) {
     return atomic_load(&st->cancelled);
 }
 
+/* E2EE answers: each non-empty piece sealed to the client key with a fresh
+ * ephemeral key, here on the worker, so the loop only moves ciphertext. */
+static char *seal(stream *st, const char *text, size_t n) {
+    char *hex = NULL;
+    if (n && veil_ecies_seal_hex(&hex, &st->creq.client_key, (const uint8_t *)text, n, NULL) != VEIL_OK)
+        hex = NULL;
+    return hex;
+}
+
+static void sink_piece_e2ee(void *ctx, const char *c, size_t cl, const char *r, size_t rl) {
+    stream *st = ctx;
+    if (st->creq.e2ee_near && !st->creq.stream) {
+        sink_piece(ctx, c, cl, r, rl); /* NEAR non-streaming: the loop seals the whole answer once */
+        return;
+    }
+    char *hc = seal(st, c, cl), *hr = seal(st, r, rl);
+    if ((cl && !hc) || (rl && !hr)) {
+        atomic_store(&st->cancelled, 1); /* never fall back to plaintext */
+        sink_fail(ctx, 500, "Internal server error");
+    } else {
+        sink_piece(ctx, hc ? hc : "", hc ? strlen(hc) : 0, hr ? hr : "", hr ? strlen(hr) : 0);
+    }
+    free(hc);
+    free(hr);
+}
+
 static void *worker(void *arg) {
     stream *st = arg;
-    veil_gen_sink sink = {st, sink_piece, sink_done, sink_fail, sink_cancelled};
+    veil_gen_sink sink = {st, st->creq.e2ee ? sink_piece_e2ee : sink_piece, sink_done, sink_fail, sink_cancelled};
     veil_backend *b = st->creq.model->backend;
-    if (b)
+    veil_http_error e;
+    if (st->creq.e2ee &&
+        !veil_e2ee_decrypt_messages(veil_tee_key(st->srv->cfg->tee), st->creq.messages, st->creq.e2ee_near, &e))
+        sink_fail(st, e.status, e.message);
+    else if (b)
         b->generate(b, &st->creq, &sink);
     else
         sink_fail(st, 503, "Model has no backend");
@@ -703,48 +746,128 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/* The E2EE header rules of protocol.md §3.3 (Venice) and §4 (NEAR), in
- * their order. Returns the refusal message, or NULL when the request is not
- * an E2EE one. No model of this build decrypts requests, so an E2EE request
- * that passes the header checks ends at "Model does not support E2EE". */
-static const char *e2ee_refusal(struct evhttp_request *req, const veil_chat_request *creq) {
-    static char msg[160];
-    struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-    json_t *vp = json_object_get(creq->body, "venice_parameters");
+typedef struct rules_ctx {
+    server *s;
+    struct evhttp_request *req;
+} rules_ctx;
+
+static int e2ee_fail(veil_http_error *e, const char *msg) {
+    e->status = 400;
+    e->type = "invalid_request_error";
+    snprintf(e->message, sizeof e->message, "%s", msg);
+    e->param[0] = '\0';
+    return 0;
+}
+
+/* A content part that is not text (image, file, audio) anywhere in the messages. */
+static int has_non_text_part(json_t *msgs) {
+    size_t i, k;
+    json_t *m, *part;
+    json_array_foreach(msgs, i, m) {
+        json_t *c = json_object_get(m, "content");
+        json_array_foreach(c, k, part) {
+            const char *type = json_string_value(json_object_get(part, "type"));
+            if (!type || strcmp(type, "text") != 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* The E2EE rules of protocol.md §3.3 (Venice headers) and §4 (NEAR headers),
+ * in their order, each with its exact message. Marks the request E2EE. */
+static int e2ee_rules(void *arg, json_t *body, veil_chat_request *out, veil_http_error *e) {
+    rules_ctx *rc = arg;
+    server *s = rc->s;
+    struct evkeyvalq *h = evhttp_request_get_input_headers(rc->req);
+    const veil_model *m = out->model;
+    json_t *vp = json_object_get(body, "venice_parameters");
     if (json_is_false(json_object_get(vp, "enable_e2ee")))
-        return NULL; /* TEE-only, even with the headers */
+        return 1; /* TEE-only, even with the headers */
     const char *cpk = evhttp_find_header(h, "X-Venice-TEE-Client-Pub-Key");
     const char *mpk = evhttp_find_header(h, "X-Venice-TEE-Model-Pub-Key");
     const char *algo = evhttp_find_header(h, "X-Venice-TEE-Signing-Algo");
-    const char *near_algo = evhttp_find_header(h, "X-Signing-Algo"), *near_key = evhttp_find_header(h, "X-Client-Pub-Key");
-    veil_pubkey pub;
+    const char *n_algo = evhttp_find_header(h, "X-Signing-Algo"), *n_key = evhttp_find_header(h, "X-Client-Pub-Key");
+    const char *n_model = evhttp_find_header(h, "X-Model-Pub-Key");
+    veil_pubkey mine_check;
+    int near = 0;
     if (cpk || mpk || algo) {
         if (!cpk || !mpk || !algo)
-            return "E2EE requires X-Venice-TEE-Client-Pub-Key, X-Venice-TEE-Model-Pub-Key and X-Venice-TEE-Signing-Algo "
-                   "together";
+            return e2ee_fail(e, "E2EE requires X-Venice-TEE-Client-Pub-Key, X-Venice-TEE-Model-Pub-Key and "
+                                "X-Venice-TEE-Signing-Algo together");
         if (strcmp(algo, "ecdsa") != 0)
-            return "Unsupported signing algorithm";
-        if (veil_pubkey_parse_hex(&pub, cpk, strlen(cpk), NULL) != VEIL_OK)
-            return "Invalid public key";
-        return "Model does not support E2EE";
-    }
-    if (near_algo || near_key) {
-        if (!near_algo || !near_key)
-            return "Both X-Signing-Algo and X-Client-Pub-Key headers must be present together";
-        if (strcmp(near_algo, "ecdsa") != 0 && strcmp(near_algo, "ed25519") != 0) {
-            snprintf(msg, sizeof msg, "Invalid X-Signing-Algo: %.40s. Must be 'ecdsa' or 'ed25519'", near_algo);
-            return msg;
+            return e2ee_fail(e, "Unsupported signing algorithm");
+        if (veil_pubkey_parse_hex(&out->client_key, cpk, strlen(cpk), NULL) != VEIL_OK)
+            return e2ee_fail(e, "Invalid public key");
+        if (!m->e2ee || !s->cfg->tee)
+            return e2ee_fail(e, "Model does not support E2EE");
+        if (veil_pubkey_parse_hex(&mine_check, mpk, strlen(mpk), NULL) != VEIL_OK ||
+            memcmp(mine_check.bytes, veil_tee_pubkey(s->cfg->tee)->bytes, VEIL_PUBKEY_LEN) != 0)
+            return e2ee_fail(e, "Model public key does not match this TEE");
+    } else if (n_algo || n_key) {
+        static char msg[160];
+        if (!n_algo || !n_key)
+            return e2ee_fail(e, "Both X-Signing-Algo and X-Client-Pub-Key headers must be present together");
+        if (strcmp(n_algo, "ecdsa") != 0 && strcmp(n_algo, "ed25519") != 0) {
+            snprintf(msg, sizeof msg, "Invalid X-Signing-Algo: %.40s. Must be 'ecdsa' or 'ed25519'", n_algo);
+            return e2ee_fail(e, msg);
         }
-        size_t n = strlen(near_key);
-        if (!veil_hex_is_valid(near_key, n))
-            return "X-Client-Pub-Key must be valid hex";
-        if (!strcmp(near_algo, "ecdsa") && n / 2 != 64 && n / 2 != 65) {
+        size_t n = strlen(n_key);
+        if (!veil_hex_is_valid(n_key, n))
+            return e2ee_fail(e, "X-Client-Pub-Key must be valid hex");
+        if (strcmp(n_algo, "ecdsa") != 0 || (n / 2 != 64 && n / 2 != 65)) {
             snprintf(msg, sizeof msg, "ECDSA client public key must be 64 or 65 bytes, got %zu", n / 2);
-            return msg;
+            return e2ee_fail(e, strcmp(n_algo, "ecdsa") != 0 ? "Unsupported signing algorithm" : msg);
         }
-        return "Model does not support E2EE";
+        if (veil_pubkey_parse_hex(&out->client_key, n_key, n, NULL) != VEIL_OK)
+            return e2ee_fail(e, "Invalid public key");
+        if (!m->e2ee || !s->cfg->tee)
+            return e2ee_fail(e, "Model does not support E2EE");
+        if (n_model && (veil_pubkey_parse_hex(&mine_check, n_model, strlen(n_model), NULL) != VEIL_OK ||
+                        memcmp(mine_check.bytes, veil_tee_pubkey(s->cfg->tee)->bytes, VEIL_PUBKEY_LEN) != 0))
+            return e2ee_fail(e, "Model public key does not match this TEE");
+        near = 1;
+    } else {
+        return 1;
     }
-    return NULL;
+    if (!near && !json_is_true(json_object_get(body, "stream")))
+        return e2ee_fail(e, "E2EE requires streaming");
+    static const char *const tool_keys[] = {"tools", "tool_choice", "functions", "function_call"};
+    for (size_t i = 0; i < 4; i++)
+        if (json_object_get(body, tool_keys[i]))
+            return e2ee_fail(e, "Function calling is not supported with E2EE");
+    const char *web = json_string_value(json_object_get(vp, "enable_web_search"));
+    if (web && !strcmp(web, "on"))
+        return e2ee_fail(e, "Web search is not supported with E2EE");
+    json_t *msgs = json_object_get(body, "messages");
+    if (has_non_text_part(msgs))
+        return e2ee_fail(e, "File uploads are not supported with E2EE");
+    /* the cheap shape check now; decryption itself runs on the worker */
+    size_t i;
+    json_t *msg;
+    json_array_foreach(msgs, i, msg) {
+        const char *role = json_string_value(json_object_get(msg, "role"));
+        int must = near || (role && (!strcmp(role, "user") || !strcmp(role, "system") || !strcmp(role, "developer")));
+        json_t *c = json_object_get(msg, "content");
+        size_t k;
+        json_t *part;
+        if (!must)
+            continue;
+        if (json_is_string(c)) {
+            size_t n = json_string_length(c);
+            if ((n || !near) && (n < 186 || !veil_hex_is_valid(json_string_value(c), n)))
+                return e2ee_fail(e, "Encrypted field is not valid hex");
+        }
+        json_array_foreach(c, k, part) {
+            json_t *t = json_object_get(part, "text");
+            size_t n = json_string_length(t);
+            if ((n || !near) && (n < 186 || !veil_hex_is_valid(json_string_value(t), n)))
+                return e2ee_fail(e, "Encrypted field is not valid hex");
+        }
+    }
+    out->e2ee = 1;
+    out->e2ee_near = near;
+    return 1;
 }
 
 static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int *status) {
@@ -771,17 +894,11 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
         return send_error(s, req, 500, "Internal server error", NULL);
     }
     veil_http_error e;
-    if (!veil_chat_validate(body ? body : "", len, find_model, s, &st->creq, &e)) {
+    rules_ctx rctx = {s, req};
+    if (!veil_chat_validate(body ? body : "", len, find_model, s, e2ee_rules, &rctx, &st->creq, &e)) {
         free(st);
         *status = e.status;
         return send_error(s, req, e.status, e.message, e.param);
-    }
-    const char *e2ee_error = e2ee_refusal(req, &st->creq);
-    if (e2ee_error) {
-        veil_chat_request_clear(&st->creq);
-        free(st);
-        *status = 400;
-        return send_error(s, req, 400, e2ee_error, NULL);
     }
     pthread_mutex_lock(&s->mu);
     int full = s->active >= s->cfg->max_streams || s->shutting_down;

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "veil/err.h"
+#include "veil/keys.h"
 
 /* ---- models ---- */
 
@@ -33,6 +34,9 @@ json_t *veil_model_json(const veil_model *m, long created);
 /* A validated chat completion request. */
 typedef struct veil_chat_request {
     const veil_model *model;
+    int e2ee;               /* E2EE request: messages are decrypted and answers encrypted */
+    int e2ee_near;          /* with the NEAR dialect's rules (every role encrypted, non-streaming allowed) */
+    veil_pubkey client_key; /* where E2EE answers are encrypted to */
     json_t *body;     /* the whole request (owned reference) */
     json_t *messages; /* the messages as the backend sees them (owned), server prompt prepended if any */
     int stream, include_usage;
@@ -52,7 +56,16 @@ typedef struct veil_http_error {
  * `out` (free with veil_chat_request_clear) and returns 1; else fills `e`
  * and returns 0. find_model looks a model up by id. */
 int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_model)(void *, const char *),
-                       void *ctx, veil_chat_request *out, veil_http_error *e);
+                       void *ctx, int (*e2ee_rules)(void *, json_t *body, veil_chat_request *out, veil_http_error *e),
+                       void *rules_ctx, veil_chat_request *out, veil_http_error *e);
+
+/* ---- E2EE (protocol.md §3.3, §4) ---- */
+
+/* Decrypts the messages of an E2EE request in place with the instance key:
+ * user/system/developer contents (every role under NEAR) must be envelopes;
+ * assistant and tool contents are decrypted when they are envelopes. Returns
+ * 1, or 0 with the exact 400 message in e. Runs on a worker thread. */
+int veil_e2ee_decrypt_messages(const veil_seckey *key, json_t *messages, int near, veil_http_error *e);
 
 void veil_chat_request_clear(veil_chat_request *r);
 

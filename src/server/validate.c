@@ -77,6 +77,7 @@ static int check_messages(json_t *msgs, veil_http_error *e) {
 }
 
 int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_model)(void *, const char *), void *ctx,
+                       int (*e2ee_rules)(void *, json_t *, veil_chat_request *, veil_http_error *), void *rules_ctx,
                        veil_chat_request *out, veil_http_error *e) {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
@@ -107,6 +108,10 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
         refuse(e, 404, "not_found_error", "model", "Model not found");
         goto out;
     }
+    /* §3.3: the E2EE rules come right after the model, before everything else */
+    out->model = model;
+    if (e2ee_rules && !e2ee_rules(rules_ctx, root, out, e))
+        goto out;
     if (!check_messages(json_object_get(root, "messages"), e))
         goto out;
     /* types and ranges */
@@ -197,7 +202,6 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
         goto out;
     }
     /* the request as the backend sees it */
-    out->model = model;
     out->body = json_incref(root);
     out->stream = json_is_true(json_object_get(root, "stream"));
     out->include_usage = json_is_true(json_object_get(so, "include_usage"));
@@ -207,11 +211,13 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
     out->max_tokens = json_is_integer(mt) ? (long)json_integer_value(mt) : 0;
     out->messages = json_deep_copy(json_object_get(root, "messages"));
     json_t *inc = json_object_get(vp, "include_venice_system_prompt");
-    if (model->system_prompt && !json_is_false(inc))
+    if (model->system_prompt && !json_is_false(inc) && !out->e2ee) /* never under E2EE */
         json_array_insert_new(out->messages, 0, json_pack("{s:s, s:s}", "role", "system", "content", model->system_prompt));
     ok = 1;
 out:
     json_decref(root);
+    if (!ok)
+        out->model = NULL;
     return ok;
 }
 

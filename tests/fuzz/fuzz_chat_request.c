@@ -22,7 +22,7 @@ static const veil_model *find(void *ctx, const char *id) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     veil_chat_request r;
     veil_http_error e;
-    if (veil_chat_validate((const char *)data, size, find, NULL, &r, &e)) {
+    if (veil_chat_validate((const char *)data, size, find, NULL, NULL, NULL, &r, &e)) {
         if (!r.model || !json_is_array(r.messages) || json_array_size(r.messages) == 0)
             abort();
         veil_chat_request_clear(&r);

@@ -125,8 +125,7 @@ def _():
     assert ids == ["e2ee-mock", "tools-mock", "dead-mock", "hasty-mock"], ids
     m = d["data"][0]
     caps = m["model_spec"]["capabilities"]
-    # e2ee in the config is served as TEE-only: this build does not decrypt requests yet
-    assert not caps["supportsE2EE"] and caps["supportsTeeAttestation"], caps
+    assert caps["supportsE2EE"] and caps["supportsTeeAttestation"], caps
     assert m["context_length"] == 8192 and m["model_spec"]["privacy"] == "private"
     assert json.loads(request("GET", "/api/v1/models?type=image", key=None)[2])["data"] == []
     assert len(json.loads(request("GET", "/api/v1/models?type=all", key=None)[2])["data"]) == 4
@@ -434,6 +433,139 @@ def _():
     n["X-Client-Pub-Key"] = "00" * 33
     expect_error(request("POST", "/v1/chat/completions", body, headers=n), 400,
                  "ECDSA client public key must be 64 or 65 bytes, got 33")
+
+
+@check("the page's complete Python E2EE example runs against veil serve and prints the decrypted answer")
+def _():
+    env = dict(os.environ, API_KEY_VENICE=KEY, VEIL_BASE_URL="http://127.0.0.1:%d/api/v1" % PORT,
+               VEIL_MODEL="e2ee-mock")
+    r = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "page", "e2ee_example.py")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "echo: What is 2+2? Answer briefly." in r.stdout, r.stdout
+    # what the upstream saw was the plaintext, which only the enclave could produce
+    c = http.client.HTTPConnection("127.0.0.1", UP)
+    c.request("GET", "/stats")
+    last = json.loads(c.getresponse().read())["last_body"]
+    assert last["messages"] == [{"role": "user", "content": "What is 2+2? Answer briefly."}], last
+
+
+def seal_to(pub_hex, text):
+    return subprocess.run([VEIL, "crypto", "encrypt", "--to", pub_hex], input=text.encode(),
+                          capture_output=True).stdout.decode().strip()
+
+
+def keypair():
+    out = subprocess.run([VEIL, "crypto", "keygen"], capture_output=True, text=True).stdout
+    return out.split("private_key: ")[1].split()[0], out.split("public_key: ")[1].split()[0]
+
+
+def open_with(priv, hexct):
+    r = subprocess.run([VEIL, "crypto", "decrypt", "--key", priv], input=hexct.encode(), capture_output=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.decode()
+
+
+@check("E2EE: every chunk is a fresh envelope to the client key; the stream decrypts to the answer")
+def _():
+    st, d = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    model_key = d["signing_key"]
+    priv, pub = keypair()
+    h = {"X-Venice-TEE-Client-Pub-Key": pub, "X-Venice-TEE-Model-Pub-Key": model_key[2:],
+         "X-Venice-TEE-Signing-Algo": "ecdsa"}
+    body = {"model": "e2ee-mock", "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "system", "content": seal_to(model_key, "be brief")},
+                         {"role": "assistant", "content": "plain earlier answer"},
+                         {"role": "user", "content": seal_to(model_key, "secret words here")}]}
+    st, _, text = chat(body, headers=h)
+    assert st == 200, text
+    chunks = [json.loads(e) for e in events(text)[:-1]]
+    pieces = [c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]]
+    sealed = [p for p in pieces if p]
+    assert len(sealed) == 4 and all(len(p) >= 186 for p in sealed), pieces
+    assert len({p[:130] for p in sealed}) == len(sealed), "ephemeral keys reused"
+    assert "".join(open_with(priv, p) for p in sealed) == "echo: secret words here"
+    assert chunks[-1]["usage"]["completion_tokens"] == 4
+    c = http.client.HTTPConnection("127.0.0.1", UP)
+    c.request("GET", "/stats")
+    last = json.loads(c.getresponse().read())["last_body"]
+    assert last["messages"][0] == {"role": "system", "content": "be brief"}, last  # no server prompt under E2EE
+    assert last["messages"][1]["content"] == "plain earlier answer"
+
+
+@check("E2EE: every row of the error table of protocol.md 3.3")
+def _():
+    st, d = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    model_key = d["signing_key"]
+    priv, pub = keypair()
+    other_priv, other_pub = keypair()
+    h = {"X-Venice-TEE-Client-Pub-Key": pub, "X-Venice-TEE-Model-Pub-Key": model_key, "X-Venice-TEE-Signing-Algo": "ecdsa"}
+    good = seal_to(model_key, "hi")
+
+    def body(**kw):
+        b = {"model": "e2ee-mock", "stream": True, "messages": [{"role": "user", "content": good}]}
+        b.update(kw)
+        return b
+    expect_error(chat(body(), headers=dict(h, **{"X-Venice-TEE-Model-Pub-Key": other_pub})), 400,
+                 "Model public key does not match this TEE")
+    expect_error(chat(body(model="tools-mock"), headers=h), 400, "Model does not support E2EE")
+    expect_error(chat(body(stream=False), headers=h), 400, "E2EE requires streaming")
+    expect_error(chat(body(tools=[]), headers=h), 400, "Function calling is not supported with E2EE")
+    expect_error(chat(body(venice_parameters={"enable_web_search": "on"}), headers=h), 400,
+                 "Web search is not supported with E2EE")
+    expect_error(chat(body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]),
+                      headers=h), 400, "File uploads are not supported with E2EE")
+    expect_error(chat(body(messages=[{"role": "user", "content": "What is 2+2?"}]), headers=h), 400,
+                 "Encrypted field is not valid hex")
+    expect_error(chat(body(messages=[{"role": "system", "content": "ab" * 92}]), headers=h), 400,
+                 "Encrypted field is not valid hex")
+    expect_error(chat(body(messages=[{"role": "user", "content": seal_to(other_pub, "not for you")}]), headers=h), 400,
+                 "Failed to decrypt field")
+    bad_utf8 = subprocess.run([VEIL, "crypto", "encrypt", "--to", model_key], input=b"\xff\xfe",
+                              capture_output=True).stdout.decode().strip()
+    expect_error(chat(body(messages=[{"role": "user", "content": bad_utf8}]), headers=h), 400,
+                 "Decrypted content is not valid UTF-8")
+    # enable_e2ee false: TEE-only, plaintext accepted even with the headers
+    st, _, text = chat(body(messages=[{"role": "user", "content": "plain"}], venice_parameters={"enable_e2ee": False}),
+                       headers=h)
+    assert st == 200 and "echo: plain" in "".join(
+        json.loads(e)["choices"][0]["delta"].get("content", "") for e in events(text)[:-1] if json.loads(e)["choices"])
+
+
+@check("E2EE, NEAR dialect: non-streaming allowed, message.content sealed; Decryption failed")
+def _():
+    st, d = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    model_key = d["signing_key"]
+    priv, pub = keypair()
+    h = {"X-Signing-Algo": "ecdsa", "X-Client-Pub-Key": pub[2:]}
+    b = {"model": "e2ee-mock", "messages": [{"role": "user", "content": seal_to(model_key, "near side")}]}
+    st, _, text = request("POST", "/v1/chat/completions", b, headers=h)
+    assert st == 200, text
+    sealed = json.loads(text)["choices"][0]["message"]["content"]
+    assert open_with(priv, sealed) == "echo: near side"
+    b["messages"][0]["content"] = seal_to(pub, "wrong key")
+    expect_error(request("POST", "/v1/chat/completions", b, headers=h), 400, "Decryption failed")
+    b["messages"] = [{"role": "assistant", "content": "plain"}, {"role": "user", "content": seal_to(model_key, "x")}]
+    expect_error(request("POST", "/v1/chat/completions", b, headers=h), 400, "Encrypted field is not valid hex")
+
+
+@check("a marker prompt sent over E2EE reaches neither the log nor any file in the state directory")
+def _():
+    st, d = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    priv, pub = keypair()
+    marker = "MARKER-E2EE-" + os.urandom(8).hex()
+    h = {"X-Venice-TEE-Client-Pub-Key": pub, "X-Venice-TEE-Model-Pub-Key": d["signing_key"],
+         "X-Venice-TEE-Signing-Algo": "ecdsa"}
+    st, _, text = chat({"model": "e2ee-mock", "stream": True,
+                        "messages": [{"role": "user", "content": seal_to(d["signing_key"], marker)}]}, headers=h)
+    assert st == 200
+    assert marker not in open(SERVE_ERR).read() and marker not in open(SERVE_OUT).read()
+    for root, _, files in os.walk(tmp):
+        for f in files:
+            path = os.path.join(root, f)
+            if path.endswith((".json", ".hex")) or "/ks/" in path or "/rl/" in path:
+                continue  # files this test itself wrote
+            assert marker.encode() not in open(path, "rb").read(), path
 
 
 @check("the log has one line per request and never a body")

@@ -1,7 +1,8 @@
 // The official OpenAI Node SDK against veil serve, changed only in base URL
 // and key: non-streaming and streaming completions, usage, stop by length,
 // and errors surfacing as the SDK's APIError with veil's status and message.
-// Starts the mock upstream and veil serve itself. Output: TAP lines.
+// Then the Venice page's complete JavaScript E2EE example (page/). Starts the
+// mock upstream and veil serve itself. Output: TAP lines.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -44,7 +45,7 @@ try {
   const up = await waitFor(() => fs.existsSync(portfile) && fs.readFileSync(portfile, 'utf8'));
   const out = path.join(tmp, 'serve.out');
   const serve = spawn(VEIL, ['serve', '--port', '0', '--api-key', 'sdk-key', '--upstream', `http://127.0.0.1:${up}/v1`,
-    '--upstream-model', 'mock', '--model-id', 'e2ee-mock'], { stdio: ['ignore', fs.openSync(out, 'w'), 'ignore'],
+    '--upstream-model', 'mock', '--model-id', 'e2ee-mock', '--tee', 'sim'], { stdio: ['ignore', fs.openSync(out, 'w'), 'ignore'],
     env: { ...process.env, VEIL_STATE_DIR: tmp } });
   procs.push(serve);
   const port = await waitFor(() => {
@@ -95,6 +96,14 @@ try {
     } catch (e) {
       assert(e instanceof OpenAI.AuthenticationError && e.status === 401, String(e));
     }
+  });
+  await check("the page's complete JavaScript E2EE example prints the decrypted answer", async () => {
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync('node', [path.join(here, 'page', 'e2ee_example.mjs')], {
+      env: { ...process.env, API_KEY_VENICE: 'sdk-key', VEIL_BASE_URL: `http://127.0.0.1:${port}/api/v1`,
+        VEIL_MODEL: 'e2ee-mock' }, encoding: 'utf8', timeout: 60000 });
+    assert(out.includes('echo: What is 2+2? Answer briefly.'), out);
+    assert(out.includes('Response decrypted end-to-end'), out);
   });
 } finally {
   for (const p of procs) p.kill('SIGTERM');

@@ -163,14 +163,16 @@ static void pins(void **state) {
     done(&s);
 }
 
-/* Flipping any byte of the quote (sampled across every region) is refused. */
+/* Flipping any byte of the quote (sampled across every region up to the PEM
+ * chain, whose text can change without changing the certificates: base64
+ * has unused bits) is refused. */
 static void byte_flips(void **state) {
     (void)state;
     simq s;
     make(&s, NULL, NULL);
     uint8_t *m = malloc(s.len);
-    size_t refused = 0, tried = 0;
-    for (size_t i = 0; i < s.len; i += 29) {
+    size_t refused = 0, tried = 0, chain_at = (size_t)(s.q.chain - s.quote);
+    for (size_t i = 0; i < chain_at; i += 7) {
         memcpy(m, s.quote, s.len);
         m[i] ^= 0x04;
         veil_quote_verdict v = check(&s, m, s.len, 0, 0, 0, NULL, NULL);

@@ -24,7 +24,7 @@ static int setup(void **state) {
 static void expect(const char *body, int status, const char *message) {
     veil_chat_request r;
     veil_http_error e;
-    int ok = veil_chat_validate(body, strlen(body), find, NULL, &r, &e);
+    int ok = veil_chat_validate(body, strlen(body), find, NULL, NULL, NULL, &r, &e);
     if (status == 200) {
         if (!ok)
             fail_msg("%s: refused: %s", body, e.message);
@@ -99,14 +99,14 @@ static void accepted_bodies(void **state) {
     veil_chat_request r;
     veil_http_error e;
     const char *b = "{\"model\":\"plain\"," M ",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":9}";
-    assert_true(veil_chat_validate(b, strlen(b), find, NULL, &r, &e));
+    assert_true(veil_chat_validate(b, strlen(b), find, NULL, NULL, NULL, &r, &e));
     assert_int_equal(json_array_size(r.messages), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(r.messages, 0), "content")), "SYS");
     assert_true(r.stream && r.include_usage);
     assert_int_equal(r.max_tokens, 9);
     veil_chat_request_clear(&r);
     b = "{\"model\":\"plain\"," M ",\"venice_parameters\":{\"include_venice_system_prompt\":false}}";
-    assert_true(veil_chat_validate(b, strlen(b), find, NULL, &r, &e));
+    assert_true(veil_chat_validate(b, strlen(b), find, NULL, NULL, NULL, &r, &e));
     assert_int_equal(json_array_size(r.messages), 1);
     veil_chat_request_clear(&r);
 }
