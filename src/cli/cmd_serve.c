@@ -43,6 +43,7 @@ static void serve_help(void) {
          "                         dstack socket, else a SIMULATED TEE, announced as such)\n"
          "  --tee-rate-limit N     attestation requests per client IP a minute (default 10)\n"
          "  --trust-proxy          take the client IP from X-Forwarded-For (behind a proxy)\n"
+         "  --signature-retention S  keep response signatures this long (default 3600)\n"
          "\n"
          "SIGINT or SIGTERM stops accepting, lets streams finish (10 s), then exits.");
 }
@@ -72,7 +73,8 @@ static void on_ready(void *ctx, const char *host, int port) {
                veil_tee_address(st->tee));
     else
         printf("\n  TEE: %s, signing address %s\n", veil_tee_provider_name(st->tee), veil_tee_address(st->tee));
-    printf("  responses are not yet signed in this build\n");
+    if (st->tee)
+        printf("  every completed response is signed; GET /api/v1/tee/signature?request_id=… returns it\n");
     printf("  state: %s\n", st->state_dir);
     const char *key = st->shown_key ? st->shown_key : "$VEIL_API_KEY";
     printf("  try: curl -s http://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
@@ -144,7 +146,7 @@ int cmd_serve(int argc, char **argv) {
         {"model-id", required_argument, NULL, 'i'},     {"config", required_argument, NULL, 'c'},
         {"max-body", required_argument, NULL, 'b'},     {"cors", required_argument, NULL, 'C'},
         {"tee", required_argument, NULL, 't'},          {"tee-rate-limit", required_argument, NULL, 'r'},
-        {"trust-proxy", no_argument, NULL, 'P'},
+        {"trust-proxy", no_argument, NULL, 'P'},      {"signature-retention", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
     serve_state st;
     memset(&st, 0, sizeof st);
@@ -153,7 +155,7 @@ int cmd_serve(int argc, char **argv) {
     cfg.port = 8080;
     const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL,
                *tee_name = "auto";
-    long timeout = 60;
+    long timeout = 60, retention = 3600;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -194,6 +196,11 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error("veil serve --help", "--tee-rate-limit takes a positive count");
             break;
         case 'P': cfg.trust_proxy = 1; break;
+        case 'R':
+            retention = strtol(optarg, &end, 10);
+            if (*end || retention < 1)
+                return cli_usage_error("veil serve --help", "--signature-retention takes seconds");
+            break;
         case 'h': serve_help(); return CLI_OK;
         default: return cli_usage_error("veil serve --help", "bad option '%s' for 'veil serve'", argv[optind - 1]);
         }
@@ -238,12 +245,20 @@ int cmd_serve(int argc, char **argv) {
         st.models[i].tee |= st.models[i].e2ee; /* E2EE implies TEE */
     mkdir(st.state_dir, 0700);
     veil_tee *tee = NULL;
+    veil_sigstore *sigstore = NULL;
     veil_err err;
     if (strcmp(tee_name, "none") != 0) {
         veil_provider_config pc = {NULL, NULL, st.state_dir, NULL};
         if (veil_tee_open(&tee, kind, &pc, "0.1.0", &err) != VEIL_OK)
             return cli_fail_err("TEE", &err);
         st.tee = tee;
+        char sigdb[4200];
+        snprintf(sigdb, sizeof sigdb, "%s/signatures.db", st.state_dir);
+        if (veil_sigstore_open(&sigstore, sigdb, retention, &err) != VEIL_OK) {
+            veil_tee_free(tee);
+            return cli_fail_err("signatures", &err);
+        }
+        cfg.sigstore = sigstore;
     } else {
         for (size_t i = 0; i < st.n_models; i++)
             st.models[i].tee = st.models[i].e2ee = 0;
@@ -276,6 +291,7 @@ int cmd_serve(int argc, char **argv) {
     int rc = veil_server_run(&cfg, &err) == VEIL_OK ? CLI_OK : cli_fail_err("serve", &err);
     veil_keystore_close(ks);
     veil_tee_free(tee);
+    veil_sigstore_close(sigstore);
     if (created)
         veil_free_secret(created, strlen(created));
     for (size_t i = 0; i < st.n_models; i++) {

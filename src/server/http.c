@@ -24,6 +24,7 @@
 #include "server.h"
 #include "tee.h"
 #include "veil/ecies.h"
+#include "veil/eth.h"
 #include "veil/hex.h"
 #include "veil/keys.h"
 #include "veil/secure.h"
@@ -79,6 +80,15 @@ struct stream {
     double t0;
     size_t bytes;
     int started;  /* response headers and the role chunk are out */
+    /* response signature: SHA-256 of the request body, a running SHA-256 of
+     * every response byte written, and the final bytes held back until the
+     * signature is stored */
+    int signing;
+    uint8_t req_hash[32];
+    EVP_MD_CTX *resp_hash;
+    int finalizing, finalized;
+    uint8_t *final_bytes;
+    size_t final_len;
     struct evbuffer *out; /* events gathered during one wake-up, written together */
     int finished; /* done or fail arrived */
     int ended;    /* the reply is complete; waiting for the worker to let go */
@@ -141,12 +151,9 @@ static void cors(server *s, struct evhttp_request *req) {
     evhttp_add_header(h, "Access-Control-Expose-Headers", "X-Venice-TEE, X-Venice-TEE-Provider");
 }
 
-/* Sends a JSON value (consumed) with `status`; returns the bytes sent. */
-static size_t send_json(server *s, struct evhttp_request *req, int status, json_t *v) {
-    char *text = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
+/* Sends text[0..n) as a JSON body with `status`; returns the bytes sent. */
+static size_t send_text(server *s, struct evhttp_request *req, int status, const char *text, size_t n) {
     struct evbuffer *b = evbuffer_new();
-    size_t n = text ? strlen(text) : 0;
     if (b && text)
         evbuffer_add(b, text, n);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -160,6 +167,14 @@ static size_t send_json(server *s, struct evhttp_request *req, int status, json_
     const char *reason = status > 0 && status < 505 && reasons[status] ? reasons[status] : "Error";
     evhttp_send_reply(req, status, reason, b);
     evbuffer_free(b);
+    return n;
+}
+
+/* Sends a JSON value (consumed) with `status`; returns the bytes sent. */
+static size_t send_json(server *s, struct evhttp_request *req, int status, json_t *v) {
+    char *text = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    size_t n = send_text(s, req, status, text, text ? strlen(text) : 0);
     free(text);
     return n;
 }
@@ -285,6 +300,9 @@ typedef struct attest_job {
     uint8_t nonce[32];
     char nonce_text[65];
     int client_nonce;
+    int signature;      /* a signature lookup rather than an attestation */
+    char request_id[96];
+    int not_found;
     json_t *result;
     char error[300];
 } attest_job;
@@ -308,8 +326,34 @@ static json_t *near_report(json_t *doc, const char *model) {
     return r;
 }
 
+/* Looks a response signature up (§3.5 Venice, §4 NEAR), off the loop. */
+static void signature_lookup(attest_job *j) {
+    veil_tee *t = j->s->cfg->tee;
+    veil_signature_record r;
+    if (!veil_sigstore_get(j->s->cfg->sigstore, j->request_id, &r) || (j->model[0] && strcmp(j->model, r.model) != 0)) {
+        if (r.request_id)
+            veil_signature_record_clear(&r);
+        j->not_found = 1;
+        return;
+    }
+    if (j->near)
+        j->result = json_pack("{s:s, s:s, s:s, s:s}", "text", r.near_text, "signature", r.near_signature,
+                              "signing_address", veil_tee_address(t), "signing_algo", "ecdsa");
+    else
+        j->result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "model", r.model, "request_id", r.request_id,
+                              "tee_hardware", veil_tee_simulated(t) ? "simulated" : "intel-tdx", "text", r.text,
+                              "signature", r.signature, "signing_address", veil_tee_address(t), "signing_algo",
+                              "ecdsa", "tee_provider", veil_tee_provider_name(t));
+    veil_signature_record_clear(&r);
+}
+
 static void *attest_worker(void *arg) {
     attest_job *j = arg;
+    if (j->signature) {
+        signature_lookup(j);
+        event_active(j->wake, EV_READ, 0);
+        return NULL;
+    }
     veil_err err;
     json_t *doc = veil_tee_attest(j->s->cfg->tee, j->model, j->nonce, j->nonce_text, j->client_nonce, &err);
     if (doc && j->near) {
@@ -333,8 +377,10 @@ static void attest_done(evutil_socket_t fd, short what, void *arg) {
         json_decref(j->result);
     } else {
         evhttp_connection_set_closecb(j->conn, NULL, NULL);
-        int status = j->result ? 200 : 502;
-        size_t bytes = j->result ? send_json(s, j->req, 200, j->result) : send_error(s, j->req, 502, j->error, NULL);
+        int status = j->result ? 200 : j->not_found ? 404 : 502;
+        const char *missing = j->near ? "Chat id not found or expired" : "Signature not found or expired";
+        size_t bytes = j->result ? send_json(s, j->req, 200, j->result)
+                                 : send_error(s, j->req, status, j->not_found ? missing : j->error, NULL);
         log_request(s, j->req, "GET", j->path, status, j->t0, bytes, NULL);
     }
     s->attest_jobs--;
@@ -421,6 +467,73 @@ static size_t handle_attestation(server *s, struct evhttp_request *req, const st
     return bytes;
 }
 
+/* Starts a job on a detached thread; the reply comes back through j->wake. */
+static void start_job(attest_job *j, struct evhttp_request *req, double t0, const char *path) {
+    server *s = j->s;
+    j->req = req;
+    j->conn = evhttp_request_get_connection(req);
+    j->t0 = t0;
+    j->path = path;
+    j->wake = event_new(s->base, -1, 0, attest_done, j);
+    evhttp_connection_set_closecb(j->conn, job_closed, j);
+    s->attest_jobs++;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    if (pthread_create(&th, &attr, attest_worker, j) != 0) {
+        snprintf(j->error, sizeof j->error, "Server is overloaded, retry shortly");
+        event_active(j->wake, EV_READ, 0);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* GET /api/v1/tee/signature?model=&request_id= and /v1/signature/<chat_id>. */
+static size_t handle_signature(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path,
+                               double t0, int *status) {
+    int near = !strncmp(path, "/v1/signature/", 14);
+    int wait = rate_limited(s, req);
+    if (wait) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", wait);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
+        *status = 429;
+        return send_error(s, req, 429, "Rate limit exceeded", NULL);
+    }
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    const char *query = evhttp_uri_get_query(uri);
+    if (query)
+        evhttp_parse_query_str(query, &q);
+    const char *id = near ? path + 14 : evhttp_find_header(&q, "request_id");
+    const char *model = near ? NULL : evhttp_find_header(&q, "model");
+    const char *algo = evhttp_find_header(&q, "signing_algo");
+    size_t bytes = 0;
+    attest_job *j = NULL;
+    const char *missing = near ? "Chat id not found or expired" : "Signature not found or expired";
+    if (!s->cfg->tee || !s->cfg->sigstore) {
+        bytes = send_error(s, req, *status = 404, "Not found", NULL);
+    } else if (algo && strcmp(algo, "ecdsa") != 0) {
+        bytes = send_error(s, req, *status = 400, "Unsupported signing algorithm", "signing_algo");
+    } else if (!id || !*id || strlen(id) >= sizeof j->request_id || (model && strlen(model) >= sizeof j->model)) {
+        bytes = send_error(s, req, *status = 404, missing, NULL);
+    } else if (s->attest_jobs >= 64) {
+        bytes = send_error(s, req, *status = 503, "Server is overloaded, retry shortly", NULL);
+    } else if (!(j = calloc(1, sizeof *j))) {
+        bytes = send_error(s, req, *status = 500, "Internal server error", NULL);
+    } else {
+        j->s = s;
+        j->signature = 1;
+        j->near = near;
+        snprintf(j->request_id, sizeof j->request_id, "%s", id);
+        snprintf(j->model, sizeof j->model, "%s", model ? model : "");
+        start_job(j, req, t0, near ? "/v1/signature" : "/api/v1/tee/signature");
+        *status = -1;
+    }
+    evhttp_clear_headers(&q);
+    return bytes;
+}
+
 /* ---- streams ---- */
 
 static void drop_request(stream *st);
@@ -450,6 +563,8 @@ static void stream_unlink_and_free(stream *st) {
     drop_request(st);
     if (st->out)
         evbuffer_free(st->out);
+    EVP_MD_CTX_free(st->resp_hash);
+    free(st->final_bytes);
     event_free(st->wake);
     pthread_mutex_destroy(&st->mu);
     free(st);
@@ -504,8 +619,11 @@ static void send_event(stream *st, json_t *v) {
 }
 
 static void flush_events(stream *st) {
-    if (st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone)
+    if (st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone) {
+        if (st->resp_hash)
+            EVP_DigestUpdate(st->resp_hash, evbuffer_pullup(st->out, -1), evbuffer_get_length(st->out));
         evhttp_send_reply_chunk(st->req, st->out);
+    }
     if (st->out)
         evbuffer_drain(st->out, evbuffer_get_length(st->out));
 }
@@ -547,6 +665,86 @@ static void append(char **buf, size_t *len, const char *s, size_t n) {
     *len += n;
 }
 
+/* Signs the completed response and stores the signature, off the loop:
+ * text = sha256hex(request) ":" sha256hex(every response byte, the held-back
+ * final bytes included), EIP-191 signed by the instance key; the NEAR
+ * dialect's text carries the model in front. */
+static void *finalize_worker(void *arg) {
+    stream *st = arg;
+    server *s = st->srv;
+    uint8_t resp[32];
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok = c && EVP_MD_CTX_copy_ex(c, st->resp_hash) == 1 &&
+             EVP_DigestUpdate(c, st->final_bytes, st->final_len) == 1 && EVP_DigestFinal_ex(c, resp, NULL) == 1;
+    EVP_MD_CTX_free(c);
+    char text[130], near_text[300], sig[VEIL_SIGNATURE_STR_LEN + 1], near_sig[VEIL_SIGNATURE_STR_LEN + 1];
+    veil_hex_encode(text, st->req_hash, 32);
+    text[64] = ':';
+    veil_hex_encode(text + 65, resp, 32);
+    snprintf(near_text, sizeof near_text, "%s:%s", st->creq.model->id, text);
+    uint8_t raw[VEIL_SIGNATURE_LEN];
+    const veil_seckey *key = veil_tee_key(s->cfg->tee);
+    ok = ok && veil_eip191_sign(raw, key, text, strlen(text), NULL) == VEIL_OK;
+    if (ok)
+        veil_signature_to_string(sig, raw);
+    ok = ok && veil_eip191_sign(raw, key, near_text, strlen(near_text), NULL) == VEIL_OK;
+    if (ok) {
+        veil_signature_to_string(near_sig, raw);
+        veil_signature_record r = {st->id, st->creq.model->id, text, sig, near_text, near_sig};
+        veil_err err;
+        if (veil_sigstore_put(s->cfg->sigstore, &r, &err) != VEIL_OK)
+            fprintf(logf_(s), "veil: %s: %s\n", st->id, err.message);
+    }
+    pthread_mutex_lock(&st->mu);
+    st->finalized = 1;
+    st->worker_running = 0;
+    event_active(st->wake, EV_READ, 0);
+    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_lock(&s->mu);
+    s->workers--;
+    pthread_cond_broadcast(&s->workers_done);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Holds back the final bytes and signs on a thread; returns 0 when the
+ * bytes should go out now instead (not signing, or no thread). */
+static int begin_finalize(stream *st, const void *bytes, size_t n) {
+    if (!st->signing)
+        return 0;
+    st->final_bytes = malloc(n ? n : 1);
+    if (!st->final_bytes)
+        return 0;
+    memcpy(st->final_bytes, bytes, n);
+    st->final_len = n;
+    pthread_mutex_lock(&st->mu);
+    st->worker_running = 1;
+    pthread_mutex_unlock(&st->mu);
+    server *s = st->srv;
+    pthread_mutex_lock(&s->mu);
+    s->workers++;
+    pthread_mutex_unlock(&s->mu);
+    st->finalizing = 1;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    int ok = pthread_create(&th, &attr, finalize_worker, st) == 0;
+    pthread_attr_destroy(&attr);
+    if (!ok) {
+        st->finalizing = 0;
+        pthread_mutex_lock(&st->mu);
+        st->worker_running = 0;
+        pthread_mutex_unlock(&st->mu);
+        pthread_mutex_lock(&s->mu);
+        s->workers--;
+        pthread_mutex_unlock(&s->mu);
+        free(st->final_bytes);
+        st->final_bytes = NULL;
+    }
+    return ok;
+}
+
 /* Runs on the loop: moves what the worker produced to the client. */
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
@@ -574,8 +772,24 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
         veil_free_secret(p->reasoning, p->reasoning_len);
         free(p);
     }
-    flush_events(st);
-    if (finished && !st->ended) {
+    if (!st->finalizing)
+        flush_events(st);
+    if (st->finalized && !st->ended) {
+        /* the signature is stored: the held-back final bytes go out */
+        if (!st->req || st->client_gone) {
+            drop_request(st);
+            st->ended = 1;
+        } else if (st->creq.stream) {
+            flush_events(st);
+            evhttp_send_reply_end(st->req);
+            finish_request(st, 200);
+        } else {
+            tee_headers(st->srv, st->req, st->creq.model);
+            st->bytes += send_text(st->srv, st->req, 200, (const char *)st->final_bytes, st->final_len);
+            finish_request(st, 200);
+        }
+    }
+    if (finished && !st->ended && !st->finalizing) {
         long pt = st->prompt_tokens, ct = st->completion_tokens;
         json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (json_int_t)pt, "completion_tokens",
                                   (json_int_t)ct, "total_tokens", (json_int_t)(pt + ct));
@@ -605,9 +819,11 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
             else
                 json_decref(usage);
             send_event(st, NULL);
-            flush_events(st);
-            evhttp_send_reply_end(st->req);
-            finish_request(st, 200);
+            if (!begin_finalize(st, evbuffer_pullup(st->out, -1), evbuffer_get_length(st->out))) {
+                flush_events(st);
+                evhttp_send_reply_end(st->req);
+                finish_request(st, 200);
+            }
         } else {
             json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content", st->content ? st->content : "",
                                     st->content_len);
@@ -628,9 +844,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
                                      "chat.completion", "created", (json_int_t)st->created, "model", st->creq.model->id,
                                      "choices", "index", 0, "message", msg, "finish_reason", st->finish, "logprobs",
                                      "usage", usage);
-            tee_headers(st->srv, st->req, st->creq.model);
-            st->bytes += send_json(st->srv, st->req, 200, resp);
-            finish_request(st, 200);
+            char *text = json_dumps(resp, JSON_COMPACT);
+            json_decref(resp);
+            size_t n = text ? strlen(text) : 0;
+            if (!begin_finalize(st, text, n)) {
+                tee_headers(st->srv, st->req, st->creq.model);
+                st->bytes += send_text(st->srv, st->req, 200, text, n);
+                finish_request(st, 200);
+            }
+            free(text);
         }
     }
     if (st->ended && !running)
@@ -921,6 +1143,11 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
     st->srv = s;
     st->req = req;
     st->conn = evhttp_request_get_connection(req);
+    if (s->cfg->tee && s->cfg->sigstore && (st->resp_hash = EVP_MD_CTX_new()) &&
+        EVP_DigestInit_ex(st->resp_hash, EVP_sha256(), NULL) == 1) {
+        st->signing = 1; /* the request hash covers the body exactly as received */
+        EVP_Digest(body ? body : "", len, st->req_hash, NULL, EVP_sha256(), NULL);
+    }
     st->created = (long)time(NULL);
     st->t0 = t0;
     st->worker_running = 1;
@@ -985,6 +1212,11 @@ static void on_request(struct evhttp_request *req, void *arg) {
         if (get)
             bytes = handle_attestation(s, req, uri, near, near ? "/v1/attestation/report" : "/api/v1/tee/attestation",
                                        t0, &status);
+        else
+            bytes = send_error(s, req, status = 405, "Method not allowed", NULL);
+    } else if (!strcmp(path, "/api/v1/tee/signature") || !strncmp(path, "/v1/signature/", 14)) {
+        if (get)
+            bytes = handle_signature(s, req, uri, path, t0, &status);
         else
             bytes = send_error(s, req, status = 405, "Method not allowed", NULL);
     } else if (!strcmp(path, "/api/v1/chat/completions") || !strcmp(path, "/v1/chat/completions")) {

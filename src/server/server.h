@@ -125,6 +125,29 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_hashes(veil_keystore *ks, uint8_t 
 
 
 
+/* ---- response signatures ---- */
+
+typedef struct veil_signature_record {
+    const char *request_id, *model;
+    const char *text, *signature;           /* Venice: "<sha256 req>:<sha256 resp>" */
+    const char *near_text, *near_signature; /* NEAR: "<model>:<sha256 req>:<sha256 resp>" */
+} veil_signature_record;
+
+typedef struct veil_sigstore veil_sigstore;
+
+/* Opens (creating) the store at `path`; records expire after retention_s (default 3600). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_sigstore_open(veil_sigstore **out, const char *path, long retention_s,
+                                                   veil_err *err);
+void veil_sigstore_close(veil_sigstore *s);
+
+/* Stores a record (strings borrowed). Thread-safe. */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_sigstore_put(veil_sigstore *s, const veil_signature_record *r, veil_err *err);
+
+/* Finds an unexpired record: 1 and *out filled (strings malloc'd; free with
+ * veil_signature_record_clear), or 0. Thread-safe. */
+int veil_sigstore_get(veil_sigstore *s, const char *request_id, veil_signature_record *out);
+void veil_signature_record_clear(veil_signature_record *r);
+
 /* ---- the HTTP server ---- */
 
 typedef struct veil_server_config {
@@ -142,6 +165,7 @@ typedef struct veil_server_config {
     veil_keystore *keystore;     /* may be NULL */
     const char *cors_origin;     /* NULL: no CORS headers */
     struct veil_tee *tee;        /* NULL: no TEE (no attestation routes) */
+    veil_sigstore *sigstore;     /* with a TEE: where response signatures go */
     int tee_rate_per_min;        /* attestation requests per client IP a minute; default 10 */
     int trust_proxy;             /* take the client IP from X-Forwarded-For */
     FILE *log;                   /* one line per request; NULL: stderr */

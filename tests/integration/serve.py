@@ -568,6 +568,83 @@ def _():
             assert marker.encode() not in open(path, "rb").read(), path
 
 
+def raw_chat(body_bytes, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+    h = {"Authorization": "Bearer " + KEY, "Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request("POST", "/api/v1/chat/completions", body=body_bytes, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def verify_signature(req_bytes, resp_bytes, request_id, model):
+    import hashlib
+    st, sig = attest("/api/v1/tee/signature", model=model, request_id=request_id)
+    assert st == 200, sig
+    want = hashlib.sha256(req_bytes).hexdigest() + ":" + hashlib.sha256(resp_bytes).hexdigest()
+    assert sig["text"] == want, (sig["text"], want)
+    assert sig["request_id"] == request_id and sig["model"] == model and sig["signing_algo"] == "ecdsa"
+    signer = subprocess.run([VEIL, "crypto", "recover", "--signature", sig["signature"], sig["text"]],
+                            capture_output=True, text=True).stdout.strip()
+    st, att = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    assert signer == att["signing_address"] == sig["signing_address"], (signer, att["signing_address"])
+    return sig
+
+
+@check("signatures: the client recomputes both hashes and recovers the attested signer (stream, JSON, E2EE)")
+def _():
+    body = json.dumps({"model": "e2ee-mock", "stream": True, "messages": msgs("sign this stream")}).encode()
+    st, data = raw_chat(body)
+    assert st == 200 and data.endswith(b"data: [DONE]\n\n")
+    rid = json.loads(events(data.decode())[0])["id"]
+    verify_signature(body, data, rid, "e2ee-mock")  # asked the moment [DONE] was read
+    body = json.dumps({"model": "e2ee-mock", "messages": msgs("sign this json")}).encode()
+    st, data = raw_chat(body)
+    verify_signature(body, data, json.loads(data)["id"], "e2ee-mock")
+    st, d = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    priv, pub = keypair()
+    body = json.dumps({"model": "e2ee-mock", "stream": True,
+                       "messages": [{"role": "user", "content": seal_to(d["signing_key"], "sealed")}]}).encode()
+    st, data = raw_chat(body, {"X-Venice-TEE-Client-Pub-Key": pub, "X-Venice-TEE-Model-Pub-Key": d["signing_key"],
+                               "X-Venice-TEE-Signing-Algo": "ecdsa"})
+    assert st == 200
+    verify_signature(body, data, json.loads(events(data.decode())[0])["id"], "e2ee-mock")
+
+
+@check("signatures: NEAR route, unknown ids, wrong model, and a stream cut short leaves none")
+def _():
+    import hashlib
+    body = json.dumps({"model": "e2ee-mock", "messages": msgs("near sig")}).encode()
+    st, data = raw_chat(body)
+    rid = json.loads(data)["id"]
+    c = http.client.HTTPConnection("127.0.0.1", PORT)
+    c.request("GET", "/v1/signature/%s?signing_algo=ecdsa" % rid)
+    near = json.loads(c.getresponse().read())
+    assert near["text"] == "e2ee-mock:%s:%s" % (hashlib.sha256(body).hexdigest(), hashlib.sha256(data).hexdigest()), near
+    signer = subprocess.run([VEIL, "crypto", "recover", "--signature", near["signature"], near["text"]],
+                            capture_output=True, text=True).stdout.strip()
+    assert signer == near["signing_address"]
+    c.request("GET", "/v1/signature/chatcmpl-nope?signing_algo=ecdsa")
+    r = c.getresponse()
+    assert r.status == 404 and json.loads(r.read())["error"]["message"] == "Chat id not found or expired"
+    st, d = attest("/api/v1/tee/signature", model="e2ee-mock", request_id="chatcmpl-" + "0" * 32)
+    assert st == 404 and d["error"]["message"] == "Signature not found or expired"
+    st, d = attest("/api/v1/tee/signature", model="tools-mock", request_id=rid)
+    assert st == 404, d
+    s2 = socket.create_connection(("127.0.0.1", PORT))
+    b = json.dumps({"model": "e2ee-mock", "stream": True, "messages": msgs("SLOW " + "w " * 20)})
+    s2.sendall(("POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (KEY, len(b), b)).encode())
+    first = s2.recv(65536).decode(errors="replace")
+    cut_id = first.split('"id":"')[1].split('"')[0]
+    s2.close()
+    time.sleep(1.5)
+    st, d = attest("/api/v1/tee/signature", model="e2ee-mock", request_id=cut_id)
+    assert st == 404, d
+
+
 @check("the log has one line per request and never a body")
 def _():
     chat({"model": "e2ee-mock", "messages": msgs("UNIQUE-MARKER-8812")})
@@ -651,6 +728,27 @@ def _():
     assert "shown only now" not in open(out2).read()  # keys exist: none is made
     p2.send_signal(signal.SIGTERM)
     p2.wait(20)
+
+
+@check("signatures survive a restart of the same state directory")
+def _():
+    global PORT
+    state = os.path.join(tmp, "restart")
+    args = ["--upstream", "http://127.0.0.1:%d/v1" % UP, "--upstream-model", "m", "--model-id", "tee-m",
+            "--api-key", KEY, "--tee", "sim"]
+    p, PORT, _, _ = start_serve(args, state)
+    body = json.dumps({"model": "tee-m", "messages": msgs("keep me")}).encode()
+    st, data = raw_chat(body)
+    rid = json.loads(data)["id"]
+    st, before = attest("/api/v1/tee/signature", model="tee-m", request_id=rid)
+    assert st == 200
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(20) == 0
+    p, PORT, _, _ = start_serve(args, state)
+    st, after = attest("/api/v1/tee/signature", model="tee-m", request_id=rid)
+    assert st == 200 and after["text"] == before["text"] and after["signature"] == before["signature"], after
+    p.send_signal(signal.SIGTERM)
+    p.wait(20)
 
 
 if serve.poll() is None:
