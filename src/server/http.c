@@ -92,7 +92,7 @@ struct stream {
     struct evbuffer *out; /* events gathered during one wake-up, written together */
     int finished; /* done or fail arrived */
     int ended;    /* the reply is complete; waiting for the worker to let go */
-    int worker_running;
+    int threads; /* threads (generation, signing) still using the stream; guarded by mu */
     atomic_int cancelled;
     pthread_mutex_t mu; /* guards the fields the worker writes: */
     piece *head, *tail;
@@ -697,7 +697,7 @@ static void *finalize_worker(void *arg) {
     }
     pthread_mutex_lock(&st->mu);
     st->finalized = 1;
-    st->worker_running = 0;
+    st->threads--;
     event_active(st->wake, EV_READ, 0);
     pthread_mutex_unlock(&st->mu);
     pthread_mutex_lock(&s->mu);
@@ -718,7 +718,7 @@ static int begin_finalize(stream *st, const void *bytes, size_t n) {
     memcpy(st->final_bytes, bytes, n);
     st->final_len = n;
     pthread_mutex_lock(&st->mu);
-    st->worker_running = 1;
+    st->threads++;
     pthread_mutex_unlock(&st->mu);
     server *s = st->srv;
     pthread_mutex_lock(&s->mu);
@@ -734,7 +734,7 @@ static int begin_finalize(stream *st, const void *bytes, size_t n) {
     if (!ok) {
         st->finalizing = 0;
         pthread_mutex_lock(&st->mu);
-        st->worker_running = 0;
+        st->threads--;
         pthread_mutex_unlock(&st->mu);
         pthread_mutex_lock(&s->mu);
         s->workers--;
@@ -752,7 +752,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     pthread_mutex_lock(&st->mu);
     piece *list = st->head;
     st->head = st->tail = NULL;
-    int finished = st->finished, running = st->worker_running;
+    int finished = st->finished, running = st->threads > 0;
     pthread_mutex_unlock(&st->mu);
     for (piece *p = list, *n; p; p = n) {
         n = p->next;
@@ -855,8 +855,13 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
             free(text);
         }
     }
-    if (st->ended && !running)
-        stream_unlink_and_free(st);
+    if (st->ended) {
+        pthread_mutex_lock(&st->mu);
+        running = st->threads > 0;
+        pthread_mutex_unlock(&st->mu);
+        if (!running)
+            stream_unlink_and_free(st);
+    }
 }
 
 /* ---- the sink, called on the worker thread ---- */
@@ -955,10 +960,10 @@ static void *worker(void *arg) {
     else
         sink_fail(st, 503, "Model has no backend");
     server *s = st->srv;
-    /* The loop may free the stream as soon as it sees worker_running clear,
-     * so this is the worker's last touch of it. */
+    /* The loop may free the stream as soon as no thread uses it, so this is
+     * the worker's last touch of it. */
     pthread_mutex_lock(&st->mu);
-    st->worker_running = 0;
+    st->threads--;
     event_active(st->wake, EV_READ, 0);
     pthread_mutex_unlock(&st->mu);
     pthread_mutex_lock(&s->mu);
@@ -1150,7 +1155,7 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
     }
     st->created = (long)time(NULL);
     st->t0 = t0;
-    st->worker_running = 1;
+    st->threads = 1;
     pthread_mutex_init(&st->mu, NULL);
     st->wake = event_new(s->base, -1, 0, on_wake, st);
     evhttp_connection_set_closecb(st->conn, on_close, st);
@@ -1168,7 +1173,7 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
     if (pthread_create(&th, &attr, worker, st) != 0) {
         sink_fail(st, 503, "Server is overloaded, retry shortly");
         pthread_mutex_lock(&st->mu);
-        st->worker_running = 0;
+        st->threads--;
         pthread_mutex_unlock(&st->mu);
         pthread_mutex_lock(&s->mu);
         s->workers--;
@@ -1386,7 +1391,7 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
     while (s.streams) {
         stream *st = s.streams;
         st->ended = 1;
-        st->worker_running = 0;
+        st->threads = 0;
         stream_unlink_and_free(st);
     }
 out:
