@@ -23,7 +23,7 @@ endif
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 LIBS := $(PKG_LIBS) -lpthread
 
-LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/server/*.c)
+LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/server/*.c src/client/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 BENCH_SRCS := $(wildcard bench/*.c)

@@ -50,5 +50,6 @@ int cmd_quote(int argc, char **argv);
 int cmd_tee(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
+int cmd_attest(int argc, char **argv);
 
 #endif

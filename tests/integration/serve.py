@@ -645,6 +645,51 @@ def _():
     assert st == 404, d
 
 
+@check("veil attest verifies locally: accepted with --allow-simulated, refused without")
+def _():
+    base = "http://127.0.0.1:%d/api/v1" % PORT
+    r = subprocess.run([VEIL, "attest", "--base-url", base, "--model", "e2ee-mock", "--allow-simulated", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    rep = json.loads(r.stdout)
+    assert r.returncode == 0 and rep["accepted"] and rep["simulated"], r.stdout
+    assert {c["check"]: c["result"] for c in rep["checks"]}["REPORTDATA binds nonce"] == "PASS"
+    r = subprocess.run([VEIL, "attest", "--base-url", base, "--model", "e2ee-mock"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "REJECTED" in r.stdout and "simulated" in r.stdout, r.stdout
+    r = subprocess.run([VEIL, "attest", "--base-url", base, "--model", "missing", "--allow-simulated"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Model not found" in r.stderr, r.stderr
+
+
+@check("veil attest refuses a replayed attestation (a hostile server ignoring the nonce)")
+def _():
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    st, stale = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    assert st == 200
+
+    class Replay(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = json.dumps(stale).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    hostile = HTTPServer(("127.0.0.1", 0), Replay)
+    t = threading.Thread(target=hostile.serve_forever, daemon=True)
+    t.start()
+    r = subprocess.run([VEIL, "attest", "--base-url", "http://127.0.0.1:%d/api/v1" % hostile.server_address[1],
+                        "--model", "e2ee-mock", "--allow-simulated"], capture_output=True, text=True, timeout=60)
+    hostile.shutdown()
+    assert r.returncode == 1, r.stdout
+    lines = {l.split()[1] + " " + l.split()[2]: l.split()[0] for l in r.stdout.splitlines() if l[:4] in ("PASS", "FAIL")}
+    assert lines["nonce echo"] == "FAIL" and lines["REPORTDATA binds"] == "FAIL", r.stdout
+
+
 @check("the log has one line per request and never a body")
 def _():
     chat({"model": "e2ee-mock", "messages": msgs("UNIQUE-MARKER-8812")})

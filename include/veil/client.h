@@ -1,0 +1,74 @@
+/* libveil's client side: talks to veil or to Venice's service and trusts
+ * nothing the server merely claims. This part verifies a TEE attestation
+ * locally: the quote, its chain to the pinned Intel root, the bindings of
+ * the signing key and a fresh nonce in REPORTDATA, and the policy. */
+#ifndef VEIL_CLIENT_H
+#define VEIL_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "veil/collateral.h"
+#include "veil/err.h"
+#include "veil/keys.h"
+#include "veil/policy.h"
+#include "veil/quote.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VEIL_DEFAULT_BASE_URL "https://api.venice.ai/api/v1"
+
+typedef struct veil_client veil_client;
+
+/* A client for base_url (e.g. VEIL_DEFAULT_BASE_URL) with an API key (may be
+ * NULL). TLS certificates are always verified for https. timeout_s: per
+ * request (0: 60). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_client_new(veil_client **out, const char *base_url, const char *api_key,
+                                                long timeout_s, veil_err *err);
+void veil_client_free(veil_client *c);
+
+typedef enum veil_check_result { VEIL_CHECK_PASS, VEIL_CHECK_FAIL, VEIL_CHECK_SKIP } veil_check_result;
+
+typedef struct veil_check {
+    const char *name;
+    veil_check_result result;
+    char reason[240];
+} veil_check;
+
+#define VEIL_MAX_CHECKS 16
+
+typedef struct veil_attest_options {
+    const char *model;
+    const veil_quote_policy *policy;     /* NULL: defaults */
+    const veil_collateral *collateral;   /* NULL: chain and signatures only */
+    int allow_simulated;                 /* accept a simulated TEE (its own root) */
+    int64_t at;                          /* 0: now */
+} veil_attest_options;
+
+typedef struct veil_attestation {
+    int accepted; /* every check passed (or was skipped) */
+    veil_check checks[VEIL_MAX_CHECKS];
+    size_t n_checks;
+    char signing_address[43];
+    veil_pubkey signing_key;
+    char tee_provider[32];
+    int simulated;
+    veil_quote_verdict verdict;
+} veil_attestation;
+
+/* Fetches the attestation of opts->model with a fresh 32-byte nonce and
+ * verifies it: nonce and model echo, quote verification (Intel's pinned
+ * root; a simulated TEE only when allowed), TEE type, REPORTDATA binding
+ * the signing address and the nonce (raw, or its SHA-256), signing key to
+ * address, event log replay, the policy. Returns VEIL_OK when the
+ * attestation was evaluated (see out->accepted) or an error when it could
+ * not be fetched or read (VEIL_ERR_IO, VEIL_ERR_MALFORMED). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, const veil_attest_options *opts,
+                                                   veil_attestation *out, veil_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

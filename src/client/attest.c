@@ -1,0 +1,248 @@
+/* Client-side attestation: fetch with a fresh nonce, then verify everything
+ * locally with the same verifier the server runs, against roots the client
+ * chose. The server's own "verified" is ignored. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "attest/x509.h"
+
+#include "veil/client.h"
+#include "veil/eth.h"
+#include "veil/eventlog.h"
+#include "veil/hex.h"
+#include "veil/secure.h"
+
+struct veil_client {
+    char *base;
+    char *auth;
+    long timeout;
+};
+
+veil_rc veil_client_new(veil_client **out, const char *base_url, const char *api_key, long timeout_s, veil_err *err) {
+    *out = NULL;
+    veil_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    size_t n = strlen(base_url);
+    while (n > 0 && base_url[n - 1] == '/')
+        n--;
+    c->base = strndup(base_url, n);
+    if (api_key && *api_key) {
+        c->auth = malloc(strlen(api_key) + 32);
+        if (c->auth)
+            sprintf(c->auth, "Authorization: Bearer %s", api_key);
+    }
+    c->timeout = timeout_s > 0 ? timeout_s : 60;
+    if (!c->base || (api_key && *api_key && !c->auth)) {
+        veil_client_free(c);
+        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    }
+    *out = c;
+    return VEIL_OK;
+}
+
+void veil_client_free(veil_client *c) {
+    if (!c)
+        return;
+    free(c->base);
+    if (c->auth)
+        veil_free_secret(c->auth, strlen(c->auth));
+    free(c);
+}
+
+typedef struct body {
+    char *data;
+    size_t len;
+} body;
+
+static size_t collect(char *p, size_t size, size_t n, void *ctx) {
+    body *b = ctx;
+    size_t k = size * n;
+    if (b->len + k > (16u << 20))
+        return 0; /* an attestation is far smaller */
+    char *d = realloc(b->data, b->len + k + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, p, k);
+    b->data = d;
+    b->len += k;
+    d[b->len] = '\0';
+    return k;
+}
+
+/* GET base + path; returns the JSON body and the status. */
+static json_t *get_json(veil_client *c, const char *path, long *status, veil_err *err) {
+    char *url = malloc(strlen(c->base) + strlen(path) + 1);
+    if (!url) {
+        veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    sprintf(url, "%s%s", c->base, path);
+    CURL *h = curl_easy_init();
+    struct curl_slist *hd = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
+    body b = {NULL, 0};
+    CURLcode rc = CURLE_FAILED_INIT;
+    if (h) {
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+        rc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    }
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    free(url);
+    json_t *v = NULL;
+    if (rc != CURLE_OK)
+        veil_err_set(err, VEIL_ERR_IO, "%s: %s", c->base, curl_easy_strerror(rc));
+    else if (!(v = b.data ? json_loads(b.data, 0, NULL) : NULL))
+        veil_err_set(err, VEIL_ERR_MALFORMED, "%s answered HTTP %ld without JSON", c->base, *status);
+    free(b.data);
+    return v;
+}
+
+static void check(veil_attestation *a, const char *name, veil_check_result r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void check(veil_attestation *a, const char *name, veil_check_result r, const char *fmt, ...) {
+    if (a->n_checks == VEIL_MAX_CHECKS)
+        return;
+    veil_check *c = &a->checks[a->n_checks++];
+    c->name = name;
+    c->result = r;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->reason, sizeof c->reason, fmt, ap);
+    va_end(ap);
+    if (r == VEIL_CHECK_FAIL)
+        a->accepted = 0;
+}
+
+veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_attestation *a, veil_err *err) {
+    memset(a, 0, sizeof *a);
+    a->accepted = 1;
+    uint8_t nonce[32];
+    char nonce_hex[65], path[512];
+    veil_rc rc = veil_random_bytes(nonce, sizeof nonce, err);
+    if (rc != VEIL_OK)
+        return rc;
+    veil_hex_encode(nonce_hex, nonce, 32);
+    char *model = curl_escape(o->model, 0);
+    snprintf(path, sizeof path, "/tee/attestation?model=%s&nonce=%s", model ? model : "", nonce_hex);
+    curl_free(model);
+    long status = 0;
+    json_t *d = get_json(c, path, &status, err);
+    if (!d)
+        return err ? err->code : VEIL_ERR_IO;
+    if (status != 200) {
+        const char *m = json_string_value(json_object_get(json_object_get(d, "error"), "message"));
+        veil_err_set(err, VEIL_ERR_IO, "attestation refused (HTTP %ld): %s", status, m ? m : "no message");
+        json_decref(d);
+        return VEIL_ERR_IO;
+    }
+    const char *echo = json_string_value(json_object_get(d, "nonce"));
+    check(a, "nonce echo", echo && !strcmp(echo, nonce_hex) ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL,
+          echo && !strcmp(echo, nonce_hex) ? "the server echoed this request's fresh nonce"
+                                           : "the nonce differs from the one sent (replayed attestation?)");
+    const char *m = json_string_value(json_object_get(d, "model"));
+    check(a, "model echo", m && !strcmp(m, o->model) ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "attested model %s",
+          m ? m : "(none)");
+    const char *provider = json_string_value(json_object_get(d, "tee_provider"));
+    snprintf(a->tee_provider, sizeof a->tee_provider, "%s", provider ? provider : "");
+    const char *qhex = json_string_value(json_object_get(d, "intel_quote"));
+    uint8_t *qbuf = NULL;
+    size_t qlen = 0;
+    veil_quote q;
+    int parsed = qhex && veil_quote_load(&qbuf, &qlen, (const uint8_t *)qhex, strlen(qhex), NULL) == VEIL_OK &&
+                 veil_quote_parse(&q, qbuf, qlen, NULL, NULL) == VEIL_OK;
+    if (parsed)
+        check(a, "quote parses", VEIL_CHECK_PASS, "quote version %d", q.version);
+    else
+        check(a, "quote parses", VEIL_CHECK_FAIL, "no readable intel_quote");
+    /* the signing key, and that the address is the key's */
+    const char *key = json_string_value(json_object_get(d, "signing_key"));
+    if (!key)
+        key = json_string_value(json_object_get(d, "signing_public_key"));
+    const char *addr = json_string_value(json_object_get(d, "signing_address"));
+    uint8_t want_addr[20], have_addr[20];
+    int key_ok = key && veil_pubkey_parse_hex(&a->signing_key, key, strlen(key), NULL) == VEIL_OK;
+    int addr_ok = addr && veil_eth_address_parse(want_addr, addr, strlen(addr), NULL) == VEIL_OK;
+    if (key_ok)
+        veil_eth_address(have_addr, &a->signing_key);
+    check(a, "signing key matches address", key_ok && addr_ok && !memcmp(want_addr, have_addr, 20) ? VEIL_CHECK_PASS
+                                                                                                   : VEIL_CHECK_FAIL,
+          "%s", key_ok && addr_ok ? "keccak256(signing_key) gives signing_address" : "missing or malformed key/address");
+    if (addr_ok)
+        veil_eth_address_to_string(a->signing_address, want_addr);
+    if (parsed) {
+        check(a, "TEE type TDX", q.tee_type == VEIL_TEE_TYPE_TDX ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "TEE type 0x%x",
+              q.tee_type);
+        /* the chain: Intel's pinned root, or under allowed simulation the quote's own root */
+        veil_quote_options vo;
+        veil_quote_options_init(&vo);
+        if (o->at)
+            vo.at = o->at;
+        vo.collateral = o->collateral;
+        vo.policy = o->policy;
+        a->simulated = json_is_true(json_object_get(d, "simulated")) || (provider && !strcmp(provider, "veil-simulated"));
+        if (a->simulated && o->allow_simulated && q.chain_type == 5) {
+            const char *why;
+            STACK_OF(X509) *certs = veil_x509_parse_certs(q.chain, q.chain_len, &why);
+            for (int i = 0; certs && i < sk_X509_num(certs); i++) {
+                X509 *x = sk_X509_value(certs, i);
+                if (X509_check_issued(x, x) == X509_V_OK)
+                    veil_x509_sha256(x, vo.root_sha256);
+            }
+            sk_X509_pop_free(certs, X509_free);
+        }
+        veil_event_log *log = NULL;
+        char *log_json = json_dumps(json_object_get(d, "event_log"), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (log_json && json_array_size(json_object_get(d, "event_log")) &&
+            veil_event_log_parse(&log, (const uint8_t *)log_json, strlen(log_json), NULL) == VEIL_OK)
+            vo.event_log = log;
+        free(log_json);
+        if (veil_quote_verify(&q, &vo, &a->verdict, err) != VEIL_OK) {
+            a->verdict.code = VEIL_QUOTE_MALFORMED;
+            snprintf(a->verdict.message, sizeof a->verdict.message, "verifier failed");
+        }
+        veil_event_log_free(log);
+        check(a, "quote verified", a->verdict.code == VEIL_QUOTE_OK ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s%s%s",
+              a->verdict.code == VEIL_QUOTE_OK ? "" : veil_quote_code_name(a->verdict.code),
+              a->verdict.code == VEIL_QUOTE_OK ? "" : ": ", a->verdict.message);
+        if (a->simulated)
+            check(a, "not simulated", o->allow_simulated ? VEIL_CHECK_SKIP : VEIL_CHECK_FAIL, "%s",
+                  o->allow_simulated ? "a SIMULATED TEE, accepted because simulation was allowed"
+                                     : "the server runs a simulated TEE (pass --allow-simulated to accept it)");
+        else
+            check(a, "not simulated", VEIL_CHECK_PASS, "hardware TEE (%s)", a->tee_provider);
+        const uint8_t *rd = q.body_type == VEIL_BODY_SGX ? q.enclave.report_data : q.td.report_data;
+        uint8_t zeros[12] = {0}, hashed[32];
+        int bound = addr_ok && !memcmp(rd, want_addr, 20) && !memcmp(rd + 20, zeros, 12);
+        check(a, "REPORTDATA binds signing address", bound ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s",
+              bound ? "first 20 bytes are the signing address" : "REPORTDATA does not hold the signing address");
+        EVP_Digest(nonce, 32, hashed, NULL, EVP_sha256(), NULL);
+        int raw = !memcmp(rd + 32, nonce, 32), sha = !memcmp(rd + 32, hashed, 32);
+        check(a, "REPORTDATA binds nonce", raw || sha ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s",
+              raw ? "raw nonce" : sha ? "SHA-256 of the nonce" : "REPORTDATA does not hold this request's nonce");
+    }
+    check(a, "GPU evidence", VEIL_CHECK_SKIP, "%s",
+          json_is_null(json_object_get(d, "nvidia_payload")) || !json_object_get(d, "nvidia_payload")
+              ? "no GPU evidence in the attestation"
+              : "GPU evidence is present but not yet verified by this build");
+    free(qbuf);
+    json_decref(d);
+    return VEIL_OK;
+}
