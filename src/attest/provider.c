@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "veil/buf.h"
 #include "veil/eventlog.h"
 #include "veil/hex.h"
 #include "veil/quote.h"
@@ -165,33 +166,13 @@ static veil_rc configfs_quote(veil_quote_provider *p, const uint8_t rd[64], uint
                         "that may be for another request", CONFIGFS_ATTEMPTS);
 }
 
-typedef struct growbuf {
-    char *data;
-    size_t len;
-} growbuf;
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata) {
-    growbuf *b = userdata;
-    size_t n = size * nmemb;
-    if (b->len + n > 4 * MAX_QUOTE + 1024 * 1024)
-        return 0; /* too large: abort the transfer */
-    char *d = realloc(b->data, b->len + n + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, ptr, n);
-    b->data = d;
-    b->len += n;
-    d[b->len] = '\0';
-    return n;
-}
-
 static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_t **quote, size_t *len,
                             char **event_log, veil_err *err) {
     char hex[129], body[160];
     veil_hex_encode(hex, rd, 64);
     snprintf(body, sizeof body, "{\"report_data\":\"%s\"}", hex);
     CURL *curl = curl_easy_init();
-    growbuf resp = {NULL, 0};
+    veil_buf resp = {NULL, 0, 4 * MAX_QUOTE + 1024 * 1024};
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     long status = 0;
     CURLcode cc = CURLE_FAILED_INIT;
@@ -200,7 +181,7 @@ static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_
         curl_easy_setopt(curl, CURLOPT_URL, "http://localhost/GetQuote");
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
         curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
         curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
@@ -235,7 +216,7 @@ static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_
         }
     }
     json_decref(root);
-    free(resp.data);
+    veil_buf_free(&resp);
     return rc;
 }
 

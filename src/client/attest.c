@@ -15,6 +15,7 @@
 
 #include "attest/x509.h"
 
+#include "veil/buf.h"
 #include "veil/client.h"
 #include "veil/eth.h"
 #include "veil/eventlog.h"
@@ -59,26 +60,6 @@ void veil_client_free(veil_client *c) {
     free(c);
 }
 
-typedef struct body {
-    char *data;
-    size_t len;
-} body;
-
-static size_t collect(char *p, size_t size, size_t n, void *ctx) {
-    body *b = ctx;
-    size_t k = size * n;
-    if (b->len + k > (16u << 20))
-        return 0; /* an attestation is far smaller */
-    char *d = realloc(b->data, b->len + k + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, p, k);
-    b->data = d;
-    b->len += k;
-    d[b->len] = '\0';
-    return k;
-}
-
 /* GET base + path; returns the JSON body and the status. */
 static json_t *get_json(veil_client *c, const char *path, long *status, veil_err *err) {
     char *url = malloc(strlen(c->base) + strlen(path) + 1);
@@ -89,12 +70,12 @@ static json_t *get_json(veil_client *c, const char *path, long *status, veil_err
     sprintf(url, "%s%s", c->base, path);
     CURL *h = curl_easy_init();
     struct curl_slist *hd = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
-    body b = {NULL, 0};
+    veil_buf b = {NULL, 0, 16u << 20}; /* an attestation is far smaller */
     CURLcode rc = CURLE_FAILED_INIT;
     if (h) {
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
         curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -111,7 +92,7 @@ static json_t *get_json(veil_client *c, const char *path, long *status, veil_err
         veil_err_set(err, VEIL_ERR_IO, "%s: %s", c->base, curl_easy_strerror(rc));
     else if (!(v = b.data ? json_loads(b.data, 0, NULL) : NULL))
         veil_err_set(err, VEIL_ERR_MALFORMED, "%s answered HTTP %ld without JSON", c->base, *status);
-    free(b.data);
+    veil_buf_free(&b);
     return v;
 }
 

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 
 #include "server.h"
+#include "veil/buf.h"
 #include "veil/sse.h"
 
 #define MAX_EVENT (1024 * 1024)
@@ -23,8 +24,7 @@ typedef struct call {
     veil_sse *sse;
     long status;
     int streaming;   /* the answer is an event stream */
-    char *error;     /* a non-stream body (an error), bounded */
-    size_t error_len;
+    veil_buf error;  /* a non-stream body (an error), bounded */
     char finish[32];
     long prompt_tokens, completion_tokens;
     int done_seen;
@@ -82,16 +82,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx) {
     }
     if (c->streaming)
         return veil_sse_feed(c->sse, ptr, n, NULL) == VEIL_OK ? n : 0;
-    if (c->error_len + n > MAX_ERROR_BODY)
-        return 0;
-    char *e = realloc(c->error, c->error_len + n + 1);
-    if (!e)
-        return 0;
-    memcpy(e + c->error_len, ptr, n);
-    c->error = e;
-    c->error_len += n;
-    e[c->error_len] = '\0';
-    return n;
+    return veil_buf_append(&c->error, ptr, n) ? n : 0;
 }
 
 static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t x, curl_off_t y) {
@@ -119,6 +110,7 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     upstream *u = b->impl;
     call c;
     memset(&c, 0, sizeof c);
+    c.error.limit = MAX_ERROR_BODY;
     c.sink = sink;
     c.sse = veil_sse_new(MAX_EVENT, on_event, &c);
     char *body = upstream_body(req);
@@ -154,7 +146,7 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
         sink->fail(sink->ctx, 502, "Upstream unavailable");
     } else if (c.status >= 400 && c.status < 500) {
-        json_t *e = c.error ? json_loads(c.error, 0, NULL) : NULL;
+        json_t *e = c.error.data ? json_loads(c.error.data, 0, NULL) : NULL;
         const char *m = json_string_value(json_object_get(json_object_get(e, "error"), "message"));
         if (!m)
             m = json_string_value(json_object_get(e, "error"));
@@ -172,7 +164,7 @@ out:
     curl_easy_cleanup(c.curl);
     veil_sse_free(c.sse);
     free(body);
-    free(c.error);
+    veil_buf_free(&c.error);
 }
 
 static void upstream_free(veil_backend *b) {
