@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "veil/collateral.h"
 #include "veil/err.h"
 #include "veil/keys.h"
@@ -67,6 +69,46 @@ typedef struct veil_attestation {
  * not be fetched or read (VEIL_ERR_IO, VEIL_ERR_MALFORMED). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, const veil_attest_options *opts,
                                                    veil_attestation *out, veil_err *err);
+
+typedef enum veil_chat_mode {
+    VEIL_CHAT_AUTO,  /* E2EE when the model supports it, else TEE-only when it is a TEE model, else plain */
+    VEIL_CHAT_E2EE,  /* attest, encrypt the prompt to the attested key, decrypt every chunk */
+    VEIL_CHAT_TEE,   /* attest, send plaintext */
+    VEIL_CHAT_PLAIN  /* no attestation */
+} veil_chat_mode;
+
+typedef struct veil_chat_options {
+    const char *model;
+    veil_chat_mode mode;
+    int verify_signature; /* fetch the response signature and check it against the attested address */
+    veil_attest_options attest; /* model is taken from above */
+    /* called with each piece of the answer as it arrives (plaintext) */
+    void (*on_text)(void *ctx, const char *text, size_t n);
+    void *ctx;
+} veil_chat_options;
+
+typedef struct veil_chat_result {
+    char *answer; /* the whole answer, malloc'd; wipe and free with veil_chat_result_clear */
+    size_t answer_len;
+    char request_id[64];
+    veil_chat_mode mode;      /* the mode used */
+    veil_attestation attestation; /* when attested */
+    int signature_checked;    /* the signature verified and its signer is the attested address */
+} veil_chat_result;
+
+/* Sends `messages` (a JSON array of {role, content} in plaintext,
+ * borrowed) as a streaming chat completion. Under E2EE the attestation must
+ * be accepted first; user, system and developer contents (and prior
+ * assistant turns) are sealed to the attested key; every chunk must decrypt
+ * with this call's ephemeral key (wiped after), else the call fails and no
+ * unverified text is handed on. Returns VEIL_OK, or VEIL_ERR_IO (HTTP or
+ * stream failure), VEIL_ERR_AUTH_FAILED (attestation refused, a plaintext or
+ * undecryptable chunk in an E2EE stream), VEIL_ERR_BAD_SIGNATURE (the
+ * signature check failed). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_client_chat(veil_client *c, const veil_chat_options *opts, json_t *messages,
+                                                 veil_chat_result *out, veil_err *err);
+
+void veil_chat_result_clear(veil_chat_result *r);
 
 #ifdef __cplusplus
 }

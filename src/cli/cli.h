@@ -51,5 +51,6 @@ int cmd_tee(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 #endif

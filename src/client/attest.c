@@ -15,6 +15,7 @@
 
 #include "attest/x509.h"
 
+#include "client_internal.h"
 #include "veil/buf.h"
 #include "veil/client.h"
 #include "veil/eth.h"
@@ -51,6 +52,10 @@ veil_rc veil_client_new(veil_client **out, const char *base_url, const char *api
     return VEIL_OK;
 }
 
+const char *veil_client_base(const veil_client *c) { return c->base; }
+const char *veil_client_auth(const veil_client *c) { return c->auth; }
+long veil_client_timeout(const veil_client *c) { return c->timeout; }
+
 void veil_client_free(veil_client *c) {
     if (!c)
         return;
@@ -60,8 +65,7 @@ void veil_client_free(veil_client *c) {
     free(c);
 }
 
-/* GET base + path; returns the JSON body and the status. */
-static json_t *get_json(veil_client *c, const char *path, long *status, veil_err *err) {
+json_t *veil_client_get_json(veil_client *c, const char *path, long *status, veil_err *err) {
     char *url = malloc(strlen(c->base) + strlen(path) + 1);
     if (!url) {
         veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
@@ -125,7 +129,7 @@ veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_at
     snprintf(path, sizeof path, "/tee/attestation?model=%s&nonce=%s", model ? model : "", nonce_hex);
     curl_free(model);
     long status = 0;
-    json_t *d = get_json(c, path, &status, err);
+    json_t *d = veil_client_get_json(c, path, &status, err);
     if (!d)
         return err ? err->code : VEIL_ERR_IO;
     if (status != 200) {

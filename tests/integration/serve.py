@@ -690,6 +690,91 @@ def _():
     assert lines["nonce echo"] == "FAIL" and lines["REPORTDATA binds"] == "FAIL", r.stdout
 
 
+@check("veil chat: E2EE with a verified signature, TEE-only, plain; refuses an unaccepted attestation")
+def _():
+    base = "http://127.0.0.1:%d/api/v1" % PORT
+
+    def run(*args):
+        return subprocess.run([VEIL, "chat", "--base-url", base, "--api-key", KEY, "--model", "e2ee-mock"] + list(args),
+                              capture_output=True, text=True, timeout=60)
+    r = run("--allow-simulated", "--verify-signature", "secret chat words")
+    assert r.returncode == 0 and r.stdout.strip() == "echo: secret chat words", (r.stdout, r.stderr)
+    assert "E2EE answer" in r.stderr and "signature verified" in r.stderr, r.stderr
+    r = run("--tee-only", "--allow-simulated", "--verify-signature", "tee words")
+    assert r.returncode == 0 and r.stdout.strip() == "echo: tee words" and "signature verified" in r.stderr, r.stderr
+    r = run("--plain", "plain words")
+    assert r.returncode == 0 and r.stdout.strip() == "echo: plain words"
+    r = run("not without simulation")
+    assert r.returncode == 1 and "attestation was refused" in r.stderr and r.stdout.strip() == "", r.stderr
+    r = subprocess.run([VEIL, "chat", "--base-url", base, "--api-key", KEY, "--model", "e2ee-mock", "--allow-simulated"],
+                       input="one\ntwo\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split("\n")[:2] == ["echo: one", "echo: two"], r.stdout
+
+
+def hostile_proxy(mode):
+    """A server that relays to veil but lies in one way: 'plaintext' answers an
+    E2EE request with a plaintext chunk, 'otherkey' seals chunks to another key,
+    'forged' serves a signature of other bytes."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    upstream_base = "http://127.0.0.1:%d" % PORT
+    other_priv, other_pub = keypair()
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def relay(self, method, body=None):
+            c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+            hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            c.request(method, self.path, body=body, headers=hdrs)
+            r = c.getresponse()
+            return r.status, r.getheader("Content-Type"), r.read()
+
+        def answer(self, status, ctype, data):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype or "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            st, ct, data = self.relay("GET")
+            if mode == "forged" and "/tee/signature" in self.path:
+                d = json.loads(data)
+                d["text"] = "00" * 32 + ":" + "11" * 32
+                data = json.dumps(d).encode()
+            self.answer(st, ct, data)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if mode in ("plaintext", "otherkey"):
+                content = "the host read your prompt" if mode == "plaintext" else seal_to(other_pub, "sealed to someone else")
+                chunk = {"id": "chatcmpl-" + "ab" * 16, "object": "chat.completion.chunk", "created": 1, "model": "e2ee-mock",
+                         "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+                data = ("data: %s\n\ndata: [DONE]\n\n" % json.dumps(chunk)).encode()
+                return self.answer(200, "text/event-stream", data)
+            st, ct, data = self.relay("POST", body)
+            self.answer(st, ct, data)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@check("veil chat refuses a plaintext or foreign-key chunk in an E2EE stream, and a forged signature")
+def _():
+    for mode, needle in [("plaintext", "plaintext chunk"), ("otherkey", "did not decrypt"), ("forged", "signed text")]:
+        srv = hostile_proxy(mode)
+        r = subprocess.run([VEIL, "chat", "--base-url", "http://127.0.0.1:%d/api/v1" % srv.server_address[1],
+                            "--api-key", KEY, "--model", "e2ee-mock", "--allow-simulated", "--verify-signature",
+                            "hello"], capture_output=True, text=True, timeout=60)
+        srv.shutdown()
+        assert r.returncode == 1 and needle in r.stderr, (mode, r.stdout, r.stderr)
+        assert "the host read your prompt" not in r.stdout and "someone else" not in r.stdout, (mode, r.stdout)
+
+
 @check("the log has one line per request and never a body")
 def _():
     chat({"model": "e2ee-mock", "messages": msgs("UNIQUE-MARKER-8812")})

@@ -1,0 +1,276 @@
+/* Client-side chat: plain, TEE-only and E2EE completions over a streamed
+ * response, with the optional check of the response signature against the
+ * attested signing address. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "client_internal.h"
+#include "veil/buf.h"
+#include "veil/client.h"
+#include "veil/ecies.h"
+#include "veil/eth.h"
+#include "veil/hex.h"
+#include "veil/secure.h"
+#include "veil/sse.h"
+
+
+typedef struct stream_state {
+    const veil_chat_options *opts;
+    veil_chat_result *out;
+    int e2ee;
+    veil_seckey *key;
+    veil_sse *sse;
+    veil_buf raw;     /* every response byte, for the signature check */
+    veil_buf answer;
+    int done, failed;
+    char error[300];
+    long status;
+    CURL *curl;
+} stream_state;
+
+static int fail(stream_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(stream_state *s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->error, sizeof s->error, fmt, ap);
+    va_end(ap);
+    s->failed = 1;
+    return 1; /* stop the parser */
+}
+
+static int on_event(void *ctx, const char *event, const char *data, size_t n) {
+    (void)event;
+    stream_state *s = ctx;
+    if (n == 6 && !memcmp(data, "[DONE]", 6)) {
+        s->done = 1;
+        return 0;
+    }
+    json_t *chunk = json_loadb(data, n, 0, NULL);
+    if (!json_is_object(chunk))
+        return (json_decref(chunk), fail(s, "the stream carried an event that is not a JSON chunk"));
+    json_t *err = json_object_get(chunk, "error");
+    if (err) {
+        const char *m = json_string_value(json_object_get(err, "message"));
+        int r = fail(s, "the server reported an error mid-stream: %s", m ? m : "no message");
+        json_decref(chunk);
+        return r;
+    }
+    const char *id = json_string_value(json_object_get(chunk, "id"));
+    if (id && !s->out->request_id[0])
+        snprintf(s->out->request_id, sizeof s->out->request_id, "%s", id);
+    json_t *delta = json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "delta");
+    const char *content = json_string_value(json_object_get(delta, "content"));
+    size_t len = json_string_length(json_object_get(delta, "content"));
+    int rc = 0;
+    if (content && len) {
+        if (s->e2ee) {
+            uint8_t *pt;
+            size_t ptlen;
+            veil_err e;
+            if (veil_ecies_open_hex(&pt, &ptlen, s->key, content, len, &e) != VEIL_OK) {
+                rc = fail(s, e.code == VEIL_ERR_NOT_HEX || e.code == VEIL_ERR_TOO_SHORT
+                                 ? "a plaintext chunk arrived in an E2EE stream; refusing to show it"
+                                 : "a chunk did not decrypt with this session's key; refusing the answer");
+            } else {
+                veil_buf_append(&s->answer, pt, ptlen);
+                if (s->opts->on_text)
+                    s->opts->on_text(s->opts->ctx, (const char *)pt, ptlen);
+                veil_free_secret(pt, ptlen + 1);
+            }
+        } else {
+            veil_buf_append(&s->answer, content, len);
+            if (s->opts->on_text)
+                s->opts->on_text(s->opts->ctx, content, len);
+        }
+    }
+    json_decref(chunk);
+    return rc;
+}
+
+static size_t on_data(char *p, size_t size, size_t nmemb, void *ctx) {
+    stream_state *s = ctx;
+    size_t n = size * nmemb;
+    if (!s->status)
+        curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &s->status);
+    if (!veil_buf_append(&s->raw, p, n))
+        return 0;
+    if (s->status != 200)
+        return n; /* an error body, read whole below */
+    return veil_sse_feed(s->sse, p, n, NULL) == VEIL_OK && !s->failed ? n : 0;
+}
+
+static json_t *seal_messages(json_t *messages, const veil_pubkey *to, veil_err *err) {
+    json_t *out = json_deep_copy(messages);
+    size_t i;
+    json_t *m;
+    json_array_foreach(out, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *text = json_string_value(json_object_get(m, "content"));
+        if (!text || !role || !strcmp(role, "tool"))
+            continue;
+        char *hex = NULL;
+        if (veil_ecies_seal_hex(&hex, to, (const uint8_t *)text, strlen(text), err) != VEIL_OK) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(m, "content", json_string(hex));
+        free(hex);
+    }
+    return out;
+}
+
+/* Fetches and checks the signature of the response just read. */
+static veil_rc check_signature(veil_client *c, stream_state *s, const char *body, veil_err *err) {
+    const veil_chat_result *r = s->out;
+    char path[256];
+    char *model = curl_escape(s->opts->model, 0), *id = curl_escape(r->request_id, 0);
+    snprintf(path, sizeof path, "/tee/signature?model=%s&request_id=%s", model, id);
+    curl_free(model);
+    curl_free(id);
+    long status = 0;
+    json_t *sig = veil_client_get_json(c, path, &status, NULL);
+    if (sig && status != 200) {
+        json_decref(sig);
+        sig = NULL;
+    }
+    if (!sig)
+        return veil_err_set(err, VEIL_ERR_BAD_SIGNATURE, "no signature for %s (HTTP %ld)", r->request_id, status);
+    uint8_t hq[32], hr[32];
+    char want[130];
+    EVP_Digest(body, strlen(body), hq, NULL, EVP_sha256(), NULL);
+    EVP_Digest(s->raw.data ? s->raw.data : "", s->raw.len, hr, NULL, EVP_sha256(), NULL);
+    veil_hex_encode(want, hq, 32);
+    want[64] = ':';
+    veil_hex_encode(want + 65, hr, 32);
+    const char *text = json_string_value(json_object_get(sig, "text"));
+    const char *signature = json_string_value(json_object_get(sig, "signature"));
+    veil_rc rc = VEIL_OK;
+    uint8_t signer[20];
+    if (!text || strcmp(text, want) != 0)
+        rc = veil_err_set(err, VEIL_ERR_BAD_SIGNATURE, "the signed text does not match the bytes sent and received");
+    else if (!signature || veil_eip191_recover_address(signer, text, strlen(text), signature, strlen(signature),
+                                                       err) != VEIL_OK)
+        rc = veil_err_set(err, VEIL_ERR_BAD_SIGNATURE, "the response signature does not recover");
+    else {
+        uint8_t attested[20];
+        const char *a = r->attestation.signing_address;
+        if (veil_eth_address_parse(attested, a, strlen(a), NULL) != VEIL_OK || memcmp(attested, signer, 20) != 0)
+            rc = veil_err_set(err, VEIL_ERR_BAD_SIGNATURE, "the response was signed by another key than the attested one");
+    }
+    json_decref(sig);
+    return rc;
+}
+
+veil_rc veil_client_chat(veil_client *c, const veil_chat_options *o, json_t *messages, veil_chat_result *out,
+                         veil_err *err) {
+    memset(out, 0, sizeof *out);
+    veil_chat_mode mode = o->mode == VEIL_CHAT_AUTO ? VEIL_CHAT_E2EE : o->mode;
+    out->mode = mode;
+    veil_rc rc = VEIL_OK;
+    if (mode != VEIL_CHAT_PLAIN) {
+        veil_attest_options ao = o->attest;
+        ao.model = o->model;
+        rc = veil_client_attest(c, &ao, &out->attestation, err);
+        if (rc != VEIL_OK)
+            return rc;
+        if (!out->attestation.accepted)
+            return veil_err_set(err, VEIL_ERR_AUTH_FAILED, "the attestation was refused (run veil attest for details)");
+    }
+    veil_seckey key;
+    veil_pubkey pub;
+    char pub_hex[VEIL_PUBKEY_HEX_LEN + 1], model_hex[VEIL_PUBKEY_HEX_LEN + 1];
+    json_t *msgs = json_incref(messages);
+    if (mode == VEIL_CHAT_E2EE) {
+        if ((rc = veil_seckey_generate(&key, err)) != VEIL_OK || (rc = veil_pubkey_from_seckey(&pub, &key, err)) != VEIL_OK)
+            return rc;
+        veil_pubkey_to_hex(&pub, pub_hex);
+        veil_pubkey_to_hex(&out->attestation.signing_key, model_hex);
+        json_decref(msgs);
+        msgs = seal_messages(messages, &out->attestation.signing_key, err);
+        if (!msgs) {
+            veil_seckey_wipe(&key);
+            return VEIL_ERR_CRYPTO;
+        }
+    }
+    json_t *req = json_pack("{s:s, s:O, s:b}", "model", o->model, "messages", msgs, "stream", 1);
+    json_decref(msgs);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    stream_state s;
+    memset(&s, 0, sizeof s);
+    s.opts = o;
+    s.out = out;
+    s.e2ee = mode == VEIL_CHAT_E2EE;
+    s.key = &key;
+    s.sse = veil_sse_new(1 << 20, on_event, &s);
+    s.raw.limit = 256u << 20;
+    char url[2048];
+    snprintf(url, sizeof url, "%s/chat/completions", veil_client_base(c));
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (veil_client_auth(c))
+        h = curl_slist_append(h, veil_client_auth(c));
+    char hdr[3][200];
+    if (s.e2ee) {
+        snprintf(hdr[0], sizeof hdr[0], "X-Venice-TEE-Client-Pub-Key: %s", pub_hex);
+        snprintf(hdr[1], sizeof hdr[1], "X-Venice-TEE-Model-Pub-Key: %s", model_hex);
+        snprintf(hdr[2], sizeof hdr[2], "X-Venice-TEE-Signing-Algo: ecdsa");
+        for (int i = 0; i < 3; i++)
+            h = curl_slist_append(h, hdr[i]);
+    }
+    s.curl = curl_easy_init();
+    CURLcode cc = CURLE_FAILED_INIT;
+    if (s.curl && s.sse && body) {
+        curl_easy_setopt(s.curl, CURLOPT_URL, url);
+        curl_easy_setopt(s.curl, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(s.curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(s.curl, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(s.curl, CURLOPT_WRITEDATA, &s);
+        curl_easy_setopt(s.curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(s.curl, CURLOPT_CONNECTTIMEOUT, veil_client_timeout(c));
+        curl_easy_setopt(s.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(s.curl, CURLOPT_LOW_SPEED_TIME, veil_client_timeout(c));
+        cc = curl_easy_perform(s.curl);
+        curl_easy_getinfo(s.curl, CURLINFO_RESPONSE_CODE, &s.status);
+    }
+    curl_easy_cleanup(s.curl);
+    curl_slist_free_all(h);
+    veil_sse_free(s.sse);
+    if (s.e2ee)
+        veil_seckey_wipe(&key);
+    if (s.failed) {
+        rc = veil_err_set(err, s.e2ee ? VEIL_ERR_AUTH_FAILED : VEIL_ERR_IO, "%s", s.error);
+    } else if (s.status != 200) {
+        json_t *e = s.raw.data ? json_loads(s.raw.data, 0, NULL) : NULL;
+        const char *m = json_string_value(json_object_get(json_object_get(e, "error"), "message"));
+        rc = veil_err_set(err, VEIL_ERR_IO, "HTTP %ld: %s", s.status, m ? m : "no message");
+        json_decref(e);
+    } else if (cc != CURLE_OK) {
+        rc = veil_err_set(err, VEIL_ERR_IO, "%s", curl_easy_strerror(cc));
+    } else if (!s.done) {
+        rc = veil_err_set(err, VEIL_ERR_IO, "the stream ended without [DONE]");
+    } else if (o->verify_signature && mode != VEIL_CHAT_PLAIN) {
+        rc = check_signature(c, &s, body, err);
+        out->signature_checked = rc == VEIL_OK;
+    }
+    free(body);
+    veil_buf_free(&s.raw);
+    if (rc == VEIL_OK) {
+        out->answer = s.answer.data;
+        out->answer_len = s.answer.len;
+    } else if (s.answer.data) {
+        veil_free_secret(s.answer.data, s.answer.len + 1);
+    }
+    return rc;
+}
+
+void veil_chat_result_clear(veil_chat_result *r) {
+    if (r->answer)
+        veil_free_secret(r->answer, r->answer_len + 1);
+    memset(r, 0, sizeof *r);
+}
