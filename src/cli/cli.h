@@ -52,5 +52,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+int cmd_signature(int argc, char **argv);
 
 #endif

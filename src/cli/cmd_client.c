@@ -8,7 +8,11 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include <curl/curl.h>
+
+#include "client/client_internal.h"
 #include "veil/client.h"
+#include "veil/eth.h"
 #include "veil/secure.h"
 
 static void attest_help(void) {
@@ -266,4 +270,158 @@ int cmd_chat(int argc, char **argv) {
     json_decref(history); /* holds plaintext turns; jansson frees without wiping */
     veil_client_free(client);
     return rc;
+}
+
+/* ---- veil models ---- */
+
+int cmd_models(int argc, char **argv) {
+    static const struct option opts[] = {{"base-url", required_argument, NULL, 'b'},
+                                         {"api-key", required_argument, NULL, 'k'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *base = VEIL_DEFAULT_BASE_URL, *key = getenv("VEIL_API_KEY");
+    if (!key)
+        key = getenv("API_KEY_VENICE");
+    int json = 0, c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'b')
+            base = optarg;
+        else if (c == 'k')
+            key = optarg;
+        else if (c == 'j')
+            json = 1;
+        else if (c == 'h') {
+            puts("Usage: veil models [--base-url URL] [--api-key KEY] [--json]\n\n"
+                 "Lists the server's text models with their TEE and E2EE capabilities.");
+            return CLI_OK;
+        } else
+            return cli_usage_error("veil models --help", "bad option '%s' for 'veil models'", argv[optind - 1]);
+    }
+    if (optind != argc)
+        return cli_usage_error("veil models --help", "'veil models' takes no arguments");
+    veil_client *client;
+    veil_err err;
+    if (veil_client_new(&client, base, key, 60, &err) != VEIL_OK)
+        return cli_fail_err("client", &err);
+    long status = 0;
+    json_t *list = veil_client_get_json(client, "/models?type=text", &status, &err);
+    veil_client_free(client);
+    if (!list)
+        return cli_fail_err("models", &err);
+    int rc = CLI_OK;
+    if (status != 200) {
+        const char *m = json_string_value(json_object_get(json_object_get(list, "error"), "message"));
+        rc = cli_fail("models: HTTP %ld: %s", status, m ? m : "no message");
+    } else if (json) {
+        json_dumpf(list, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+    } else {
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(list, "data"), i, m) {
+            json_t *caps = json_object_get(json_object_get(m, "model_spec"), "capabilities");
+            printf("%-40s %s%s\n", json_string_value(json_object_get(m, "id")),
+                   json_is_true(json_object_get(caps, "supportsE2EE")) ? "E2EE " : "",
+                   json_is_true(json_object_get(caps, "supportsTeeAttestation")) ? "TEE" : "");
+        }
+    }
+    json_decref(list);
+    return rc;
+}
+
+/* ---- veil signature verify ---- */
+
+int cmd_signature(int argc, char **argv) {
+    static const struct option opts[] = {{"base-url", required_argument, NULL, 'b'},
+                                         {"api-key", required_argument, NULL, 'k'},
+                                         {"request-id", required_argument, NULL, 'r'},
+                                         {"model", required_argument, NULL, 'm'},
+                                         {"text", required_argument, NULL, 't'},
+                                         {"signature", required_argument, NULL, 's'},
+                                         {"address", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    if (argc < 2 || strcmp(argv[1], "verify") != 0) {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+            goto help;
+        return cli_usage_error("veil signature --help", "'veil signature' needs the command 'verify'");
+    }
+    const char *base = VEIL_DEFAULT_BASE_URL, *key = getenv("VEIL_API_KEY"), *rid = NULL, *model = NULL, *text = NULL,
+               *sig = NULL, *address = NULL;
+    if (!key)
+        key = getenv("API_KEY_VENICE");
+    int c;
+    opterr = 0;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': base = optarg; break;
+        case 'k': key = optarg; break;
+        case 'r': rid = optarg; break;
+        case 'm': model = optarg; break;
+        case 't': text = optarg; break;
+        case 's': sig = optarg; break;
+        case 'a': address = optarg; break;
+        case 'h': goto help;
+        default: return cli_usage_error("veil signature --help", "bad option '%s'", argv[optind - 1]);
+        }
+    }
+    veil_err err;
+    json_t *fetched = NULL;
+    if (rid) {
+        /* online: fetch the record, then check it like an offline one */
+        veil_client *client;
+        if (veil_client_new(&client, base, key, 60, &err) != VEIL_OK)
+            return cli_fail_err("client", &err);
+        char path[512];
+        char *e_id = curl_escape(rid, 0), *e_model = curl_escape(model ? model : "", 0);
+        snprintf(path, sizeof path, "/tee/signature?request_id=%s%s%s", e_id, model ? "&model=" : "", model ? e_model : "");
+        curl_free(e_id);
+        curl_free(e_model);
+        long status = 0;
+        fetched = veil_client_get_json(client, path, &status, &err);
+        veil_client_free(client);
+        if (!fetched)
+            return cli_fail_err("signature", &err);
+        if (status != 200) {
+            const char *m = json_string_value(json_object_get(json_object_get(fetched, "error"), "message"));
+            int rc = cli_fail("signature: HTTP %ld: %s", status, m ? m : "no message");
+            json_decref(fetched);
+            return rc;
+        }
+        text = json_string_value(json_object_get(fetched, "text"));
+        sig = json_string_value(json_object_get(fetched, "signature"));
+        if (!address)
+            address = json_string_value(json_object_get(fetched, "signing_address"));
+    }
+    if (!text || !sig || !address) {
+        json_decref(fetched);
+        return cli_usage_error("veil signature --help",
+                               "give --request-id, or --text, --signature and --address (offline)");
+    }
+    uint8_t want[20], got[20];
+    int rc = CLI_OK;
+    if (veil_eth_address_parse(want, address, strlen(address), &err) != VEIL_OK)
+        rc = cli_fail_err("address", &err);
+    else if (veil_eip191_recover_address(got, text, strlen(text), sig, strlen(sig), &err) != VEIL_OK)
+        rc = cli_fail_err("signature", &err);
+    else if (memcmp(want, got, 20) != 0) {
+        char s[43];
+        veil_eth_address_to_string(s, got);
+        rc = cli_fail("signature: signed by %s, not %s", s, address);
+    } else {
+        printf("verified: %s signed \"%s\"\n", address, text);
+    }
+    json_decref(fetched);
+    return rc;
+help:
+    puts("Usage: veil signature verify --request-id ID [--model ID] [--base-url URL] [--address ADDR]\n"
+         "       veil signature verify --text TEXT --signature SIG --address ADDR\n"
+         "\n"
+         "Checks an EIP-191 response signature: fetched from the server by request id, or given\n"
+         "offline. With a request id, pass the address you attested (veil attest) as --address:\n"
+         "otherwise the server's own claim of its address is what is compared.");
+    return CLI_OK;
 }

@@ -775,6 +775,32 @@ def _():
         assert "the host read your prompt" not in r.stdout and "someone else" not in r.stdout, (mode, r.stdout)
 
 
+@check("veil models and veil signature verify (online by request id, and offline)")
+def _():
+    base = "http://127.0.0.1:%d/api/v1" % PORT
+    r = subprocess.run([VEIL, "models", "--base-url", base, "--api-key", KEY], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "e2ee-mock" in r.stdout and "E2EE TEE" in r.stdout, r.stdout
+    body = json.dumps({"model": "e2ee-mock", "messages": msgs("verify me")}).encode()
+    st, data = raw_chat(body)
+    rid = json.loads(data)["id"]
+    st, att = attest("/api/v1/tee/attestation", model="e2ee-mock", nonce=os.urandom(32).hex())
+    r = subprocess.run([VEIL, "signature", "verify", "--base-url", base, "--request-id", rid, "--model", "e2ee-mock",
+                        "--address", att["signing_address"]], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "verified" in r.stdout, (r.stdout, r.stderr)
+    st, sig = attest("/api/v1/tee/signature", model="e2ee-mock", request_id=rid)
+    r = subprocess.run([VEIL, "signature", "verify", "--text", sig["text"], "--signature", sig["signature"], "--address",
+                        att["signing_address"]], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([VEIL, "signature", "verify", "--text", sig["text"] + "x", "--signature", sig["signature"],
+                        "--address", att["signing_address"]], capture_output=True, text=True)
+    assert r.returncode == 1 and "signed by" in r.stderr, r.stderr
+    r = subprocess.run([VEIL, "signature", "verify", "--base-url", base, "--request-id", rid, "--address",
+                        "0x" + "11" * 20], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stdout
+    r = subprocess.run([VEIL, "signature", "verify"], capture_output=True, text=True)
+    assert r.returncode == 2
+
+
 @check("the log has one line per request and never a body")
 def _():
     chat({"model": "e2ee-mock", "messages": msgs("UNIQUE-MARKER-8812")})
