@@ -16,6 +16,7 @@ static void help(void) {
          "\n"
          "Commands:\n"
          "  quote --report-data HEX [--tee auto|tdx|dstack|sim] [--out FILE] [--event-log-out FILE]\n"
+         "        [--sim-debug]   (a simulated TD in debug mode, for testing verifiers)\n"
          "                        a fresh quote over 64 bytes of report data (hex on stdout,\n"
          "                        or binary into --out)\n"
          "  sim-root              the simulated platform's root CA certificate (PEM)\n"
@@ -32,7 +33,7 @@ static void help(void) {
 
 typedef struct tee_args {
     const char *state, *configfs, *socket, *report_data, *out, *log_out, *tee;
-    int revoke_pck;
+    int revoke_pck, sim_debug;
 } tee_args;
 
 static int parse(int argc, char **argv, tee_args *a) {
@@ -44,6 +45,7 @@ static int parse(int argc, char **argv, tee_args *a) {
                                          {"event-log-out", required_argument, NULL, 'l'},
                                          {"tee", required_argument, NULL, 't'},
                                          {"revoke-pck", no_argument, NULL, 'R'},
+                                         {"sim-debug", no_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
@@ -59,6 +61,7 @@ static int parse(int argc, char **argv, tee_args *a) {
         case 'l': a->log_out = optarg; break;
         case 't': a->tee = optarg; break;
         case 'R': a->revoke_pck = 1; break;
+        case 'D': a->sim_debug = 1; break;
         case 'h': help(); exit(CLI_OK);
         default:
             return cli_usage_error("veil tee --help", "bad option '%s' for 'veil tee %s'", argv[optind - 1], argv[0]);
@@ -141,7 +144,8 @@ static int cmd_tee_quote(int argc, char **argv) {
         kind = VEIL_TEE_SIM;
     else if (a.tee && strcmp(a.tee, "auto") != 0)
         return cli_usage_error("veil tee --help", "--tee must be auto, tdx, dstack or sim");
-    veil_provider_config cfg = {a.configfs, a.socket, a.state, NULL};
+    veil_sim_options sim_opts = {a.sim_debug, NULL};
+    veil_provider_config cfg = {a.configfs, a.socket, a.state, &sim_opts};
     veil_quote_provider *p;
     veil_err err;
     if (veil_provider_open(&p, kind, &cfg, &err) != VEIL_OK)

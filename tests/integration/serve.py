@@ -775,6 +775,70 @@ def _():
         assert "the host read your prompt" not in r.stdout and "someone else" not in r.stdout, (mode, r.stdout)
 
 
+def lying_attestation(mode):
+    """A server relaying veil's attestation but changing it: 'unbound' swaps in
+    a signing key REPORTDATA does not hold, 'broken' alters a signed byte of
+    the quote, 'debug' serves a (simulated, correctly signed) debug TD."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            q = parse_qs(urlparse(self.path).query)
+            st, d = attest("/api/v1/tee/attestation", model=q["model"][0], nonce=q["nonce"][0])
+            if mode == "unbound":
+                priv, pub = keypair()
+                d["signing_key"] = d["signing_public_key"] = pub
+                d["signing_address"] = subprocess.run([VEIL, "crypto", "address", pub], capture_output=True,
+                                                      text=True).stdout.strip()
+            elif mode == "broken":
+                qb = bytearray(bytes.fromhex(d["intel_quote"]))
+                qb[200] ^= 1  # inside MRTD, covered by the quote signature
+                d["intel_quote"] = qb.hex()
+            elif mode == "debug":
+                rd = d["signing_address"][2:].lower() + "00" * 12 + q["nonce"][0]
+                r = subprocess.run([VEIL, "tee", "quote", "--tee", "sim", "--sim-debug", "--report-data", rd,
+                                    "--state", os.path.join(tmp, "debug-td")], capture_output=True, text=True)
+                d["intel_quote"] = r.stdout.strip()
+                d["event_log"] = []
+            body = json.dumps(d).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@check("veil attest refuses an unbound signing key, a broken quote signature and a debug TD")
+def _():
+    for mode, failing in [("unbound", "REPORTDATA binds signing address"), ("broken", "quote verified"),
+                          ("debug", "quote verified")]:
+        srv = lying_attestation(mode)
+        r = subprocess.run([VEIL, "attest", "--base-url", "http://127.0.0.1:%d/api/v1" % srv.server_address[1],
+                            "--model", "e2ee-mock", "--allow-simulated", "--json"], capture_output=True, text=True,
+                           timeout=60)
+        chat = subprocess.run([VEIL, "chat", "--base-url", "http://127.0.0.1:%d/api/v1" % srv.server_address[1],
+                               "--model", "e2ee-mock", "--allow-simulated", "x"], capture_output=True, text=True,
+                              timeout=60)
+        srv.shutdown()
+        assert chat.returncode != 0 and "attestation was refused" in chat.stderr, (mode, chat.stderr)
+        rep = json.loads(r.stdout)
+        results = {c["check"]: c for c in rep["checks"]}
+        assert r.returncode == 1 and not rep["accepted"], (mode, r.stdout)
+        assert results[failing]["result"] == "FAIL", (mode, results[failing])
+        if mode == "broken":
+            assert "QUOTE_SIGNATURE_INVALID" in results[failing]["reason"], results[failing]
+        if mode == "debug":
+            assert "TD_DEBUG" in results[failing]["reason"], results[failing]
+
+
 @check("veil models and veil signature verify (online by request id, and offline)")
 def _():
     base = "http://127.0.0.1:%d/api/v1" % PORT
