@@ -44,7 +44,8 @@ typedef struct veil_check {
 typedef struct veil_attest_options {
     const char *model;
     const veil_quote_policy *policy;     /* NULL: defaults */
-    const veil_collateral *collateral;   /* NULL: chain and signatures only */
+    const veil_collateral *collateral;   /* NULL: chain and signatures only (or fetched, below) */
+    const char *pcs_url;                 /* fetch collateral from this PCS/PCCS (API v4) when none is given */
     int allow_simulated;                 /* accept a simulated TEE (its own root) */
     int64_t at;                          /* 0: now */
 } veil_attest_options;

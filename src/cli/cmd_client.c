@@ -17,12 +17,14 @@
 
 static void attest_help(void) {
     puts("Usage: veil attest [--base-url URL] [--api-key KEY] --model ID [--policy FILE]\n"
-         "                   [--collateral FILE] [--allow-simulated] [--at UNIX] [--json]\n"
+         "                   [--collateral FILE | --pcs-url URL] [--allow-simulated] [--at UNIX] [--json]\n"
          "\n"
          "Fetches the model's attestation with a fresh 32-byte nonce and verifies it here:\n"
          "nonce and model echo, the TDX quote and its chain to Intel's pinned root, REPORTDATA\n"
          "binding the signing address and the nonce, the signing key, the event log, and the\n"
-         "policy. The server's own 'verified' is ignored. A simulated TEE is refused unless\n"
+         "policy. --pcs-url fetches collateral (TCB info, QE identity, CRLs) from Intel's PCS\n"
+         "(https://api.trustedservices.intel.com) or a PCCS; without collateral only the\n"
+         "chain and signatures are checked. The server's own 'verified' is ignored. A simulated TEE is refused unless\n"
          "--allow-simulated is given.\n"
          "\n"
          "The base URL defaults to " VEIL_DEFAULT_BASE_URL "; the key to $VEIL_API_KEY or\n"
@@ -58,6 +60,7 @@ int cmd_attest(int argc, char **argv) {
                                          {"model", required_argument, NULL, 'm'},
                                          {"policy", required_argument, NULL, 'p'},
                                          {"collateral", required_argument, NULL, 'c'},
+                                         {"pcs-url", required_argument, NULL, 'U'},
                                          {"allow-simulated", no_argument, NULL, 's'},
                                          {"at", required_argument, NULL, 't'},
                                          {"json", no_argument, NULL, 'j'},
@@ -78,6 +81,7 @@ int cmd_attest(int argc, char **argv) {
         case 'm': ao.model = optarg; break;
         case 'p': policy_path = optarg; break;
         case 'c': col_path = optarg; break;
+        case 'U': ao.pcs_url = optarg; break;
         case 's': ao.allow_simulated = 1; break;
         case 't':
             ao.at = strtoll(optarg, &end, 10);

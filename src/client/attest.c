@@ -199,10 +199,34 @@ veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_at
             veil_event_log_parse(&log, (const uint8_t *)log_json, strlen(log_json), NULL) == VEIL_OK)
             vo.event_log = log;
         free(log_json);
+        veil_collateral *fetched = NULL;
+        if (!o->collateral && o->pcs_url) {
+            /* a first pass reads the PCK certificate: its FMSPC and issuing CA pick the collateral */
+            veil_quote_options first = vo;
+            first.policy = NULL;
+            first.event_log = NULL;
+            veil_quote_verdict pre;
+            char *cj = NULL;
+            veil_err perr;
+            int processor = 0;
+            if (q.chain_type == 5 && q.chain_len && memmem(q.chain, q.chain_len, "Processor CA", 12))
+                processor = 1;
+            if (veil_quote_verify(&q, &first, &pre, NULL) == VEIL_OK && pre.has_pck &&
+                veil_pcs_collateral(o->pcs_url, &q, &pre.pck, processor, &cj, &perr) == VEIL_OK &&
+                veil_collateral_parse(&fetched, cj, strlen(cj), &perr) == VEIL_OK) {
+                vo.collateral = fetched;
+                check(a, "collateral fetched", VEIL_CHECK_PASS, "from %s", o->pcs_url);
+            } else {
+                check(a, "collateral fetched", VEIL_CHECK_FAIL, "from %s: %s", o->pcs_url,
+                      pre.has_pck ? perr.message : "the quote's PCK certificate could not be read");
+            }
+            free(cj);
+        }
         if (veil_quote_verify(&q, &vo, &a->verdict, err) != VEIL_OK) {
             a->verdict.code = VEIL_QUOTE_MALFORMED;
             snprintf(a->verdict.message, sizeof a->verdict.message, "verifier failed");
         }
+        veil_collateral_free(fetched);
         veil_event_log_free(log);
         check(a, "quote verified", a->verdict.code == VEIL_QUOTE_OK ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s%s%s",
               a->verdict.code == VEIL_QUOTE_OK ? "" : veil_quote_code_name(a->verdict.code),

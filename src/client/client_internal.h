@@ -14,4 +14,11 @@ long veil_client_timeout(const veil_client *c);
  * when the request failed or the body is not JSON) and the HTTP status. */
 json_t *veil_client_get_json(veil_client *c, const char *path, long *status, veil_err *err);
 
+/* Fetches collateral for quote `q` (whose PCK certificate says `pck`) from
+ * a PCS or PCCS at pcs_url (API v4) and returns it in the JSON that
+ * veil_collateral_parse reads (*json_out malloc'd). processor_ca: the PCK
+ * was issued by the Processor CA, else the Platform CA. */
+veil_rc veil_pcs_collateral(const char *pcs_url, const veil_quote *q, const veil_pck_info *pck, int processor_ca,
+                            char **json_out, veil_err *err);
+
 #endif
