@@ -71,6 +71,10 @@ typedef struct veil_attestation {
 VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, const veil_attest_options *opts,
                                                    veil_attestation *out, veil_err *err);
 
+/* The server's models (GET /models?type=all): the JSON list object, owned by
+ * the caller, or NULL with err set. */
+json_t *veil_client_models(veil_client *c, veil_err *err);
+
 typedef enum veil_chat_mode {
     VEIL_CHAT_AUTO,  /* E2EE when the model supports it, else TEE-only when it is a TEE model, else plain */
     VEIL_CHAT_E2EE,  /* attest, encrypt the prompt to the attested key, decrypt every chunk */

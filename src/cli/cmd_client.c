@@ -153,14 +153,16 @@ int cmd_attest(int argc, char **argv) {
 
 static void chat_help(void) {
     puts("Usage: veil chat [--base-url URL] [--api-key KEY] --model ID [--e2ee | --tee-only | --plain]\n"
-         "                 [--system TEXT] [--policy FILE] [--allow-simulated] [--verify-signature] [PROMPT]\n"
+         "                 [--system TEXT] [--policy FILE] [--allow-simulated] [--verify-signature] [--json]\n"
+         "                 [PROMPT]\n"
          "\n"
          "Streams the answer to stdout; status lines go to stderr. E2EE (the default) attests\n"
          "the model first, seals the prompt to the attested key, and decrypts every chunk; a\n"
          "chunk that is not sealed to this session is an error, never shown. --tee-only attests\n"
          "and sends plaintext; --plain does neither. --verify-signature checks the response\n"
          "signature against the attested address. PROMPT '-' reads stdin; no PROMPT opens a\n"
-         "multi-turn session (one prompt per line).");
+         "multi-turn session (one prompt per line). --json prints one JSON object per answer\n"
+         "(answer, request_id, mode, signing_address, signature_verified) instead of streaming.");
 }
 
 static void print_text(void *ctx, const char *text, size_t n) {
@@ -180,6 +182,7 @@ int cmd_chat(int argc, char **argv) {
                                          {"policy", required_argument, NULL, 'p'},
                                          {"allow-simulated", no_argument, NULL, 's'},
                                          {"verify-signature", no_argument, NULL, 'v'},
+                                         {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *base = VEIL_DEFAULT_BASE_URL, *key = getenv("VEIL_API_KEY"), *system = NULL, *policy_path = NULL;
@@ -188,7 +191,7 @@ int cmd_chat(int argc, char **argv) {
     veil_chat_options co;
     memset(&co, 0, sizeof co);
     co.on_text = print_text;
-    int c;
+    int c, json_out = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -202,6 +205,7 @@ int cmd_chat(int argc, char **argv) {
         case 'p': policy_path = optarg; break;
         case 's': co.attest.allow_simulated = 1; break;
         case 'v': co.verify_signature = 1; break;
+        case 'j': json_out = 1; co.on_text = NULL; break;
         case 'h': chat_help(); return CLI_OK;
         default: return cli_usage_error("veil chat --help", "bad option '%s' for 'veil chat'", argv[optind - 1]);
         }
@@ -258,9 +262,18 @@ int cmd_chat(int argc, char **argv) {
             rc = cli_fail("chat: %s", err.message);
             break;
         }
+        static const char *const modes[] = {"auto", "E2EE", "TEE-only", "plain"};
+        if (json_out) {
+            json_t *o = json_pack("{s:s#, s:s, s:s, s:o, s:b}", "answer", r.answer ? r.answer : "", r.answer_len,
+                                  "request_id", r.request_id, "mode", modes[r.mode], "signing_address",
+                                  r.attestation.signing_address[0] ? json_string(r.attestation.signing_address)
+                                                                   : json_null(),
+                                  "signature_verified", r.signature_checked);
+            json_dumpf(o, stdout, JSON_COMPACT);
+            json_decref(o);
+        }
         fputc('\n', stdout);
         fflush(stdout);
-        static const char *const modes[] = {"auto", "E2EE", "TEE-only", "plain"};
         fprintf(stderr, "veil: %s answer from %s%s%s%s\n", modes[r.mode], co.model,
                 r.attestation.signing_address[0] ? ", attested signing address " : "", r.attestation.signing_address,
                 r.signature_checked ? ", signature verified" : "");
@@ -309,16 +322,12 @@ int cmd_models(int argc, char **argv) {
     veil_err err;
     if (veil_client_new(&client, base, key, 60, &err) != VEIL_OK)
         return cli_fail_err("client", &err);
-    long status = 0;
-    json_t *list = veil_client_get_json(client, "/models?type=text", &status, &err);
+    json_t *list = veil_client_models(client, &err);
     veil_client_free(client);
     if (!list)
         return cli_fail_err("models", &err);
     int rc = CLI_OK;
-    if (status != 200) {
-        const char *m = json_string_value(json_object_get(json_object_get(list, "error"), "message"));
-        rc = cli_fail("models: HTTP %ld: %s", status, m ? m : "no message");
-    } else if (json) {
+    if (json) {
         json_dumpf(list, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         putchar('\n');
     } else {

@@ -255,3 +255,15 @@ veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_at
     json_decref(d);
     return VEIL_OK;
 }
+
+json_t *veil_client_models(veil_client *c, veil_err *err) {
+    long status = 0;
+    json_t *v = veil_client_get_json(c, "/models?type=all", &status, err);
+    if (v && status != 200) {
+        const char *m = json_string_value(json_object_get(json_object_get(v, "error"), "message"));
+        veil_err_set(err, VEIL_ERR_IO, "models: HTTP %ld: %s", status, m ? m : "no message");
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}

@@ -170,7 +170,23 @@ static veil_rc check_signature(veil_client *c, stream_state *s, const char *body
 veil_rc veil_client_chat(veil_client *c, const veil_chat_options *o, json_t *messages, veil_chat_result *out,
                          veil_err *err) {
     memset(out, 0, sizeof *out);
-    veil_chat_mode mode = o->mode == VEIL_CHAT_AUTO ? VEIL_CHAT_E2EE : o->mode;
+    veil_chat_mode mode = o->mode;
+    if (mode == VEIL_CHAT_AUTO) {
+        /* E2EE where the model supports it, else TEE-only for TEE models, else plain */
+        json_t *list = veil_client_models(c, err), *m, *found = NULL;
+        size_t i;
+        if (!list)
+            return err ? err->code : VEIL_ERR_IO;
+        json_array_foreach(json_object_get(list, "data"), i, m) {
+            const char *id = json_string_value(json_object_get(m, "id"));
+            if (id && !strcmp(id, o->model))
+                found = json_object_get(json_object_get(m, "model_spec"), "capabilities");
+        }
+        mode = json_is_true(json_object_get(found, "supportsE2EE"))             ? VEIL_CHAT_E2EE
+               : json_is_true(json_object_get(found, "supportsTeeAttestation")) ? VEIL_CHAT_TEE
+                                                                                 : VEIL_CHAT_PLAIN;
+        json_decref(list);
+    }
     out->mode = mode;
     veil_rc rc = VEIL_OK;
     if (mode != VEIL_CHAT_PLAIN) {

@@ -710,6 +710,13 @@ def _():
     assert r.returncode == 0 and r.stdout.strip() == "echo: tee words" and "signature verified" in r.stderr, r.stderr
     r = run("--plain", "plain words")
     assert r.returncode == 0 and r.stdout.strip() == "echo: plain words"
+    r = run("--allow-simulated", "--verify-signature", "--json", "as json")  # default mode: E2EE for an e2ee model
+    d = json.loads(r.stdout)
+    assert d["answer"] == "echo: as json" and d["mode"] == "E2EE" and d["signature_verified"], d
+    r = subprocess.run([VEIL, "chat", "--base-url", base, "--api-key", KEY, "--model", "tools-mock", "--json", "plainly"],
+                       capture_output=True, text=True, timeout=60)
+    d = json.loads(r.stdout)
+    assert d["mode"] == "plain" and d["answer"] == "echo: plainly", d  # not a TEE model: plain by default
     r = run("not without simulation")
     assert r.returncode == 1 and "attestation was refused" in r.stderr and r.stdout.strip() == "", r.stderr
     r = subprocess.run([VEIL, "chat", "--base-url", base, "--api-key", KEY, "--model", "e2ee-mock", "--allow-simulated"],
@@ -793,6 +800,15 @@ def lying_attestation(mode):
             pass
 
         def do_GET(self):
+            if not self.path.startswith("/api/v1/tee/attestation"):
+                st, ctype, text = request("GET", self.path, key=None)  # /models and the like: relayed as they are
+                body = text.encode()
+                self.send_response(st)
+                self.send_header("Content-Type", ctype or "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             q = parse_qs(urlparse(self.path).query)
             st, d = attest("/api/v1/tee/attestation", model=q["model"][0], nonce=q["nonce"][0])
             if mode == "unbound":
