@@ -4,7 +4,9 @@
 # directly from the upstream and through veil, alternating, R rounds each.
 # Prints tokens/s both ways (median), their ratio (target >= 0.9), and the
 # time to first byte of each (p50; target: veil adds < 1 ms).
-# Usage: bench/gateway.sh [TOKENS] [ROUNDS]   (needs make; run from the repo root)
+# Usage: [SETTLE=seconds] bench/gateway.sh [TOKENS] [ROUNDS]   (needs make; from the repo root)
+# SETTLE pauses around each request through veil, so that it does not start
+# while the machine is still finishing the previous stream.
 set -euo pipefail
 N=${1:-20000}
 R=${2:-7}
@@ -28,7 +30,9 @@ run() { # URL MODEL -> "seconds ttfb"; a short or failed stream is an error, not
 : >"$tmp/veil"
 for _ in $(seq "$R"); do
     run "http://127.0.0.1:$UP/v1/chat/completions" mock >>"$tmp/direct"
+    sleep "${SETTLE:-0}"
     run "http://127.0.0.1:$PORT/api/v1/chat/completions" bench >>"$tmp/veil"
+    sleep "${SETTLE:-0}"
 done
 /usr/bin/python3 - "$N" "$tmp/direct" "$tmp/veil" <<'PY'
 import statistics, sys
