@@ -8,12 +8,8 @@
 #include "veil/hex.h"
 #include "veil/secure.h"
 
-static int fail(veil_http_error *e, const char *msg) {
-    e->status = 400;
-    e->type = "invalid_request_error";
-    snprintf(e->message, sizeof e->message, "%s", msg);
-    e->param[0] = '\0';
-    return 0;
+int veil_e2ee_must_encrypt(const char *role, int near) {
+    return near || (role && (!strcmp(role, "user") || !strcmp(role, "system") || !strcmp(role, "developer")));
 }
 
 static int valid_utf8(const uint8_t *s, size_t n) {
@@ -47,18 +43,18 @@ static int open_field(const veil_seckey *key, json_t *holder, const char *field,
         return 1; /* NEAR: only non-empty contents must be ciphertext */
     int looks = n >= VEIL_ECIES_MIN_HEX_LEN && veil_hex_is_valid(hex, n);
     if (!looks)
-        return must ? fail(e, "Encrypted field is not valid hex") : 1;
+        return must ? veil_http_bad_request(e, "Encrypted field is not valid hex") : 1;
     uint8_t *pt;
     size_t len;
     veil_err err;
     if (veil_ecies_open_hex(&pt, &len, key, hex, n, &err) != VEIL_OK) {
         if (!must)
             return 1; /* an assistant or tool turn that merely looks like hex */
-        return fail(e, near ? "Decryption failed" : "Failed to decrypt field");
+        return veil_http_bad_request(e, near ? "Decryption failed" : "Failed to decrypt field");
     }
     if (!valid_utf8(pt, len) || memchr(pt, 0, len)) {
         veil_free_secret(pt, len + 1);
-        return fail(e, near ? "Decryption failed" : "Decrypted content is not valid UTF-8");
+        return veil_http_bad_request(e, near ? "Decryption failed" : "Decrypted content is not valid UTF-8");
     }
     json_object_set_new(holder, field, json_stringn((const char *)pt, len));
     veil_free_secret(pt, len + 1);
@@ -70,7 +66,7 @@ int veil_e2ee_decrypt_messages(const veil_seckey *key, json_t *messages, int nea
     json_t *m;
     json_array_foreach(messages, i, m) {
         const char *role = json_string_value(json_object_get(m, "role"));
-        int must = near || (role && (!strcmp(role, "user") || !strcmp(role, "system") || !strcmp(role, "developer")));
+        int must = veil_e2ee_must_encrypt(role, near);
         json_t *content = json_object_get(m, "content");
         if (json_is_array(content)) {
             size_t k;

@@ -287,6 +287,20 @@ static int rate_limited(server *s, struct evhttp_request *req) {
     return ++slot->count > limit ? (int)(60 - now % 60) : 0;
 }
 
+/* Answers 429 with Retry-After when the client is over its limit: returns 1
+ * then, with *status and *bytes set for the request's log line. */
+static int refused_by_rate_limit(server *s, struct evhttp_request *req, int *status, size_t *bytes) {
+    int wait = rate_limited(s, req);
+    if (!wait)
+        return 0;
+    char secs[16];
+    snprintf(secs, sizeof secs, "%d", wait);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
+    *status = 429;
+    *bytes = send_error(s, req, 429, "Rate limit exceeded", NULL);
+    return 1;
+}
+
 typedef struct attest_job {
     server *s;
     struct evhttp_request *req;
@@ -388,17 +402,33 @@ static void attest_done(evutil_socket_t fd, short what, void *arg) {
     free(j);
 }
 
+/* Starts a job on a detached thread; the reply comes back through j->wake. */
+static void start_job(attest_job *j, struct evhttp_request *req, double t0, const char *path) {
+    server *s = j->s;
+    j->req = req;
+    j->conn = evhttp_request_get_connection(req);
+    j->t0 = t0;
+    j->path = path;
+    j->wake = event_new(s->base, -1, 0, attest_done, j);
+    evhttp_connection_set_closecb(j->conn, job_closed, j);
+    s->attest_jobs++;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    if (pthread_create(&th, &attr, attest_worker, j) != 0) {
+        snprintf(j->error, sizeof j->error, "Server is overloaded, retry shortly");
+        event_active(j->wake, EV_READ, 0);
+    }
+    pthread_attr_destroy(&attr);
+}
+
 /* GET /api/v1/tee/attestation (Venice) and /v1/attestation/report (NEAR). */
 static size_t handle_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, int near,
                                  const char *path, double t0, int *status) {
-    int wait = rate_limited(s, req);
-    if (wait) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%d", wait);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
-        *status = 429;
-        return send_error(s, req, 429, "Rate limit exceeded", NULL);
-    }
+    size_t refused;
+    if (refused_by_rate_limit(s, req, status, &refused))
+        return refused;
     struct evkeyvalq q;
     TAILQ_INIT(&q);
     const char *query = evhttp_uri_get_query(uri);
@@ -444,62 +474,21 @@ static size_t handle_attestation(server *s, struct evhttp_request *req, const st
         j->client_nonce = nonce != NULL;
         snprintf(j->model, sizeof j->model, "%s", model);
         j->s = s;
-        j->req = req;
-        j->conn = evhttp_request_get_connection(req);
-        j->t0 = t0;
-        j->path = path;
         j->near = near;
-        j->wake = event_new(s->base, -1, 0, attest_done, j);
-        evhttp_connection_set_closecb(j->conn, job_closed, j);
-        s->attest_jobs++;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t th;
-        if (pthread_create(&th, &attr, attest_worker, j) != 0) {
-            snprintf(j->error, sizeof j->error, "TEE attestation failed: no thread");
-            event_active(j->wake, EV_READ, 0);
-        }
-        pthread_attr_destroy(&attr);
+        start_job(j, req, t0, path);
         *status = -1;
     }
     evhttp_clear_headers(&q);
     return bytes;
 }
 
-/* Starts a job on a detached thread; the reply comes back through j->wake. */
-static void start_job(attest_job *j, struct evhttp_request *req, double t0, const char *path) {
-    server *s = j->s;
-    j->req = req;
-    j->conn = evhttp_request_get_connection(req);
-    j->t0 = t0;
-    j->path = path;
-    j->wake = event_new(s->base, -1, 0, attest_done, j);
-    evhttp_connection_set_closecb(j->conn, job_closed, j);
-    s->attest_jobs++;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t th;
-    if (pthread_create(&th, &attr, attest_worker, j) != 0) {
-        snprintf(j->error, sizeof j->error, "Server is overloaded, retry shortly");
-        event_active(j->wake, EV_READ, 0);
-    }
-    pthread_attr_destroy(&attr);
-}
-
 /* GET /api/v1/tee/signature?model=&request_id= and /v1/signature/<chat_id>. */
 static size_t handle_signature(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path,
                                double t0, int *status) {
     int near = !strncmp(path, "/v1/signature/", 14);
-    int wait = rate_limited(s, req);
-    if (wait) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%d", wait);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
-        *status = 429;
-        return send_error(s, req, 429, "Rate limit exceeded", NULL);
-    }
+    size_t refused;
+    if (refused_by_rate_limit(s, req, status, &refused))
+        return refused;
     struct evkeyvalq q;
     TAILQ_INIT(&q);
     const char *query = evhttp_uri_get_query(uri);
@@ -620,7 +609,7 @@ static void send_event(stream *st, json_t *v) {
 
 static void flush_events(stream *st) {
     if (st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone) {
-        if (st->resp_hash)
+        if (st->resp_hash && !st->finalized) /* the final bytes were hashed by the signing thread */
             EVP_DigestUpdate(st->resp_hash, evbuffer_pullup(st->out, -1), evbuffer_get_length(st->out));
         evhttp_send_reply_chunk(st->req, st->out);
     }
@@ -978,14 +967,6 @@ typedef struct rules_ctx {
     struct evhttp_request *req;
 } rules_ctx;
 
-static int e2ee_fail(veil_http_error *e, const char *msg) {
-    e->status = 400;
-    e->type = "invalid_request_error";
-    snprintf(e->message, sizeof e->message, "%s", msg);
-    e->param[0] = '\0';
-    return 0;
-}
-
 /* A content part that is not text (image, file, audio) anywhere in the messages. */
 static int has_non_text_part(json_t *msgs) {
     size_t i, k;
@@ -1020,61 +1001,61 @@ static int e2ee_rules(void *arg, json_t *body, veil_chat_request *out, veil_http
     int near = 0;
     if (cpk || mpk || algo) {
         if (!cpk || !mpk || !algo)
-            return e2ee_fail(e, "E2EE requires X-Venice-TEE-Client-Pub-Key, X-Venice-TEE-Model-Pub-Key and "
+            return veil_http_bad_request(e, "E2EE requires X-Venice-TEE-Client-Pub-Key, X-Venice-TEE-Model-Pub-Key and "
                                 "X-Venice-TEE-Signing-Algo together");
         if (strcmp(algo, "ecdsa") != 0)
-            return e2ee_fail(e, "Unsupported signing algorithm");
+            return veil_http_bad_request(e, "Unsupported signing algorithm");
         if (veil_pubkey_parse_hex(&out->client_key, cpk, strlen(cpk), NULL) != VEIL_OK)
-            return e2ee_fail(e, "Invalid public key");
+            return veil_http_bad_request(e, "Invalid public key");
         if (!m->e2ee || !s->cfg->tee)
-            return e2ee_fail(e, "Model does not support E2EE");
+            return veil_http_bad_request(e, "Model does not support E2EE");
         if (veil_pubkey_parse_hex(&mine_check, mpk, strlen(mpk), NULL) != VEIL_OK ||
             memcmp(mine_check.bytes, veil_tee_pubkey(s->cfg->tee)->bytes, VEIL_PUBKEY_LEN) != 0)
-            return e2ee_fail(e, "Model public key does not match this TEE");
+            return veil_http_bad_request(e, "Model public key does not match this TEE");
     } else if (n_algo || n_key) {
         static char msg[160];
         if (!n_algo || !n_key)
-            return e2ee_fail(e, "Both X-Signing-Algo and X-Client-Pub-Key headers must be present together");
+            return veil_http_bad_request(e, "Both X-Signing-Algo and X-Client-Pub-Key headers must be present together");
         if (strcmp(n_algo, "ecdsa") != 0 && strcmp(n_algo, "ed25519") != 0) {
             snprintf(msg, sizeof msg, "Invalid X-Signing-Algo: %.40s. Must be 'ecdsa' or 'ed25519'", n_algo);
-            return e2ee_fail(e, msg);
+            return veil_http_bad_request(e, msg);
         }
         size_t n = strlen(n_key);
         if (!veil_hex_is_valid(n_key, n))
-            return e2ee_fail(e, "X-Client-Pub-Key must be valid hex");
+            return veil_http_bad_request(e, "X-Client-Pub-Key must be valid hex");
         if (strcmp(n_algo, "ecdsa") != 0 || (n / 2 != 64 && n / 2 != 65)) {
             snprintf(msg, sizeof msg, "ECDSA client public key must be 64 or 65 bytes, got %zu", n / 2);
-            return e2ee_fail(e, strcmp(n_algo, "ecdsa") != 0 ? "Unsupported signing algorithm" : msg);
+            return veil_http_bad_request(e, strcmp(n_algo, "ecdsa") != 0 ? "Unsupported signing algorithm" : msg);
         }
         if (veil_pubkey_parse_hex(&out->client_key, n_key, n, NULL) != VEIL_OK)
-            return e2ee_fail(e, "Invalid public key");
+            return veil_http_bad_request(e, "Invalid public key");
         if (!m->e2ee || !s->cfg->tee)
-            return e2ee_fail(e, "Model does not support E2EE");
+            return veil_http_bad_request(e, "Model does not support E2EE");
         if (n_model && (veil_pubkey_parse_hex(&mine_check, n_model, strlen(n_model), NULL) != VEIL_OK ||
                         memcmp(mine_check.bytes, veil_tee_pubkey(s->cfg->tee)->bytes, VEIL_PUBKEY_LEN) != 0))
-            return e2ee_fail(e, "Model public key does not match this TEE");
+            return veil_http_bad_request(e, "Model public key does not match this TEE");
         near = 1;
     } else {
         return 1;
     }
     if (!near && !json_is_true(json_object_get(body, "stream")))
-        return e2ee_fail(e, "E2EE requires streaming");
+        return veil_http_bad_request(e, "E2EE requires streaming");
     static const char *const tool_keys[] = {"tools", "tool_choice", "functions", "function_call"};
     for (size_t i = 0; i < 4; i++)
         if (json_object_get(body, tool_keys[i]))
-            return e2ee_fail(e, "Function calling is not supported with E2EE");
+            return veil_http_bad_request(e, "Function calling is not supported with E2EE");
     const char *web = json_string_value(json_object_get(vp, "enable_web_search"));
     if (web && !strcmp(web, "on"))
-        return e2ee_fail(e, "Web search is not supported with E2EE");
+        return veil_http_bad_request(e, "Web search is not supported with E2EE");
     json_t *msgs = json_object_get(body, "messages");
     if (has_non_text_part(msgs))
-        return e2ee_fail(e, "File uploads are not supported with E2EE");
+        return veil_http_bad_request(e, "File uploads are not supported with E2EE");
     /* the cheap shape check now; decryption itself runs on the worker */
     size_t i;
     json_t *msg;
     json_array_foreach(msgs, i, msg) {
         const char *role = json_string_value(json_object_get(msg, "role"));
-        int must = near || (role && (!strcmp(role, "user") || !strcmp(role, "system") || !strcmp(role, "developer")));
+        int must = veil_e2ee_must_encrypt(role, near);
         json_t *c = json_object_get(msg, "content");
         size_t k;
         json_t *part;
@@ -1083,13 +1064,13 @@ static int e2ee_rules(void *arg, json_t *body, veil_chat_request *out, veil_http
         if (json_is_string(c)) {
             size_t n = json_string_length(c);
             if ((n || !near) && (n < 186 || !veil_hex_is_valid(json_string_value(c), n)))
-                return e2ee_fail(e, "Encrypted field is not valid hex");
+                return veil_http_bad_request(e, "Encrypted field is not valid hex");
         }
         json_array_foreach(c, k, part) {
             json_t *t = json_object_get(part, "text");
             size_t n = json_string_length(t);
             if ((n || !near) && (n < 186 || !veil_hex_is_valid(json_string_value(t), n)))
-                return e2ee_fail(e, "Encrypted field is not valid hex");
+                return veil_http_bad_request(e, "Encrypted field is not valid hex");
         }
     }
     out->e2ee = 1;

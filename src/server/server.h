@@ -67,7 +67,15 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
  * 1, or 0 with the exact 400 message in e. Runs on a worker thread. */
 int veil_e2ee_decrypt_messages(const veil_seckey *key, json_t *messages, int near, veil_http_error *e);
 
+/* 1 when a message of `role` must carry ciphertext: user, system and
+ * developer under the Venice rules, every role under NEAR's. */
+int veil_e2ee_must_encrypt(const char *role, int near);
+
 void veil_chat_request_clear(veil_chat_request *r);
+
+/* Fills `e` as a 400 invalid_request_error with `msg` and returns 0, so that
+ * a refusing check can `return veil_http_bad_request(e, …)`. */
+int veil_http_bad_request(veil_http_error *e, const char *msg);
 
 /* ---- backends ---- */
 

@@ -221,6 +221,10 @@ out:
     return ok;
 }
 
+int veil_http_bad_request(veil_http_error *e, const char *msg) {
+    return BAD(e, NULL, "%s", msg);
+}
+
 void veil_chat_request_clear(veil_chat_request *r) {
     json_decref(r->body);
     json_decref(r->messages);
