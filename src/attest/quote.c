@@ -95,7 +95,7 @@ static void td_report(cursor *c, veil_td_report *t, int td15) {
 
 /* QE report certification data (type 6): the QE report, its signature,
  * the QE auth data and the nested certification data (the chain). */
-static veil_rc qe_cert_data(cursor *c, veil_quote *q, int nested, veil_quote_code *why, veil_err *err) {
+static veil_rc qe_cert_data(cursor *c, veil_quote *q, veil_quote_code *why, veil_err *err) {
     size_t start = c->pos;
     enclave_report(c, &q->qe_report);
     if (!c->failed)
@@ -103,12 +103,10 @@ static veil_rc qe_cert_data(cursor *c, veil_quote *q, int nested, veil_quote_cod
     copy(c, q->qe_report_sig, 64, "QE report signature");
     q->qe_auth_len = u16(c, "QE auth data size");
     q->qe_auth = take(c, q->qe_auth_len, "QE auth data");
-    if (nested) {
-        q->chain_type = u16(c, "certification data type");
-        uint32_t size = u32(c, "certification data size");
-        q->chain_len = size;
-        q->chain = take(c, size, "certification data");
-    }
+    q->chain_type = u16(c, "certification data type");
+    uint32_t size = u32(c, "certification data size");
+    q->chain_len = size;
+    q->chain = take(c, size, "certification data");
     if (c->failed)
         return truncated(why, c, err);
     return VEIL_OK;
@@ -171,7 +169,7 @@ veil_rc veil_quote_parse(veil_quote *q, const uint8_t *buf, size_t len, veil_quo
     if (q->version == 3) {
         /* v3: QE report data directly, then the chain's certification data. */
         q->cert_type = 0;
-        rc = qe_cert_data(&s, q, 1, why, err);
+        rc = qe_cert_data(&s, q, why, err);
         if (rc != VEIL_OK)
             return rc;
         q->cert_type = q->chain_type;
@@ -188,7 +186,7 @@ veil_rc veil_quote_parse(veil_quote *q, const uint8_t *buf, size_t len, veil_quo
             return truncated(why, &s, err);
         }
         cursor inner = {buf, s.pos + size, s.pos, 0, NULL};
-        rc = qe_cert_data(&inner, q, 1, why, err);
+        rc = qe_cert_data(&inner, q, why, err);
         if (rc != VEIL_OK)
             return rc;
         if (inner.pos != inner.len)

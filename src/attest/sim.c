@@ -470,8 +470,6 @@ veil_rc veil_sim_collateral(const veil_sim *s, int64_t now, int revoke_pck, char
     veil_hex_encode(mrsigner, qe_signer, 32);
     memset(seam_signer, '0', 96);
     seam_signer[96] = '\0';
-    uint8_t tdx_svn[16] = {0};
-    memcpy(tdx_svn, sim_tee_tcb_svn, 16);
     json_t *tcb_info = json_pack(
         "{s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:{s:s, s:s, s:s}, s:[{s:s, s:s, s:s, s:s, s:[{s:{s:i}, s:s, s:s}]}],"
         " s:[{s:{s:o, s:i, s:o}, s:s, s:s}]}",
@@ -480,7 +478,7 @@ veil_rc veil_sim_collateral(const veil_sim *s, int64_t now, int revoke_pck, char
         "attributesMask", "FFFFFFFFFFFFFFFF", "tdxModuleIdentities", "id", "TDX_01", "mrsigner", seam_signer,
         "attributes", "0000000000000000", "attributesMask", "FFFFFFFFFFFFFFFF", "tcbLevels", "tcb", "isvsvn",
         sim_tee_tcb_svn[0], "tcbDate", tcb_date, "tcbStatus", "UpToDate", "tcbLevels", "tcb", "sgxtcbcomponents",
-        components(sim_comp_svn), "pcesvn", sim_pcesvn, "tdxtcbcomponents", components(tdx_svn), "tcbDate", tcb_date,
+        components(sim_comp_svn), "pcesvn", sim_pcesvn, "tdxtcbcomponents", components(sim_tee_tcb_svn), "tcbDate", tcb_date,
         "tcbStatus", "UpToDate");
     json_t *qe_identity = json_pack(
         "{s:s, s:i, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:[{s:{s:i}, s:s, s:s}]}", "id", "TD_QE", "version", 2,

@@ -104,21 +104,6 @@ int veil_keystore_list(veil_keystore *ks, void (*fn)(void *, const char *, long,
     return rc == SQLITE_DONE ? active : -1;
 }
 
-int veil_keystore_check(veil_keystore *ks, const char *secret) {
-    uint8_t h[32];
-    hash(secret, h);
-    sqlite3_stmt *st = NULL;
-    int found = 0;
-    /* Every active hash is compared in constant time; no lookup by value. */
-    if (sqlite3_prepare_v2(ks->db, "SELECT hash FROM api_keys WHERE revoked = 0", -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW)
-            if (sqlite3_column_bytes(st, 0) == 32)
-                found |= veil_ct_equal(sqlite3_column_blob(st, 0), h, 32);
-    }
-    sqlite3_finalize(st);
-    return found;
-}
-
 veil_rc veil_keystore_hashes(veil_keystore *ks, uint8_t (**hashes)[32], size_t *n, veil_err *err) {
     *hashes = NULL;
     *n = 0;

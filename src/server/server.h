@@ -123,9 +123,6 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_revoke(veil_keystore *ks, const ch
 /* Calls fn for each key (revoked too); returns the number of active keys or -1. */
 int veil_keystore_list(veil_keystore *ks, void (*fn)(void *, const char *id, long created, int revoked), void *ctx);
 
-/* 1 when `secret` is an active key, compared by hash in constant time. */
-int veil_keystore_check(veil_keystore *ks, const char *secret);
-
 /* The SHA-256 hashes of the active keys: *hashes (malloc'd, n × 32 bytes;
  * free()) and *n. Returns VEIL_OK or VEIL_ERR_IO. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_hashes(veil_keystore *ks, uint8_t (**hashes)[32], size_t *n,
