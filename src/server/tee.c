@@ -38,6 +38,8 @@ struct veil_tee {
     size_t shared_len;
     char *shared_log;
     time_t shared_at;
+    char *sim_collateral; /* simulator: collateral for self-verification, remade daily */
+    time_t sim_collateral_at;
 };
 
 static int hash_self(char out[97]) {
@@ -99,6 +101,7 @@ void veil_tee_free(veil_tee *t) {
     free(t->root_der);
     free(t->shared_quote);
     free(t->shared_log);
+    free(t->sim_collateral);
     pthread_mutex_destroy(&t->mu);
     veil_wipe(t, sizeof *t);
     munlock(t, sizeof *t);
@@ -129,11 +132,24 @@ static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_jso
     o.root_der = t->root_der;
     o.root_der_len = t->root_der_len;
     veil_collateral *col = NULL;
-    char *col_json = NULL;
     veil_sim *sim = veil_provider_sim(t->provider);
-    if (sim && veil_sim_collateral(sim, (int64_t)time(NULL), 0, &col_json, NULL) == VEIL_OK &&
-        veil_collateral_parse(&col, col_json, strlen(col_json), NULL) == VEIL_OK)
-        o.collateral = col;
+    if (sim) {
+        /* signing collateral costs four signatures: make it once a day, not per request */
+        pthread_mutex_lock(&t->mu);
+        time_t now = time(NULL);
+        char *fresh = NULL;
+        if ((!t->sim_collateral || now - t->sim_collateral_at > 86400) &&
+            veil_sim_collateral(sim, (int64_t)now, 0, &fresh, NULL) == VEIL_OK) {
+            free(t->sim_collateral);
+            t->sim_collateral = fresh;
+            t->sim_collateral_at = now;
+        }
+        char *text = t->sim_collateral ? strdup(t->sim_collateral) : NULL;
+        pthread_mutex_unlock(&t->mu);
+        if (text && veil_collateral_parse(&col, text, strlen(text), NULL) == VEIL_OK)
+            o.collateral = col;
+        free(text);
+    }
     veil_event_log *log = NULL;
     if (log_json && veil_event_log_parse(&log, (const uint8_t *)log_json, strlen(log_json), NULL) == VEIL_OK)
         o.event_log = log;
@@ -144,7 +160,6 @@ static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_jso
         snprintf(v.message, sizeof v.message, "%s", err.message);
     }
     veil_collateral_free(col);
-    free(col_json);
     veil_event_log_free(log);
     veil_quote_code c = v.code;
     int sig_ok = c != VEIL_QUOTE_SIGNATURE_INVALID && c != VEIL_QUOTE_QE_REPORT_SIGNATURE_INVALID;
