@@ -21,9 +21,9 @@ CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 LDFLAGS += -fsanitize=address,undefined
 endif
 ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
-LIBS := $(PKG_LIBS) -lpthread
+LIBS := $(PKG_LIBS) -lpthread -lm
 
-LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/server/*.c src/client/*.c)
+LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/engine/*.c src/server/*.c src/client/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 BENCH_SRCS := $(wildcard bench/*.c)

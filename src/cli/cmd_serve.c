@@ -1,17 +1,20 @@
 /* veil serve: the OpenAI/Venice-compatible inference server; and veil keys,
  * which manages its API key store. */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "../server/server.h"
 #include "../server/tee.h"
 #include "cli.h"
+#include "veil/engine.h"
 #include "veil/secure.h"
 
 #define MAX_KEYS 32
@@ -34,8 +37,13 @@ static void serve_help(void) {
          "  --upstream-model NAME  the model name the upstream knows\n"
          "  --upstream-key KEY     bearer key for the upstream\n"
          "  --upstream-timeout S   seconds of upstream silence before 504 (default 60)\n"
-         "  --model-id ID          the id clients use (default: the upstream model name)\n"
+         "  --model FILE.gguf      serve a GGUF model with the built-in engine\n"
+         "  --model-id ID          the id clients use (default: the upstream model name, or the\n"
+         "                         GGUF file's general.name)\n"
          "  --config FILE          models from a JSON file (see docs/serve.md)\n"
+         "                         With no --model, --upstream or --config: the built-in tiny model\n"
+         "                         veil-tiny (random weights, for protocol testing), made on first\n"
+         "                         start in STATE/models/\n"
          "  --max-body BYTES       request body limit (default 4194304)\n"
          "  --cors ORIGIN          send CORS headers for this origin ('*' for any)\n"
          "  --tee auto|tdx|dstack|sim|none\n"
@@ -56,7 +64,60 @@ typedef struct serve_state {
     const char *shown_key; /* a key to print in the banner's examples */
     veil_tee *tee;
     const char *state_dir;
+    veil_llm *llms[MAX_MODELS]; /* models the built-in engine loaded */
+    size_t n_llms;
 } serve_state;
+
+/* Loads a GGUF model for the built-in engine and adds it as `id` (NULL: its
+ * general.name, lower-cased, spaces as dashes). Engine models run inside
+ * the TEE itself, so they are TEE and E2EE capable whenever a TEE is on. */
+static int add_engine_model(serve_state *st, const char *path, const char *id) {
+    if (st->n_models == MAX_MODELS)
+        return cli_usage_error("veil serve --help", "at most %d models", MAX_MODELS);
+    veil_llm *llm;
+    veil_err err;
+    if (veil_llm_load(&llm, path, &err) != VEIL_OK)
+        return cli_fail_err(path, &err);
+    st->llms[st->n_llms++] = llm;
+    const veil_llm_info *in = veil_llm_get_info(llm);
+    veil_model *m = &st->models[st->n_models++];
+    m->id = strdup(id ? id : in->name);
+    for (char *p = m->id; !id && p && *p; p++)
+        *p = *p == ' ' ? '-' : (char)tolower((unsigned char)*p);
+    char desc[300];
+    snprintf(desc, sizeof desc, "%s (%s, %d layers, %s) on veil's built-in engine", in->name, in->arch_name,
+             in->n_layers, veil_ggml_type_name(in->main_type));
+    m->description = strdup(desc);
+    m->tee = m->e2ee = 1;
+    m->reasoning = in->arch == VEIL_ARCH_QWEN3;
+    m->context_length = in->ctx;
+    m->max_completion_tokens = in->ctx < 4096 ? in->ctx : 4096;
+    m->backend = veil_engine_backend_new(llm);
+    return m->id && m->description && m->backend ? CLI_OK : cli_fail("out of memory");
+}
+
+/* The default model: veil-tiny, synthesized once into STATE/models/. */
+static int add_default_model(serve_state *st) {
+    char dir[4200], path[4300];
+    snprintf(dir, sizeof dir, "%s/models", st->state_dir);
+    snprintf(path, sizeof path, "%s/veil-tiny.gguf", dir);
+    if (access(path, R_OK) != 0) {
+        mkdir(st->state_dir, 0700);
+        mkdir(dir, 0700);
+        veil_synth_opts o;
+        memset(&o, 0, sizeof o);
+        veil_synth_preset(&o, "tiny");
+        o.arch = VEIL_ARCH_QWEN2;
+        o.type = VEIL_GGML_F32;
+        o.seed = 1;
+        o.name = "veil-tiny";
+        veil_err err;
+        if (veil_synth_write(&o, path, &err) != VEIL_OK)
+            return cli_fail_err("veil-tiny", &err);
+        printf("veil serve: made the built-in model veil-tiny (random weights, for protocol testing) at %s\n", path);
+    }
+    return add_engine_model(st, path, "veil-tiny");
+}
 
 static void on_ready(void *ctx, const char *host, int port) {
     serve_state *st = ctx;
@@ -106,9 +167,19 @@ static int load_config(serve_state *st, const char *path, long timeout) {
             break;
         const char *id = json_string_value(json_object_get(m, "id"));
         const char *up = json_string_value(json_object_get(m, "upstream"));
-        if (!id || !up) {
+        const char *gguf = json_string_value(json_object_get(m, "model"));
+        if (!id || !up == !gguf) {
             json_decref(root);
-            return cli_usage_error("veil serve --help", "%s: model %zu needs an id and an upstream URL", path, i);
+            return cli_usage_error("veil serve --help",
+                                   "%s: model %zu needs an id and either an upstream URL or a GGUF model file", path, i);
+        }
+        if (gguf) {
+            int rc = add_engine_model(st, gguf, id);
+            if (rc != CLI_OK) {
+                json_decref(root);
+                return rc;
+            }
+            continue;
         }
         veil_model *vm = &st->models[st->n_models++];
         vm->id = strdup(id);
@@ -137,6 +208,21 @@ static int load_config(serve_state *st, const char *path, long timeout) {
     return CLI_OK;
 }
 
+static void free_models(serve_state *st) {
+    for (size_t i = 0; i < st->n_models; i++) {
+        veil_model *m = &st->models[i];
+        if (m->backend)
+            m->backend->free(m->backend);
+        free(m->id);
+        free(m->description);
+        free(m->system_prompt);
+        free(m->upstream_model);
+    }
+    for (size_t i = 0; i < st->n_llms; i++)
+        veil_llm_free(st->llms[i]);
+    st->n_models = st->n_llms = 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'H'},         {"port", required_argument, NULL, 'p'},
@@ -147,6 +233,7 @@ int cmd_serve(int argc, char **argv) {
         {"max-body", required_argument, NULL, 'b'},     {"cors", required_argument, NULL, 'C'},
         {"tee", required_argument, NULL, 't'},          {"tee-rate-limit", required_argument, NULL, 'r'},
         {"trust-proxy", no_argument, NULL, 'P'},      {"signature-retention", required_argument, NULL, 'R'},
+        {"model", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
     serve_state st;
     memset(&st, 0, sizeof st);
@@ -154,7 +241,7 @@ int cmd_serve(int argc, char **argv) {
     memset(&cfg, 0, sizeof cfg);
     cfg.port = 8080;
     const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL,
-               *tee_name = "auto";
+               *tee_name = "auto", *model_file = NULL;
     long timeout = 60, retention = 3600;
     int c;
     opterr = 0;
@@ -174,6 +261,7 @@ int cmd_serve(int argc, char **argv) {
             st.keys[st.n_keys++] = optarg;
             break;
         case 'u': upstream = optarg; break;
+        case 'M': model_file = optarg; break;
         case 'm': up_model = optarg; break;
         case 'K': up_key = optarg; break;
         case 'T':
@@ -228,10 +316,15 @@ int cmd_serve(int argc, char **argv) {
         m->max_completion_tokens = 4096;
         m->backend = veil_upstream_backend_new(upstream, up_key, timeout);
     }
-    if (st.n_models == 0)
-        return cli_usage_error("veil serve --help",
-                               "no model to serve: pass --upstream URL or --config FILE "
-                               "(the built-in engine and its default model are not in this build yet)");
+    int mrc = CLI_OK;
+    if (model_file)
+        mrc = add_engine_model(&st, model_file, upstream ? NULL : model_id);
+    else if (st.n_models == 0)
+        mrc = add_default_model(&st);
+    if (mrc != CLI_OK) {
+        free_models(&st);
+        return mrc;
+    }
     veil_tee_kind kind = VEIL_TEE_AUTO;
     if (!strcmp(tee_name, "tdx"))
         kind = VEIL_TEE_TDX;
@@ -294,15 +387,7 @@ int cmd_serve(int argc, char **argv) {
     veil_sigstore_close(sigstore);
     if (created)
         veil_free_secret(created, strlen(created));
-    for (size_t i = 0; i < st.n_models; i++) {
-        veil_model *m = &st.models[i];
-        if (m->backend)
-            m->backend->free(m->backend);
-        free(m->id);
-        free(m->description);
-        free(m->system_prompt);
-        free(m->upstream_model);
-    }
+    free_models(&st);
     return rc;
 }
 

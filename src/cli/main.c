@@ -17,6 +17,8 @@ static const cli_command commands[] = {
     {"signature", "verify a response signature (fetched by request id, or offline)", cmd_signature},
     {"crypto", "keys, E2EE envelopes, Keccak and EIP-191 signatures by hand", cmd_crypto},
     {"quote", "show and verify Intel TDX/SGX DCAP quotes", cmd_quote},
+    {"model", "synthesize, inspect and run GGUF models with the built-in engine", cmd_model},
+    {"bench", "benchmarks of the built-in engine", cmd_bench},
     {"tee", "quote providers: a fresh quote, the simulator's root and collateral", cmd_tee},
 };
 

@@ -97,7 +97,7 @@ struct stream {
     pthread_mutex_t mu; /* guards the fields the worker writes: */
     piece *head, *tail;
     int failed, fail_status;
-    char fail_msg[300], finish[32];
+    char fail_msg[300], fail_code[48], finish[32];
     long prompt_tokens, completion_tokens;
     /* non-streaming answers are gathered here */
     char *content, *reasoning;
@@ -179,9 +179,14 @@ static size_t send_json(server *s, struct evhttp_request *req, int status, json_
     return n;
 }
 
+static json_t *error_json_code(const char *message, const char *type, const char *param, const char *code) {
+    return json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", message, "type", type, "param",
+                     param && *param ? json_string(param) : json_null(), "code",
+                     code && *code ? json_string(code) : json_null());
+}
+
 static json_t *error_json(const char *message, const char *type, const char *param) {
-    return json_pack("{s:{s:s, s:s, s:o, s:n}}", "error", "message", message, "type", type, "param",
-                     param && *param ? json_string(param) : json_null(), "code");
+    return error_json_code(message, type, param, NULL);
 }
 
 static const char *error_type(int status) {
@@ -790,11 +795,12 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
         } else if (st->failed && !st->started) {
             json_decref(usage);
             int status = st->fail_status >= 400 && st->fail_status < 600 ? st->fail_status : 502;
-            st->bytes += send_error(st->srv, st->req, status, st->fail_msg, NULL);
+            st->bytes += send_json(st->srv, st->req, status,
+                                   error_json_code(st->fail_msg, error_type(status), NULL, st->fail_code));
             finish_request(st, status);
         } else if (st->failed) {
             json_decref(usage);
-            send_event(st, error_json(st->fail_msg, error_type(st->fail_status), NULL));
+            send_event(st, error_json_code(st->fail_msg, error_type(st->fail_status), NULL, st->fail_code));
             flush_events(st);
             evhttp_send_reply_end(st->req);
             finish_request(st, 200);
@@ -895,11 +901,12 @@ static void sink_done(void *ctx, const char *finish, long pt, long ct) {
     pthread_mutex_unlock(&st->mu);
 }
 
-static void sink_fail(void *ctx, int status, const char *message) {
+static void sink_fail(void *ctx, const char *code, int status, const char *message) {
     stream *st = ctx;
     pthread_mutex_lock(&st->mu);
     st->failed = 1;
     st->fail_status = status;
+    snprintf(st->fail_code, sizeof st->fail_code, "%s", code ? code : "");
     snprintf(st->fail_msg, sizeof st->fail_msg, "%s", message);
     st->finished = 1;
     pthread_mutex_unlock(&st->mu);
@@ -928,7 +935,7 @@ static void sink_piece_e2ee(void *ctx, const char *c, size_t cl, const char *r, 
     char *hc = seal(st, c, cl), *hr = seal(st, r, rl);
     if ((cl && !hc) || (rl && !hr)) {
         atomic_store(&st->cancelled, 1); /* never fall back to plaintext */
-        sink_fail(ctx, 500, "Internal server error");
+        sink_fail(ctx, NULL, 500, "Internal server error");
     } else {
         sink_piece(ctx, hc ? hc : "", hc ? strlen(hc) : 0, hr ? hr : "", hr ? strlen(hr) : 0);
     }
@@ -943,11 +950,11 @@ static void *worker(void *arg) {
     veil_http_error e;
     if (st->creq.e2ee &&
         !veil_e2ee_decrypt_messages(veil_tee_key(st->srv->cfg->tee), st->creq.messages, st->creq.e2ee_near, &e))
-        sink_fail(st, e.status, e.message);
+        sink_fail(st, NULL, e.status, e.message);
     else if (b)
         b->generate(b, &st->creq, &sink);
     else
-        sink_fail(st, 503, "Model has no backend");
+        sink_fail(st, NULL, 503, "Model has no backend");
     server *s = st->srv;
     /* The loop may free the stream as soon as no thread uses it, so this is
      * the worker's last touch of it. */
@@ -1152,7 +1159,7 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t th;
     if (pthread_create(&th, &attr, worker, st) != 0) {
-        sink_fail(st, 503, "Server is overloaded, retry shortly");
+        sink_fail(st, NULL, 503, "Server is overloaded, retry shortly");
         pthread_mutex_lock(&st->mu);
         st->threads--;
         pthread_mutex_unlock(&st->mu);

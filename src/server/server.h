@@ -86,8 +86,9 @@ typedef struct veil_gen_sink {
     void (*piece)(void *ctx, const char *content, size_t content_len, const char *reasoning, size_t reasoning_len);
     /* the end: finish_reason "stop" or "length", and token counts */
     void (*done)(void *ctx, const char *finish_reason, long prompt_tokens, long completion_tokens);
-    /* a failure: HTTP status (502, 504, or an upstream 4xx) and message */
-    void (*fail)(void *ctx, int status, const char *message);
+    /* a failure: OpenAI error code (e.g. "context_length_exceeded") or NULL,
+     * HTTP status (502, 504, or an upstream 4xx) and message */
+    void (*fail)(void *ctx, const char *code, int status, const char *message);
     /* non-zero once the client went away: stop as soon as possible */
     int (*cancelled)(void *ctx);
 } veil_gen_sink;
@@ -100,6 +101,10 @@ typedef struct veil_backend {
     void (*free)(struct veil_backend *b);
     void *impl;
 } veil_backend;
+
+/* The built-in engine serving one loaded model (borrowed; outlives the backend). */
+struct veil_llm;
+veil_backend *veil_engine_backend_new(const struct veil_llm *llm);
 
 /* An OpenAI-compatible upstream server (vLLM, llama.cpp, SGLang, Ollama).
  * base_url like "http://127.0.0.1:8000/v1"; key may be NULL. */

@@ -120,7 +120,7 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     if (u->auth)
         h = curl_slist_append(h, u->auth);
     if (!c.sse || !body || !c.curl || !h) {
-        sink->fail(sink->ctx, 500, "out of memory");
+        sink->fail(sink->ctx, NULL, 500, "out of memory");
         goto out;
     }
     curl_easy_setopt(c.curl, CURLOPT_URL, u->url);
@@ -138,13 +138,13 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     curl_easy_setopt(c.curl, CURLOPT_LOW_SPEED_TIME, u->timeout_s);
     CURLcode rc = curl_easy_perform(c.curl);
     if (sink->cancelled(sink->ctx)) {
-        sink->fail(sink->ctx, 499, "client closed the request");
+        sink->fail(sink->ctx, NULL, 499, "client closed the request");
     } else if (c.stream_error[0]) {
-        sink->fail(sink->ctx, 502, c.stream_error);
+        sink->fail(sink->ctx, NULL, 502, c.stream_error);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-        sink->fail(sink->ctx, 504, "Upstream timed out");
+        sink->fail(sink->ctx, NULL, 504, "Upstream timed out");
     } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
-        sink->fail(sink->ctx, 502, "Upstream unavailable");
+        sink->fail(sink->ctx, NULL, 502, "Upstream unavailable");
     } else if (c.status >= 400 && c.status < 500) {
         json_t *e = c.error.data ? json_loads(c.error.data, 0, NULL) : NULL;
         const char *m = json_string_value(json_object_get(json_object_get(e, "error"), "message"));
@@ -152,10 +152,10 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
             m = json_string_value(json_object_get(e, "error"));
         if (!m)
             m = json_string_value(json_object_get(e, "message"));
-        sink->fail(sink->ctx, (int)c.status, m ? m : "Upstream refused the request");
+        sink->fail(sink->ctx, NULL, (int)c.status, m ? m : "Upstream refused the request");
         json_decref(e);
     } else if (rc != CURLE_OK || !c.streaming) {
-        sink->fail(sink->ctx, 502, "Upstream failed");
+        sink->fail(sink->ctx, NULL, 502, "Upstream failed");
     } else {
         sink->done(sink->ctx, c.finish[0] ? c.finish : "stop", c.prompt_tokens, c.completion_tokens);
     }

@@ -1,0 +1,256 @@
+/* The generation loop: prefill, sample, detokenize in whole UTF-8
+ * characters, route qwen3's <think> part to reasoning, hold back what may be
+ * the start of a stop string, and stop at the end of the turn. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_internal.h"
+
+typedef struct textbuf {
+    char *p;
+    size_t len, cap;
+} textbuf;
+
+static int tb_put(textbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) return 0;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 1;
+}
+
+static void tb_drop(textbuf *b, size_t n) {
+    memmove(b->p, b->p + n, b->len - n);
+    b->len -= n;
+    if (b->p) b->p[b->len] = 0;
+}
+
+/* Length of the longest suffix of s[0..n) that is a proper prefix of tag. */
+static size_t partial_suffix(const char *s, size_t n, const char *tag) {
+    size_t tl = strlen(tag);
+    for (size_t k = tl - 1 < n ? tl - 1 : n; k > 0; k--)
+        if (memcmp(s + n - k, tag, k) == 0) return k;
+    return 0;
+}
+
+/* Bytes of a complete UTF-8 prefix of s[0..n): a trailing incomplete
+ * sequence waits for its next bytes. */
+static size_t utf8_complete(const char *s, size_t n) {
+    size_t i = n, k = 0;
+    while (i > 0 && k < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--, k++;
+    if (i == 0) return n;
+    unsigned char b = (unsigned char)s[i - 1];
+    size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+    return need > k + 1 ? i - 1 : n;
+}
+
+/* Appends s[0..n) to out with every invalid UTF-8 sequence replaced by
+ * U+FFFD: a random or confused model can emit any bytes, and JSON needs text. */
+static int sanitize(const char *s, size_t n, textbuf *out) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, start = 0;
+    while (i < n) {
+        unsigned char b = u[i];
+        size_t k = b < 0x80 ? 1 : (b >= 0xC2 && b < 0xE0) ? 2 : (b >= 0xE0 && b < 0xF0) ? 3 : (b >= 0xF0 && b < 0xF5) ? 4 : 0;
+        int ok = k > 0 && i + k <= n;
+        for (size_t j = 1; ok && j < k; j++) ok = (u[i + j] & 0xC0) == 0x80;
+        if (ok && k == 3) {
+            unsigned c = (b & 15u) << 12 | (u[i + 1] & 63u) << 6 | (u[i + 2] & 63u);
+            ok = c >= 0x800 && (c < 0xD800 || c > 0xDFFF);
+        } else if (ok && k == 4) {
+            unsigned c = (b & 7u) << 18 | (u[i + 1] & 63u) << 12 | (u[i + 2] & 63u) << 6 | (u[i + 3] & 63u);
+            ok = c >= 0x10000 && c <= 0x10FFFF;
+        }
+        if (ok) {
+            i += k;
+            continue;
+        }
+        if (!tb_put(out, s + start, i - start) || !tb_put(out, "\xEF\xBF\xBD", 3)) return 0;
+        start = ++i;
+    }
+    return tb_put(out, s + start, n - start);
+}
+
+enum { TH_START, TH_IN, TH_AFTER, TH_CONTENT };
+
+typedef struct gen {
+    const veil_gen_params *p;
+    const veil_gen_callbacks *cb;
+    textbuf raw;   /* detokenized bytes not yet released */
+    textbuf think; /* released text waiting for the <think> splitter */
+    int th;
+    int stopped;
+} gen;
+
+static void emit(gen *g, const char *c, size_t cl, const char *r, size_t rl) {
+    if (g->p->strip_thinking) rl = 0;
+    if (cl || rl) g->cb->piece(g->cb->ctx, c, cl, r, rl);
+}
+
+/* Routes released text to content or reasoning; final: flush everything. */
+static int route(gen *g, const char *s, size_t n, int final) {
+    if (!g->p->reasoning) {
+        emit(g, s, n, NULL, 0);
+        return 1;
+    }
+    if (!tb_put(&g->think, s, n)) return 0;
+    textbuf *b = &g->think;
+    for (;;) {
+        if (g->th == TH_START) {
+            size_t ws = 0;
+            while (ws < b->len && (b->p[ws] == ' ' || b->p[ws] == '\n')) ws++;
+            size_t rest = b->len - ws;
+            if (rest >= 7 && memcmp(b->p + ws, "<think>", 7) == 0) {
+                tb_drop(b, ws + 7);
+                g->th = TH_IN;
+                continue;
+            }
+            if (!final && (rest == 0 || (rest < 7 && memcmp(b->p + ws, "<think>", rest) == 0))) return 1;
+            g->th = TH_CONTENT;
+            continue;
+        }
+        if (g->th == TH_IN) {
+            char *e = memmem(b->p, b->len, "</think>", 8);
+            if (e) {
+                emit(g, NULL, 0, b->p, (size_t)(e - b->p));
+                tb_drop(b, (size_t)(e - b->p) + 8);
+                g->th = TH_AFTER;
+                continue;
+            }
+            size_t keep = final ? 0 : partial_suffix(b->p, b->len, "</think>");
+            emit(g, NULL, 0, b->p, b->len - keep);
+            tb_drop(b, b->len - keep);
+            return 1;
+        }
+        if (g->th == TH_AFTER) { /* the blank lines after </think> */
+            size_t ws = 0;
+            while (ws < b->len && (b->p[ws] == '\n' || b->p[ws] == ' ')) ws++;
+            tb_drop(b, ws);
+            if (!b->len && !final) return 1;
+            g->th = TH_CONTENT;
+            continue;
+        }
+        emit(g, b->p, b->len, NULL, 0);
+        tb_drop(b, b->len);
+        return 1;
+    }
+}
+
+/* Releases what is safe from raw: whole characters, not a possible stop
+ * string's start; a complete stop string ends the generation. */
+static int release(gen *g, int final) {
+    textbuf *b = &g->raw;
+    size_t upto = final ? b->len : utf8_complete(b->p, b->len);
+    size_t cut = upto, hold = 0;
+    for (size_t i = 0; i < g->p->n_stop; i++) {
+        const char *st = g->p->stop[i];
+        size_t sl = strlen(st);
+        if (!sl) continue;
+        char *f = memmem(b->p, b->len, st, sl);
+        if (f && (size_t)(f - b->p) < cut) {
+            cut = (size_t)(f - b->p);
+            g->stopped = 1;
+        }
+        size_t ps = partial_suffix(b->p, upto, st);
+        if (ps > hold) hold = ps;
+    }
+    if (!g->stopped && !final) cut = upto - hold;
+    textbuf clean = {0};
+    int ok = sanitize(b->p, cut, &clean) && route(g, clean.p ? clean.p : "", clean.len, final || g->stopped);
+    free(clean.p);
+    tb_drop(b, g->stopped ? b->len : cut);
+    return ok;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_gen_params *p,
+                      const veil_gen_callbacks *cb, veil_gen_result *res, veil_err *err) {
+    memset(res, 0, sizeof *res);
+    const veil_llm_info *in = &m->info;
+    res->prompt_tokens = (long)prompt->n;
+    if (prompt->n == 0) return veil_err_set(err, VEIL_ERR_INVALID_ARG, "empty prompt");
+    if (prompt->n >= (size_t)in->ctx)
+        return veil_err_set(err, VEIL_ERR_BAD_LENGTH,
+                            "This model's maximum context length is %d tokens, but the prompt has %zu tokens", in->ctx,
+                            prompt->n);
+    long room = in->ctx - (long)prompt->n;
+    long max = p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens : room;
+    veil_llm_session *s = veil_llm_session_new(m, (int)(prompt->n + (size_t)max));
+    veil_sampler *sp = veil_sampler_new(&p->sampling, in->vocab);
+    int32_t *hist = malloc((prompt->n + (size_t)max + 1) * sizeof *hist);
+    float *logits = malloc((size_t)in->vocab * sizeof *logits);
+    gen g = {p, cb, {0}, {0}, TH_START, 0};
+    veil_rc rc = VEIL_OK;
+    if (!s || !sp || !hist || !logits) {
+        rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for a generation");
+        goto done;
+    }
+    memcpy(hist, prompt->ids, prompt->n * sizeof *hist);
+    size_t nh = prompt->n;
+    double t0 = now_s();
+    const float *out = NULL;
+    for (size_t i = 0; i < prompt->n; i++) {
+        if ((i & 15) == 15 && cb->cancelled && cb->cancelled(cb->ctx)) goto done;
+        if (!(out = veil_llm_forward(s, prompt->ids[i], (int)i))) {
+            rc = veil_err_set(err, VEIL_ERR_MALFORMED, "prompt token %d is outside the vocabulary", prompt->ids[i]);
+            goto done;
+        }
+    }
+    double t1 = now_s();
+    res->prefill_s = t1 - t0;
+    const char *finish = "length";
+    char piece[1100];
+    for (long n = 0; n < max; n++) {
+        if (cb->cancelled && cb->cancelled(cb->ctx)) goto done;
+        memcpy(logits, out, (size_t)in->vocab * sizeof *logits);
+        int32_t t = veil_sampler_pick(sp, logits, hist, nh);
+        if (veil_token_ends_turn(m->tok, t)) {
+            finish = "stop";
+            break;
+        }
+        hist[nh++] = t;
+        res->completion_tokens++;
+        size_t pl = veil_token_bytes(m->tok, t, piece, sizeof piece);
+        if (pl > sizeof piece) pl = sizeof piece;
+        if (in->tok_kind == VEIL_TOK_SPM && res->completion_tokens == 1 && pl && piece[0] == ' ')
+            memmove(piece, piece + 1, --pl); /* the space SentencePiece puts before a first word */
+        if (!tb_put(&g.raw, piece, pl) || !release(&g, 0)) {
+            rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for a generation");
+            goto done;
+        }
+        if (g.stopped) {
+            finish = "stop";
+            break;
+        }
+        if (n + 1 < max && !(out = veil_llm_forward(s, t, (int)(nh - 1)))) {
+            rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for the KV cache");
+            goto done;
+        }
+    }
+    if (!g.stopped && !release(&g, 1)) {
+        rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for a generation");
+        goto done;
+    }
+    if (!g.stopped || g.think.len) route(&g, "", 0, 1);
+    res->decode_s = now_s() - t1;
+    res->finish_reason = finish;
+done:
+    free(g.raw.p), free(g.think.p);
+    free(hist), free(logits);
+    veil_sampler_free(sp);
+    veil_llm_session_free(s);
+    return rc;
+}
