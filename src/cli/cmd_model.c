@@ -20,8 +20,10 @@ static void help(void) {
          "                        write a GGUF model with deterministic random weights, a BPE\n"
          "                        vocabulary (--spm: SentencePiece-style, llama only) and a chat template\n"
          "  info FILE [--json]    architecture, shapes, tokenizer, template and tensor types\n"
-         "  tokenize FILE --text TEXT\n"
-         "                        token ids of TEXT (no special tokens), one JSON array\n"
+         "  tokenize FILE (--text TEXT | --json-lines)\n"
+         "                        token ids of TEXT (no special tokens), one JSON array; with\n"
+         "                        --json-lines, a JSON string per stdin line gives one line of\n"
+         "                        {\"ids\":[...],\"text\":\"the ids decoded\"}\n"
          "  run FILE (--prompt TEXT | --tokens 1,2,3) [--chat] [-n N] [--temperature T] [--seed N]\n"
          "        [--logits-out FILE] [--json]\n"
          "                        raw completion (--chat: TEXT as one user message through the chat\n"
@@ -165,25 +167,67 @@ static void print_tokens(const veil_tokens *t) {
     putchar(']');
 }
 
+/* Tokenizes one text and prints it: ids, or {"ids":[…],"text":"decoded"}. */
+static int tokenize_one(const veil_tokenizer *tok, const char *text, size_t len, int json) {
+    veil_tokens t = {0};
+    if (!veil_tokenize(tok, text, len, &t)) return 0;
+    if (!json) {
+        print_tokens(&t);
+        putchar('\n');
+        veil_tokens_free(&t);
+        return 1;
+    }
+    size_t cap = len * 4 + 64, n = 0;
+    char *dec = malloc(cap);
+    for (size_t i = 0; dec && i < t.n; i++) {
+        size_t k = veil_token_bytes(tok, t.ids[i], dec + n, cap - n);
+        n += k < cap - n ? k : cap - n;
+    }
+    json_t *o = json_object(), *ids = json_array();
+    for (size_t i = 0; i < t.n; i++) json_array_append_new(ids, json_integer(t.ids[i]));
+    json_object_set_new(o, "ids", ids);
+    json_object_set_new(o, "text", dec ? json_stringn_nocheck(dec, n) : json_null());
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (s) puts(s);
+    free(s);
+    json_decref(o);
+    free(dec);
+    veil_tokens_free(&t);
+    return 1;
+}
+
 static int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL, *text = NULL;
+    int lines = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
+        else if (!strcmp(argv[i], "--json-lines")) lines = 1;
         else if (!path && argv[i][0] != '-') path = argv[i];
         else return cli_usage_error("veil model --help", "bad argument '%s' for 'veil model tokenize'", argv[i]);
     }
-    if (!path || !text) return cli_usage_error("veil model --help", "veil model tokenize needs FILE and --text");
+    if (!path || !text == !lines)
+        return cli_usage_error("veil model --help", "veil model tokenize needs FILE and --text or --json-lines");
     veil_llm *m;
     if (load(path, &m) != CLI_OK) return CLI_FAIL;
-    veil_tokens t = {0};
-    int ok = veil_tokenize(veil_llm_tokenizer(m), text, strlen(text), &t);
-    if (ok) {
-        print_tokens(&t);
-        putchar('\n');
+    const veil_tokenizer *tok = veil_llm_tokenizer(m);
+    int ok = 1;
+    if (text) {
+        ok = tokenize_one(tok, text, strlen(text), 0);
+    } else {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        while (ok && (n = getline(&line, &cap, stdin)) > 0) {
+            json_t *s = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+            ok = json_is_string(s) && tokenize_one(tok, json_string_value(s), json_string_length(s), 1);
+            if (!json_is_string(s)) cli_fail("--json-lines: each line must be a JSON string");
+            json_decref(s);
+        }
+        free(line);
+        fflush(stdout);
     }
-    veil_tokens_free(&t);
     veil_llm_free(m);
-    return ok ? CLI_OK : cli_fail("out of memory");
+    return ok ? CLI_OK : CLI_FAIL;
 }
 
 static int parse_ids(const char *s, veil_tokens *t) {

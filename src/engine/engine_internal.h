@@ -33,6 +33,26 @@ void veil_matvec(const veil_mat *w, const float *x, float *out);
 /* Row r of W as floats. */
 void veil_mat_row(const veil_mat *w, int r, float *out);
 
+/* The text side of a generation: detokenized bytes in, whole UTF-8
+ * characters out (invalid sequences as U+FFFD), <think>…</think> routed to
+ * reasoning when p->reasoning, stop strings cut and never emitted. */
+typedef struct veil_textbuf {
+    char *p;
+    size_t len, cap;
+} veil_textbuf;
+typedef struct veil_textout {
+    const veil_gen_params *p;
+    const veil_gen_callbacks *cb;
+    veil_textbuf raw;   /* detokenized bytes not yet released */
+    veil_textbuf think; /* released text waiting for the <think> splitter */
+    int th;
+    int stopped;        /* a stop string was found: the generation ends */
+} veil_textout;
+/* Start with {p, cb}; 0 on allocation failure. */
+int veil_textout_feed(veil_textout *t, const char *bytes, size_t n);
+int veil_textout_finish(veil_textout *t);
+void veil_textout_clear(veil_textout *t);
+
 /* Splits text the way a BPE pre-tokenizer does (pre: "default", "llama-bpe",
  * "qwen2"), calling fn for each piece. Returns 0 on allocation failure. */
 int veil_pretokenize(const char *pre, const char *text, size_t len, void (*fn)(void *, const char *, size_t), void *ctx);

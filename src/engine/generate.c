@@ -7,12 +7,8 @@
 
 #include "engine_internal.h"
 
-typedef struct textbuf {
-    char *p;
-    size_t len, cap;
-} textbuf;
 
-static int tb_put(textbuf *b, const char *s, size_t n) {
+static int tb_put(veil_textbuf *b, const char *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1) cap *= 2;
@@ -27,7 +23,7 @@ static int tb_put(textbuf *b, const char *s, size_t n) {
     return 1;
 }
 
-static void tb_drop(textbuf *b, size_t n) {
+static void tb_drop(veil_textbuf *b, size_t n) {
     memmove(b->p, b->p + n, b->len - n);
     b->len -= n;
     if (b->p) b->p[b->len] = 0;
@@ -54,7 +50,7 @@ static size_t utf8_complete(const char *s, size_t n) {
 
 /* Appends s[0..n) to out with every invalid UTF-8 sequence replaced by
  * U+FFFD: a random or confused model can emit any bytes, and JSON needs text. */
-static int sanitize(const char *s, size_t n, textbuf *out) {
+static int sanitize(const char *s, size_t n, veil_textbuf *out) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, start = 0;
     while (i < n) {
@@ -81,14 +77,7 @@ static int sanitize(const char *s, size_t n, textbuf *out) {
 
 enum { TH_START, TH_IN, TH_AFTER, TH_CONTENT };
 
-typedef struct gen {
-    const veil_gen_params *p;
-    const veil_gen_callbacks *cb;
-    textbuf raw;   /* detokenized bytes not yet released */
-    textbuf think; /* released text waiting for the <think> splitter */
-    int th;
-    int stopped;
-} gen;
+typedef veil_textout gen;
 
 static void emit(gen *g, const char *c, size_t cl, const char *r, size_t rl) {
     if (g->p->strip_thinking) rl = 0;
@@ -102,7 +91,7 @@ static int route(gen *g, const char *s, size_t n, int final) {
         return 1;
     }
     if (!tb_put(&g->think, s, n)) return 0;
-    textbuf *b = &g->think;
+    veil_textbuf *b = &g->think;
     for (;;) {
         if (g->th == TH_START) {
             size_t ws = 0;
@@ -146,8 +135,25 @@ static int route(gen *g, const char *s, size_t n, int final) {
 
 /* Releases what is safe from raw: whole characters, not a possible stop
  * string's start; a complete stop string ends the generation. */
+static int release(gen *g, int final);
+
+int veil_textout_feed(veil_textout *g, const char *bytes, size_t n) {
+    return tb_put(&g->raw, bytes, n) && release(g, 0);
+}
+
+int veil_textout_finish(veil_textout *g) {
+    int ok = g->stopped || release(g, 1);
+    if (ok && !g->stopped) route(g, "", 0, 1);
+    return ok;
+}
+
+void veil_textout_clear(veil_textout *g) {
+    free(g->raw.p), free(g->think.p);
+    memset(g, 0, sizeof *g);
+}
+
 static int release(gen *g, int final) {
-    textbuf *b = &g->raw;
+    veil_textbuf *b = &g->raw;
     size_t upto = final ? b->len : utf8_complete(b->p, b->len);
     size_t cut = upto, hold = 0;
     for (size_t i = 0; i < g->p->n_stop; i++) {
@@ -163,7 +169,7 @@ static int release(gen *g, int final) {
         if (ps > hold) hold = ps;
     }
     if (!g->stopped && !final) cut = upto - hold;
-    textbuf clean = {0};
+    veil_textbuf clean = {0};
     int ok = sanitize(b->p, cut, &clean) && route(g, clean.p ? clean.p : "", clean.len, final || g->stopped);
     free(clean.p);
     tb_drop(b, g->stopped ? b->len : cut);
@@ -227,7 +233,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
         if (pl > sizeof piece) pl = sizeof piece;
         if (in->tok_kind == VEIL_TOK_SPM && res->completion_tokens == 1 && pl && piece[0] == ' ')
             memmove(piece, piece + 1, --pl); /* the space SentencePiece puts before a first word */
-        if (!tb_put(&g.raw, piece, pl) || !release(&g, 0)) {
+        if (!veil_textout_feed(&g, piece, pl)) {
             rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for a generation");
             goto done;
         }
@@ -240,15 +246,14 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
             goto done;
         }
     }
-    if (!g.stopped && !release(&g, 1)) {
+    if (!veil_textout_finish(&g)) {
         rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for a generation");
         goto done;
     }
-    if (!g.stopped || g.think.len) route(&g, "", 0, 1);
     res->decode_s = now_s() - t1;
     res->finish_reason = finish;
 done:
-    free(g.raw.p), free(g.think.p);
+    veil_textout_clear(&g);
     free(hist), free(logits);
     veil_sampler_free(sp);
     veil_llm_session_free(s);
