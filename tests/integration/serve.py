@@ -13,55 +13,10 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
-VEIL = os.environ.get("VEIL", "build/veil")
 HERE = os.path.dirname(os.path.abspath(__file__))
-results = []
-
-
-class Skip(Exception):
-    pass
-
-
-def check(name):
-    def wrap(fn):
-        try:
-            fn()
-            results.append((True, name, ""))
-        except Skip as e:
-            results.append((True, name + " # SKIP " + str(e), ""))
-        except Exception:
-            results.append((False, name, traceback.format_exc()))
-        return fn
-    return wrap
-
-
-def wait_file(path, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        if os.path.exists(path) and os.path.getsize(path) > 0:
-            return open(path).read()
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for " + path)
-
-
-def start_serve(args, state):
-    os.makedirs(state, exist_ok=True)
-    out = open(os.path.join(state, "serve.out"), "w+")
-    err = open(os.path.join(state, "serve.err"), "w+")
-    env = dict(os.environ, VEIL_STATE_DIR=state)
-    p = subprocess.Popen([VEIL, "serve", "--port", "0"] + args, stdout=out, stderr=err, env=env)
-    end = time.time() + 10
-    while time.time() < end:
-        text = open(out.name).read()
-        if "listening on http://127.0.0.1:" in text:
-            port = int(text.split("listening on http://127.0.0.1:")[1].split("/")[0])
-            return p, port, out.name, err.name
-        if p.poll() is not None:
-            raise RuntimeError("veil serve exited: " + open(err.name).read())
-        time.sleep(0.05)
-    raise RuntimeError("veil serve did not start")
+sys.path.insert(0, HERE)
+from servelib import VEIL, Skip, check, report, results, start_serve, wait_file  # noqa: E402,F401
 
 
 tmp = tempfile.mkdtemp(prefix="veil-serve-test-")
@@ -1057,9 +1012,4 @@ def _():
 if serve.poll() is None:
     serve.kill()
 upstream.kill()
-for i, (ok, name, detail) in enumerate(results, 1):
-    print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
-    for line in detail.splitlines():
-        print("# " + line)
-print("1..%d" % len(results))
-sys.exit(0 if all(ok for ok, _, _ in results) else 1)
+report()
