@@ -154,6 +154,7 @@ typedef struct veil_synth_opts {
     int dim, n_layers, n_heads, n_kv_heads, head_dim, ff, vocab, ctx;
     uint64_t seed;
     int spm;              /* SentencePiece vocabulary + llama-2 template (llama only) */
+    float rope_scale;     /* > 1: linear RoPE scaling by this factor; 0 or 1: none */
     const char *name;
 } veil_synth_opts;
 

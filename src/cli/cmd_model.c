@@ -16,7 +16,7 @@ static void help(void) {
          "Commands:\n"
          "  synth --arch qwen2|qwen3|llama --out FILE [--preset tiny|0.5b|1.5b] [--type f32|f16|bf16|q8_0]\n"
          "        [--seed N] [--dim N] [--layers N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N]\n"
-         "        [--vocab N] [--ctx N] [--spm] [--name NAME]\n"
+         "        [--vocab N] [--ctx N] [--spm] [--name NAME] [--rope-scale F]\n"
          "                        write a GGUF model with deterministic random weights, a BPE\n"
          "                        vocabulary (--spm: SentencePiece-style, llama only) and a chat template\n"
          "  info FILE [--json]    architecture, shapes, tokenizer, template and tensor types\n"
@@ -56,7 +56,8 @@ static int cmd_synth(int argc, char **argv) {
         {"kv-heads", required_argument, NULL, 'k'}, {"head-dim", required_argument, NULL, 'D'},
         {"ff", required_argument, NULL, 'f'},     {"vocab", required_argument, NULL, 'v'},
         {"ctx", required_argument, NULL, 'c'},    {"spm", no_argument, NULL, 'S'},
-        {"name", required_argument, NULL, 'n'},   {"help", no_argument, NULL, 'h'},
+        {"name", required_argument, NULL, 'n'},   {"rope-scale", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     veil_synth_opts o;
     memset(&o, 0, sizeof o);
@@ -89,6 +90,10 @@ static int cmd_synth(int argc, char **argv) {
         case 'c': bad = !positive(optarg, &o.ctx); break;
         case 'S': o.spm = 1; break;
         case 'n': o.name = optarg; break;
+        case 'R':
+            o.rope_scale = strtof(optarg, NULL);
+            bad = !(o.rope_scale >= 1.0f && o.rope_scale <= 1000.0f);
+            break;
         case 'h': help(); return CLI_OK;
         default: return cli_usage_error("veil model --help", "bad option '%s' for 'veil model synth'", argv[optind - 1]);
         }

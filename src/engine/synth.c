@@ -405,6 +405,10 @@ veil_rc veil_synth_write(const veil_synth_opts *o, const char *path, veil_err *e
     }
     veil_gguf_w_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
     veil_gguf_w_f32(w, KEY("rope.freq_base"), o->arch == VEIL_ARCH_LLAMA ? 500000.0f : 1000000.0f);
+    if (o->rope_scale > 1.0f) {
+        veil_gguf_w_str(w, KEY("rope.scaling.type"), "linear");
+        veil_gguf_w_f32(w, KEY("rope.scaling.factor"), o->rope_scale);
+    }
 #undef KEY
     veil_rc rc = VEIL_OK;
     if (!build_vocab(o, &v, w, &rng)) {

@@ -40,7 +40,7 @@ def random_text(rng):
     return "".join(rng.choice(parts) for _ in range(rng.randint(1, 12)))
 
 
-CONFIGS = [  # (arch, type, spm, seed, tolerance)
+CONFIGS = [  # (arch, type, spm, seed, tolerance); llama f32 with linear RoPE scaling ×4
     ("qwen2", "f32", False, 11, 1e-4),
     ("qwen3", "f32", False, 12, 1e-4),
     ("llama", "f32", False, 13, 1e-4),
@@ -60,6 +60,9 @@ with tempfile.TemporaryDirectory() as tmp:
         name = f"{arch}{' spm' if spm else ''} {typ}"
         path = os.path.join(tmp, f"{arch}-{typ}-{int(spm)}.gguf")
         extra = ["--spm"] if spm else []
+        if (arch, typ, spm) == ("llama", "f32", False):
+            extra = ["--rope-scale", "4"]
+            name += " rope×4"
         # a model a little wider than tiny: 3 layers, GQA 6/2, head dim 32
         run("model", "synth", "--arch", arch, "--type", typ, "--seed", str(seed), "--dim", "96", "--layers", "3",
             "--heads", "6", "--kv-heads", "2", "--head-dim", "32" if arch == "qwen3" else "16", "--ff", "160",
