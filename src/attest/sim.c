@@ -4,6 +4,7 @@
  * Intel's: the root is named "veil simulated SGX Root CA", and verifiers
  * pinned to Intel's root refuse every simulated quote. */
 #include "veil/sim.h"
+#include "x509.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -301,17 +302,7 @@ veil_rc veil_sim_root_der(const veil_sim *s, uint8_t **der, size_t *len, veil_er
 
 /* ECDSA P-256/SHA-256 over data, as raw r || s. */
 static int sign_raw(EVP_PKEY *key, const uint8_t *data, size_t n, uint8_t out[64]) {
-    unsigned char der[80];
-    size_t der_len = sizeof der;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
-             EVP_DigestSign(md, der, &der_len, data, n) == 1;
-    EVP_MD_CTX_free(md);
-    const unsigned char *p = der;
-    ECDSA_SIG *sig = ok ? d2i_ECDSA_SIG(NULL, &p, (long)der_len) : NULL;
-    ok = sig && BN_bn2binpad(ECDSA_SIG_get0_r(sig), out, 32) == 32 && BN_bn2binpad(ECDSA_SIG_get0_s(sig), out + 32, 32) == 32;
-    ECDSA_SIG_free(sig);
-    return ok;
+    return veil_ecdsa_sign_raw(key, 32, EVP_sha256(), data, n, out);
 }
 
 static void put16(uint8_t *p, uint16_t v) {

@@ -146,9 +146,10 @@ EVP_PKEY *veil_p256_key(const uint8_t xy[64]) {
     return key;
 }
 
-int veil_p256_verify(EVP_PKEY *key, const uint8_t sig[64], const uint8_t *data, size_t n) {
+int veil_ecdsa_verify_raw(EVP_PKEY *key, const uint8_t *sig, size_t half, const EVP_MD *mdt, const uint8_t *data,
+                          size_t n) {
     ECDSA_SIG *s = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *ss = BN_bin2bn(sig + 32, 32, NULL);
+    BIGNUM *r = BN_bin2bn(sig, (int)half, NULL), *ss = BN_bin2bn(sig + half, (int)half, NULL);
     unsigned char *der = NULL;
     int der_len = -1, ok = 0;
     if (s && r && ss && ECDSA_SIG_set0(s, r, ss)) {
@@ -156,12 +157,31 @@ int veil_p256_verify(EVP_PKEY *key, const uint8_t sig[64], const uint8_t *data, 
         der_len = i2d_ECDSA_SIG(s, &der);
     }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (der_len > 0 && md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1)
+    if (der_len > 0 && md && EVP_DigestVerifyInit(md, NULL, mdt, NULL, key) == 1)
         ok = EVP_DigestVerify(md, der, (size_t)der_len, data, n) == 1;
     EVP_MD_CTX_free(md);
     OPENSSL_free(der);
     BN_free(r);
     BN_free(ss);
+    ECDSA_SIG_free(s);
+    return ok;
+}
+
+int veil_p256_verify(EVP_PKEY *key, const uint8_t sig[64], const uint8_t *data, size_t n) {
+    return veil_ecdsa_verify_raw(key, sig, 32, EVP_sha256(), data, n);
+}
+
+int veil_ecdsa_sign_raw(EVP_PKEY *key, size_t half, const EVP_MD *mdt, const uint8_t *data, size_t n, uint8_t *sig) {
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char der[160];
+    size_t der_len = sizeof der;
+    int ok = md && EVP_DigestSignInit(md, NULL, mdt, NULL, key) == 1 &&
+             EVP_DigestSign(md, der, &der_len, data, n) == 1;
+    EVP_MD_CTX_free(md);
+    const unsigned char *q = der;
+    ECDSA_SIG *s = ok ? d2i_ECDSA_SIG(NULL, &q, (long)der_len) : NULL;
+    ok = s && BN_bn2binpad(ECDSA_SIG_get0_r(s), sig, (int)half) == (int)half &&
+         BN_bn2binpad(ECDSA_SIG_get0_s(s), sig + half, (int)half) == (int)half;
     ECDSA_SIG_free(s);
     return ok;
 }

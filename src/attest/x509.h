@@ -34,4 +34,12 @@ EVP_PKEY *veil_p256_key(const uint8_t xy[64]);
 /* Verifies an ECDSA/SHA-256 signature r || s (32 bytes each) over data[0..n). */
 int veil_p256_verify(EVP_PKEY *key, const uint8_t sig[64], const uint8_t *data, size_t n);
 
+/* Verifies a raw ECDSA signature r || s (half bytes each) over data[0..n)
+ * hashed with md (P-384: half 48, SHA-384). */
+int veil_ecdsa_verify_raw(EVP_PKEY *key, const uint8_t *sig, size_t half, const EVP_MD *md, const uint8_t *data,
+                          size_t n);
+
+/* Signs data[0..n) hashed with md; writes r || s (half bytes each) to sig. */
+int veil_ecdsa_sign_raw(EVP_PKEY *key, size_t half, const EVP_MD *md, const uint8_t *data, size_t n, uint8_t *sig);
+
 #endif

@@ -32,6 +32,10 @@ int cli_usage_error(const char *hint, const char *fmt, ...) VEIL_PRINTF(2, 3);
  * Returns NULL (after printing why) on a read error or overflow. */
 uint8_t *cli_read_stdin(size_t limit, size_t *len);
 
+/* Reads a file ("-": stdin) of at most `limit` bytes into a malloc'd,
+ * NUL-terminated buffer; NULL (after printing why) on failure. */
+uint8_t *cli_read_file(const char *path, size_t limit, size_t *len);
+
 /* Returns s with ASCII whitespace trimmed at both ends; *len is updated. */
 const char *cli_trim(const char *s, size_t *len);
 
@@ -56,5 +60,6 @@ int cmd_models(int argc, char **argv);
 int cmd_signature(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_gpu(int argc, char **argv);
 
 #endif

@@ -39,26 +39,7 @@ static void help(void) {
          "Exit status: 0 accepted, 1 rejected, 2 usage or unreadable input.");
 }
 
-static uint8_t *read_file(const char *path, size_t *len) {
-    if (!strcmp(path, "-"))
-        return cli_read_stdin(QUOTE_FILE_LIMIT, len);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_fail("cannot open %s", path);
-        return NULL;
-    }
-    uint8_t *buf = malloc(QUOTE_FILE_LIMIT + 1);
-    size_t n = buf ? fread(buf, 1, QUOTE_FILE_LIMIT + 1, f) : 0;
-    int bad = !buf || ferror(f) || n > QUOTE_FILE_LIMIT;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        cli_fail("cannot read %s (or it is larger than 1 MiB)", path);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
+static uint8_t *read_file(const char *path, size_t *len) { return cli_read_file(path, QUOTE_FILE_LIMIT, len); }
 
 static void put_hex(json_t *o, const char *key, const uint8_t *p, size_t n) {
     char *h = veil_hex_encode_alloc(p, n);

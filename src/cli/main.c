@@ -19,6 +19,7 @@ static const cli_command commands[] = {
     {"quote", "show and verify Intel TDX/SGX DCAP quotes", cmd_quote},
     {"model", "synthesize, inspect and run GGUF models with the built-in engine", cmd_model},
     {"bench", "benchmarks of the built-in engine", cmd_bench},
+    {"gpu", "verify NVIDIA GPU evidence here; produce it with NVML or the simulator", cmd_gpu},
     {"tee", "quote providers: a fresh quote, the simulator's root and collateral", cmd_tee},
 };
 

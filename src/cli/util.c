@@ -116,3 +116,25 @@ const char *cli_state_dir(void) {
         return NULL;
     return dir;
 }
+
+uint8_t *cli_read_file(const char *path, size_t limit, size_t *len) {
+    if (!strcmp(path, "-"))
+        return cli_read_stdin(limit, len);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_fail("cannot open %s", path);
+        return NULL;
+    }
+    uint8_t *buf = malloc(limit + 1);
+    size_t n = buf ? fread(buf, 1, limit + 1, f) : 0;
+    int bad = !buf || ferror(f) || n > limit;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        cli_fail("cannot read %s (or it is larger than %zu KiB)", path, limit >> 10);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}

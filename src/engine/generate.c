@@ -81,7 +81,7 @@ typedef veil_textout gen;
 
 static void emit(gen *g, const char *c, size_t cl, const char *r, size_t rl) {
     if (g->p->strip_thinking) rl = 0;
-    if (cl || rl) g->cb->piece(g->cb->ctx, c, cl, r, rl);
+    if (cl || rl) g->cb->piece(g->cb->ctx, c ? c : "", cl, r ? r : "", rl);
 }
 
 /* Routes released text to content or reasoning; final: flush everything. */
