@@ -35,7 +35,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all tests test test-san check fuzz bench clean
+.PHONY: all tests test test-san check fuzz bench clean devbundle
 all: $(BUILD)/veil $(BUILD)/libveil.a
 
 $(BUILD)/obj/%.o: %.c
@@ -81,6 +81,13 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/veil/*.h src/*/*.
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS) \
 		-o $@ $< $(LIB_SRCS) $(LIBS)
+
+# build/veil with its shared libraries and their loader, to run where veil's
+# dependencies are not installed (scripts/gpu-check on a lent GPU machine).
+devbundle: $(BUILD)/veil
+	rm -rf $(BUILD)/devbundle && mkdir -p $(BUILD)/devbundle/lib
+	cp $(BUILD)/veil $(BUILD)/devbundle/
+	for l in $$(ldd $(BUILD)/veil | awk '/=>/ {print $$3} /ld-linux/ {print $$1}'); do cp -L $$l $(BUILD)/devbundle/lib/; done
 
 clean:
 	rm -rf build build-san

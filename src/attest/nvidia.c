@@ -391,7 +391,11 @@ static void verify_item(const veil_gpu_evidence *e, const uint8_t nonce[32], con
     else if (!root) item_fail(it, "ROOT_NOT_TRUSTED", "", "the chain does not end at the pinned NVIDIA Device Identity CA");
     else if (!it->chain_ok) {
         int expired = x509_error == X509_V_ERR_CERT_HAS_EXPIRED || x509_error == X509_V_ERR_CERT_NOT_YET_VALID;
-        item_fail(it, expired ? "CERT_EXPIRED" : "CHAIN_INVALID", "certificate chain",
+        int untrusted = x509_error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                        x509_error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                        x509_error == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                        x509_error == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT;
+        item_fail(it, expired ? "CERT_EXPIRED" : untrusted ? "ROOT_NOT_TRUSTED" : "CHAIN_INVALID", "certificate chain",
                   X509_verify_cert_error_string(x509_error));
     }
     if (o->rim_dir) {

@@ -49,6 +49,10 @@ static void serve_help(void) {
          "  --tee auto|tdx|dstack|sim|none\n"
          "                         where quotes come from (default auto: configfs-tsm, else the\n"
          "                         dstack socket, else a SIMULATED TEE, announced as such)\n"
+         "  --gpu auto|nvml|sim|none\n"
+         "                         where GPU evidence (nvidia_payload) comes from (default auto:\n"
+         "                         NVML when a GPU in confidential-computing mode answers, else the\n"
+         "                         simulated GPU under a simulated TEE, else none)\n"
          "  --tee-rate-limit N     attestation requests per client IP a minute (default 10)\n"
          "  --trust-proxy          take the client IP from X-Forwarded-For (behind a proxy)\n"
          "  --signature-retention S  keep response signatures this long (default 3600)\n"
@@ -65,6 +69,7 @@ typedef struct serve_state {
     veil_tee *tee;
     const char *state_dir;
     veil_llm *llms[MAX_MODELS]; /* models the built-in engine loaded */
+    char gpu_desc[640];         /* GPU evidence, for the banner; "" without a GPU */
     size_t n_llms;
 } serve_state;
 
@@ -134,6 +139,8 @@ static void on_ready(void *ctx, const char *host, int port) {
                veil_tee_address(st->tee));
     else
         printf("\n  TEE: %s, signing address %s\n", veil_tee_provider_name(st->tee), veil_tee_address(st->tee));
+    if (st->tee)
+        printf("  GPU evidence: %s\n", st->gpu_desc[0] ? st->gpu_desc : "none");
     if (st->tee)
         printf("  every completed response is signed; GET /api/v1/tee/signature?request_id=… returns it\n");
     printf("  state: %s\n", st->state_dir);
@@ -208,6 +215,32 @@ static int load_config(serve_state *st, const char *path, long timeout) {
     return CLI_OK;
 }
 
+/* The GPU evidence provider of --gpu: NVML, the simulated GPU, or none. */
+static int open_gpu(serve_state *st, const char *name) {
+    veil_gpu_provider *gpu = NULL;
+    veil_err err;
+    char info[600] = "";
+    if (!strcmp(name, "none"))
+        return CLI_OK;
+    if (strcmp(name, "sim") != 0) {
+        if (veil_gpu_nvml_open(&gpu, info, sizeof info, &err) != VEIL_OK) {
+            if (!strcmp(name, "nvml"))
+                return cli_fail_err("--gpu nvml", &err);
+            gpu = NULL;
+        }
+    }
+    if (!gpu && (!strcmp(name, "sim") || veil_tee_simulated(st->tee))) {
+        if (veil_gpu_sim_open(&gpu, st->state_dir, &err) != VEIL_OK)
+            return cli_fail_err("simulated GPU", &err);
+    }
+    if (gpu) {
+        snprintf(st->gpu_desc, sizeof st->gpu_desc, "%s",
+                 veil_gpu_provider_simulated(gpu) ? "SIMULATED (its own root, not NVIDIA's)" : info);
+        veil_tee_set_gpu(st->tee, gpu);
+    }
+    return CLI_OK;
+}
+
 static void free_models(serve_state *st) {
     for (size_t i = 0; i < st->n_models; i++) {
         veil_model *m = &st->models[i];
@@ -233,7 +266,7 @@ int cmd_serve(int argc, char **argv) {
         {"max-body", required_argument, NULL, 'b'},     {"cors", required_argument, NULL, 'C'},
         {"tee", required_argument, NULL, 't'},          {"tee-rate-limit", required_argument, NULL, 'r'},
         {"trust-proxy", no_argument, NULL, 'P'},      {"signature-retention", required_argument, NULL, 'R'},
-        {"model", required_argument, NULL, 'M'},
+        {"model", required_argument, NULL, 'M'},        {"gpu", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
     serve_state st;
     memset(&st, 0, sizeof st);
@@ -241,7 +274,7 @@ int cmd_serve(int argc, char **argv) {
     memset(&cfg, 0, sizeof cfg);
     cfg.port = 8080;
     const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL,
-               *tee_name = "auto", *model_file = NULL;
+               *tee_name = "auto", *model_file = NULL, *gpu_name = "auto";
     long timeout = 60, retention = 3600;
     int c;
     opterr = 0;
@@ -262,6 +295,7 @@ int cmd_serve(int argc, char **argv) {
             break;
         case 'u': upstream = optarg; break;
         case 'M': model_file = optarg; break;
+        case 'g': gpu_name = optarg; break;
         case 'm': up_model = optarg; break;
         case 'K': up_key = optarg; break;
         case 'T':
@@ -334,6 +368,8 @@ int cmd_serve(int argc, char **argv) {
         kind = VEIL_TEE_SIM;
     else if (strcmp(tee_name, "auto") != 0 && strcmp(tee_name, "none") != 0)
         return cli_usage_error("veil serve --help", "--tee must be auto, tdx, dstack, sim or none");
+    if (strcmp(gpu_name, "auto") && strcmp(gpu_name, "nvml") && strcmp(gpu_name, "sim") && strcmp(gpu_name, "none"))
+        return cli_usage_error("veil serve --help", "--gpu must be auto, nvml, sim or none");
     for (size_t i = 0; i < st.n_models; i++)
         st.models[i].tee |= st.models[i].e2ee; /* E2EE implies TEE */
     mkdir(st.state_dir, 0700);
@@ -345,6 +381,11 @@ int cmd_serve(int argc, char **argv) {
         if (veil_tee_open(&tee, kind, &pc, "0.1.0", &err) != VEIL_OK)
             return cli_fail_err("TEE", &err);
         st.tee = tee;
+        if (open_gpu(&st, gpu_name) != CLI_OK) {
+            veil_tee_free(tee);
+            free_models(&st);
+            return CLI_FAIL;
+        }
         char sigdb[4200];
         snprintf(sigdb, sizeof sigdb, "%s/signatures.db", st.state_dir);
         if (veil_sigstore_open(&sigstore, sigdb, retention, &err) != VEIL_OK) {

@@ -21,6 +21,7 @@
 #include "veil/eth.h"
 #include "veil/eventlog.h"
 #include "veil/hex.h"
+#include "veil/nvidia.h"
 #include "veil/secure.h"
 
 struct veil_client {
@@ -114,6 +115,61 @@ static void check(veil_attestation *a, const char *name, veil_check_result r, co
     va_end(ap);
     if (r == VEIL_CHECK_FAIL)
         a->accepted = 0;
+}
+
+/* Verifies the GPU evidence here: each report's signature, its chain to
+ * NVIDIA's pinned root (under allowed simulation, the payload's own root),
+ * and that every report answers this request's nonce. */
+static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t *payload, const uint8_t nonce[32]) {
+    if (!payload || json_is_null(payload)) {
+        check(a, "GPU evidence", VEIL_CHECK_SKIP, "%s", "no GPU evidence in the attestation");
+        return;
+    }
+    const char *text = json_string_value(payload);
+    char *owned = text ? NULL : json_dumps(payload, JSON_COMPACT);
+    veil_gpu_payload p;
+    veil_err err;
+    if (veil_gpu_payload_parse(text ? text : owned ? owned : "", text ? json_string_length(payload) : owned ? strlen(owned) : 0,
+                               &p, &err) != VEIL_OK) {
+        free(owned);
+        check(a, "GPU evidence verified", VEIL_CHECK_FAIL, "nvidia_payload: %s", err.message);
+        return;
+    }
+    free(owned);
+    veil_gpu_verify_opts vo;
+    memset(&vo, 0, sizeof vo);
+    vo.nonce = nonce;
+    vo.at = o->at;
+    unsigned char *root = NULL;
+    if (a->simulated && o->allow_simulated && p.n) { /* the simulated GPU's self-signed root, from its chain */
+        const char *why;
+        STACK_OF(X509) *certs = veil_x509_parse_certs(p.items[0].chain, p.items[0].chain_len, &why);
+        for (int i = 0; certs && i < sk_X509_num(certs); i++) {
+            X509 *x = sk_X509_value(certs, i);
+            int n = X509_check_issued(x, x) == X509_V_OK && !root ? i2d_X509(x, &root) : 0;
+            if (n > 0) vo.root_der_len = (size_t)n;
+        }
+        sk_X509_pop_free(certs, X509_free);
+        vo.root_der = root;
+    }
+    veil_gpu_verdict v;
+    if (veil_gpu_verify(&p, &vo, &v, &err) != VEIL_OK) {
+        check(a, "GPU evidence verified", VEIL_CHECK_FAIL, "%s", err.message);
+    } else {
+        int bound = v.n > 0;
+        for (size_t i = 0; i < v.n; i++) bound &= v.items[i].nonce_ok;
+        if (v.accepted)
+            check(a, "GPU evidence verified", VEIL_CHECK_PASS, "%zu GPU report%s (%s, driver %s), chain to %s", v.n,
+                  v.n == 1 ? "" : "s", v.items[0].arch, v.items[0].driver_version,
+                  root ? "the simulated GPU root (simulation allowed)" : "NVIDIA's pinned root");
+        else
+            check(a, "GPU evidence verified", VEIL_CHECK_FAIL, "%s: %s", v.code, v.message);
+        check(a, "GPU reports bind nonce", bound ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s",
+              bound ? "every GPU report answers this request's nonce" : "a GPU report answers another nonce");
+        veil_gpu_verdict_clear(&v);
+    }
+    OPENSSL_free(root);
+    veil_gpu_payload_clear(&p);
 }
 
 veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_attestation *a, veil_err *err) {
@@ -247,10 +303,7 @@ veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_at
         check(a, "REPORTDATA binds nonce", raw || sha ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s",
               raw ? "raw nonce" : sha ? "SHA-256 of the nonce" : "REPORTDATA does not hold this request's nonce");
     }
-    check(a, "GPU evidence", VEIL_CHECK_SKIP, "%s",
-          json_is_null(json_object_get(d, "nvidia_payload")) || !json_object_get(d, "nvidia_payload")
-              ? "no GPU evidence in the attestation"
-              : "GPU evidence is present but not yet verified by this build");
+    check_gpu(a, o, json_object_get(d, "nvidia_payload"), nonce);
     free(qbuf);
     json_decref(d);
     return VEIL_OK;

@@ -15,6 +15,7 @@
 #include "veil/collateral.h"
 #include "veil/eventlog.h"
 #include "veil/hex.h"
+#include "veil/nvidia.h"
 #include "veil/quote.h"
 #include "veil/secure.h"
 #include "veil/sim.h"
@@ -40,7 +41,55 @@ struct veil_tee {
     time_t shared_at;
     char *sim_collateral; /* simulator: collateral for self-verification, remade daily */
     time_t sim_collateral_at;
+    veil_gpu_provider *gpu; /* NULL: no GPU evidence */
+    pthread_mutex_t gpu_mu; /* one evidence request at a time: NVML is not reentrant per device */
+    char *shared_gpu;       /* the payload that goes with the shared quote */
 };
+
+void veil_tee_set_gpu(veil_tee *t, veil_gpu_provider *gpu) {
+    veil_gpu_provider_free(t->gpu);
+    t->gpu = gpu;
+}
+
+/* GPU evidence over the nonce, verified here: the payload (a JSON string,
+ * malloc'd) and the server_verification parts; NULL when the GPU fails. */
+static char *gpu_evidence(veil_tee *t, const uint8_t nonce[32], json_t **nvidia, int *valid, int *bound) {
+    veil_gpu_payload p;
+    veil_err err;
+    pthread_mutex_lock(&t->gpu_mu);
+    veil_rc rc = veil_gpu_provider_evidence(t->gpu, nonce, &p, &err);
+    pthread_mutex_unlock(&t->gpu_mu);
+    if (rc != VEIL_OK) {
+        *nvidia = json_pack("{s:b, s:b, s:{s:b}, s:{s:s, s:s}}", "valid", 0, "signatureVerified", 0,
+                            "certificateChainStatus", "valid", 0, "error", "code", "GPU_UNAVAILABLE", "message",
+                            err.message);
+        return NULL;
+    }
+    char *json = veil_gpu_payload_json(&p);
+    veil_gpu_verify_opts o;
+    memset(&o, 0, sizeof o);
+    o.nonce = nonce;
+    if (veil_gpu_provider_simulated(t->gpu)) o.root_der = veil_gpu_sim_root(t->gpu, &o.root_der_len);
+    veil_gpu_verdict v;
+    int sig = 0, chain = 0;
+    *valid = *bound = 0;
+    if (veil_gpu_verify(&p, &o, &v, &err) == VEIL_OK) {
+        *valid = v.accepted;
+        sig = chain = *bound = v.n > 0;
+        for (size_t i = 0; i < v.n; i++) {
+            sig &= v.items[i].signature_ok;
+            chain &= v.items[i].chain_ok;
+            *bound &= v.items[i].nonce_ok;
+        }
+    }
+    *nvidia = json_pack("{s:b, s:b, s:{s:b}}", "valid", *valid, "signatureVerified", sig, "certificateChainStatus",
+                        "valid", chain);
+    if (!*valid && v.code)
+        json_object_set_new(*nvidia, "error", json_pack("{s:s, s:s}", "code", v.code, "message", v.message));
+    veil_gpu_verdict_clear(&v);
+    veil_gpu_payload_clear(&p);
+    return json;
+}
 
 static int hash_self(char out[97]) {
     uint8_t h[48];
@@ -58,6 +107,7 @@ veil_rc veil_tee_open(veil_tee **out, veil_tee_kind kind, const veil_provider_co
         return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
     mlock(t, sizeof *t); /* best effort: keep the key out of swap */
     pthread_mutex_init(&t->mu, NULL);
+    pthread_mutex_init(&t->gpu_mu, NULL);
     snprintf(t->version, sizeof t->version, "%s", version);
     veil_rc rc = veil_seckey_generate(&t->key, err);
     if (rc == VEIL_OK)
@@ -102,7 +152,10 @@ void veil_tee_free(veil_tee *t) {
     free(t->shared_quote);
     free(t->shared_log);
     free(t->sim_collateral);
+    free(t->shared_gpu);
+    veil_gpu_provider_free(t->gpu);
     pthread_mutex_destroy(&t->mu);
+    pthread_mutex_destroy(&t->gpu_mu);
     veil_wipe(t, sizeof *t);
     munlock(t, sizeof *t);
     free(t);
@@ -196,7 +249,7 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
     memcpy(rd + 32, nonce, 32);
     uint8_t *quote = NULL;
     size_t len = 0;
-    char *log = NULL;
+    char *log = NULL, *gpu_json = NULL;
     if (!client_nonce) {
         /* a nonce-less request may share the quote of the last 60 s */
         pthread_mutex_lock(&t->mu);
@@ -207,6 +260,7 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
                 memcpy(quote, t->shared_quote, t->shared_len);
                 len = t->shared_len;
                 memcpy(rd + 32, t->shared_nonce, 32);
+                gpu_json = t->shared_gpu ? strdup(t->shared_gpu) : NULL;
             }
         }
         pthread_mutex_unlock(&t->mu);
@@ -231,6 +285,7 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
     veil_quote q;
     if (veil_quote_parse(&q, quote, len, NULL, err) != VEIL_OK) {
         free(quote);
+        free(gpu_json);
         free(log);
         return NULL;
     }
@@ -240,6 +295,42 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
         snprintf(nonce_hex, sizeof nonce_hex, "%s", nonce_text);
     int verified = 0;
     json_t *sv = self_verify(t, &q, log, rd + 32, &verified);
+    if (t->gpu) {
+        json_t *nvidia = NULL;
+        int gpu_valid = 0, gpu_bound = 0;
+        if (gpu_json) { /* the shared quote's payload: verify it again for this answer */
+            veil_gpu_payload p;
+            veil_gpu_verdict v;
+            veil_gpu_verify_opts o;
+            memset(&o, 0, sizeof o);
+            o.nonce = rd + 32;
+            if (veil_gpu_provider_simulated(t->gpu)) o.root_der = veil_gpu_sim_root(t->gpu, &o.root_der_len);
+            if (veil_gpu_payload_parse(gpu_json, strlen(gpu_json), &p, NULL) == VEIL_OK) {
+                if (veil_gpu_verify(&p, &o, &v, NULL) == VEIL_OK) {
+                    gpu_valid = v.accepted;
+                    gpu_bound = v.n > 0;
+                    for (size_t i = 0; i < v.n; i++) gpu_bound &= v.items[i].nonce_ok;
+                    veil_gpu_verdict_clear(&v);
+                }
+                veil_gpu_payload_clear(&p);
+            }
+            nvidia = json_pack("{s:b, s:b, s:{s:b}}", "valid", gpu_valid, "signatureVerified", gpu_valid,
+                               "certificateChainStatus", "valid", gpu_valid);
+        } else {
+            gpu_json = gpu_evidence(t, rd + 32, &nvidia, &gpu_valid, &gpu_bound);
+            if (!client_nonce && gpu_json) {
+                pthread_mutex_lock(&t->mu);
+                if (!memcmp(t->shared_nonce, rd + 32, 32)) {
+                    free(t->shared_gpu);
+                    t->shared_gpu = strdup(gpu_json);
+                }
+                pthread_mutex_unlock(&t->mu);
+            }
+        }
+        json_object_set_new(sv, "nvidia", nvidia);
+        json_object_set_new(sv, "nvidiaNonceBinding", json_pack("{s:b}", "bound", gpu_bound));
+        verified = verified && gpu_valid && gpu_bound;
+    }
     char key_hex[VEIL_PUBKEY_HEX_LEN + 1];
     veil_pubkey_to_hex(&t->pub, key_hex);
     json_t *events = log ? json_loads(log, 0, NULL) : NULL;
@@ -248,15 +339,16 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
                              "binary_sha384", t->binary_sha384, "mrtd", hexj(q.td.mr_td, 48), "rtmr0",
                              hexj(q.td.rtmr[0], 48), "rtmr1", hexj(q.td.rtmr[1], 48), "rtmr2", hexj(q.td.rtmr[2], 48),
                              "rtmr3", hexj(q.td.rtmr[3], 48));
-    json_t *doc = json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:n, s:o, s:o, s:o}",
+    json_t *doc = json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}",
                             "verified", verified, "nonce", nonce_hex, "request_nonce", nonce_hex, "nonce_source",
                             client_nonce ? "client" : "server", "model", model_id, "tee_provider",
                             veil_tee_provider_name(t), "tee_hardware", sim ? "simulated" : "intel-tdx", "simulated",
                             sim, "signing_algo", "ecdsa", "signing_key", key_hex, "signing_public_key", key_hex,
                             "signing_address", t->address_str, "intel_quote", hexj(quote, len), "nvidia_payload",
-                            "event_log", events && json_is_array(events) ? events : (json_decref(events), json_array()),
+                            gpu_json ? json_string(gpu_json) : json_null(), "event_log", events && json_is_array(events) ? events : (json_decref(events), json_array()),
                             "info", info, "server_verification", sv);
     free(quote);
     free(log);
+    free(gpu_json);
     return doc;
 }

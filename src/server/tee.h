@@ -12,6 +12,7 @@
 #include "veil/err.h"
 #include "veil/eth.h"
 #include "veil/keys.h"
+#include "veil/nvidia.h"
 #include "veil/provider.h"
 
 typedef struct veil_tee veil_tee;
@@ -31,6 +32,11 @@ int veil_tee_simulated(const veil_tee *t);
 const char *veil_tee_address(const veil_tee *t);       /* 0x + EIP-55 */
 const veil_seckey *veil_tee_key(const veil_tee *t);
 const veil_pubkey *veil_tee_pubkey(const veil_tee *t);
+
+/* Adds GPU evidence to every attestation: `gpu` (owned from now on) gives
+ * an nvidia_payload over the attestation's nonce, which the server verifies
+ * too (against the simulation root for the simulated GPU). */
+void veil_tee_set_gpu(veil_tee *t, veil_gpu_provider *gpu);
 
 /* Builds the attestation response for `model_id` and the 32-byte nonce
  * (nonce_text: echoed exactly as the client sent it; client_nonce: 0 when
