@@ -3,6 +3,7 @@
 non-streaming answers, every 4xx of protocol.md §3.7, upstream failures,
 client disconnects, 200 concurrent streams, garbage on the socket, the key
 store, and graceful shutdown. Starts real processes on loopback; TAP output."""
+import base64
 import http.client
 import json
 import os
@@ -310,7 +311,12 @@ def _():
     # the address is the key's
     addr = subprocess.run([VEIL, "crypto", "address", d["signing_key"]], capture_output=True, text=True).stdout.strip()
     assert addr == d["signing_address"], (addr, d["signing_address"])
-    assert d["nvidia_payload"] is None and d["info"]["app_name"] == "veil"
+    assert d["info"]["app_name"] == "veil"
+    # the simulated TEE brings a simulated GPU (--gpu auto): its evidence answers the same nonce
+    gpu = json.loads(d["nvidia_payload"])
+    assert gpu["nonce"] == nonce.lower() and len(gpu["evidence_list"]) == 1 and gpu["arch"] == "HOPPER", gpu
+    assert sv["nvidia"]["valid"] and sv["nvidia"]["signatureVerified"], sv
+    assert sv["nvidiaNonceBinding"] == {"bound": True}, sv
     assert d["info"]["rtmr3"] == quote[520:568].hex()
 
 
@@ -746,7 +752,9 @@ def _():
 def lying_attestation(mode):
     """A server relaying veil's attestation but changing it: 'unbound' swaps in
     a signing key REPORTDATA does not hold, 'broken' alters a signed byte of
-    the quote, 'debug' serves a (simulated, correctly signed) debug TD."""
+    the quote, 'debug' serves a (simulated, correctly signed) debug TD, 'gpu-broken'
+    alters a signed byte of the GPU report, 'gpu-stale' serves GPU evidence made
+    for another nonce."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import parse_qs, urlparse
 
@@ -781,6 +789,15 @@ def lying_attestation(mode):
                                     "--state", os.path.join(tmp, "debug-td")], capture_output=True, text=True)
                 d["intel_quote"] = r.stdout.strip()
                 d["event_log"] = []
+            elif mode == "gpu-broken":
+                gpu = json.loads(d["nvidia_payload"])
+                ev = bytearray(base64.b64decode(gpu["evidence_list"][0]["evidence"]))
+                ev[60] ^= 1  # inside the measurement record, covered by the P-384 signature
+                gpu["evidence_list"][0]["evidence"] = base64.b64encode(bytes(ev)).decode()
+                d["nvidia_payload"] = json.dumps(gpu)
+            elif mode == "gpu-stale":
+                st2, other = attest("/api/v1/tee/attestation", model=q["model"][0], nonce=os.urandom(32).hex())
+                d["nvidia_payload"] = other["nvidia_payload"]
             body = json.dumps(d).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -793,10 +810,12 @@ def lying_attestation(mode):
     return srv
 
 
-@check("veil attest refuses an unbound signing key, a broken quote signature and a debug TD")
+@check("veil attest refuses an unbound signing key, a broken quote signature, a debug TD, a broken GPU report "
+       "and GPU evidence for another nonce")
 def _():
     for mode, failing in [("unbound", "REPORTDATA binds signing address"), ("broken", "quote verified"),
-                          ("debug", "quote verified")]:
+                          ("debug", "quote verified"), ("gpu-broken", "GPU evidence verified"),
+                          ("gpu-stale", "GPU reports bind nonce")]:
         srv = lying_attestation(mode)
         r = subprocess.run([VEIL, "attest", "--base-url", "http://127.0.0.1:%d/api/v1" % srv.server_address[1],
                             "--model", "e2ee-mock", "--allow-simulated", "--json"], capture_output=True, text=True,
@@ -814,6 +833,8 @@ def _():
             assert "QUOTE_SIGNATURE_INVALID" in results[failing]["reason"], results[failing]
         if mode == "debug":
             assert "TD_DEBUG" in results[failing]["reason"], results[failing]
+        if mode == "gpu-broken":
+            assert "SIGNATURE_INVALID" in results[failing]["reason"], results[failing]
 
 
 VECTORS = os.environ.get("VEIL_VECTORS") or os.path.join(HERE, "..", "..", "..", "shared", "vectors")
