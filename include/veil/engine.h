@@ -96,6 +96,16 @@ void veil_llm_session_free(veil_llm_session *s);
 /* Runs `token` at position `pos` (0 ≤ pos < n_ctx, positions filled in
  * order) and returns the vocabulary's logits, valid until the next call. */
 const float *veil_llm_forward(veil_llm_session *s, int32_t token, int pos);
+/* Runs n tokens at positions pos0… in batches that read the weights once
+ * each, and returns the logits of the last (NULL on a bad token or
+ * position). all_logits (n × vocab floats, may be NULL) receives every
+ * position's logits. */
+const float *veil_llm_prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0, float *all_logits);
+/* Threads for the model's matrix work (default: $VEIL_THREADS, else the
+ * online CPUs). Returns the number in use. Not while generations run. */
+int veil_llm_set_threads(veil_llm *m, int n);
+/* The kernels this CPU runs: "avx2" or "portable". */
+const char *veil_engine_kernels(void);
 
 /* ---- sampling ---- */
 

@@ -316,12 +316,11 @@ static int cmd_run(int argc, char **argv) {
         rc = cli_fail(logits_out && !lf ? "cannot write --logits-out" : "out of memory");
         goto run_done;
     }
-    const float *out = NULL;
-    for (size_t i = 0; i < t.n; i++) {
-        out = veil_llm_forward(s, t.ids[i], (int)i);
-        veil_tokens_push(&all, t.ids[i]);
-        if (lf && out) fwrite(out, sizeof *out, (size_t)in->vocab, lf);
-    }
+    float *every = lf ? malloc(t.n * (size_t)in->vocab * sizeof *every) : NULL;
+    const float *out = (!lf || every) ? veil_llm_prefill(s, t.ids, t.n, 0, every) : NULL;
+    for (size_t i = 0; i < t.n; i++) veil_tokens_push(&all, t.ids[i]);
+    if (lf && every && out) fwrite(every, sizeof *every, t.n * (size_t)in->vocab, lf);
+    free(every);
     for (int k = 0; k < n && out; k++) {
         memcpy(lg, out, (size_t)in->vocab * sizeof *lg);
         int32_t next = veil_sampler_pick(smp, lg, all.ids, all.n);

@@ -18,8 +18,33 @@ typedef struct veil_layer {
     veil_mat wq, wk, wv, wo, w_gate, w_up, w_down;
 } veil_layer;
 
+/* ---- kernels (kernels.c) ---- */
+typedef float (*veil_dot_fn)(const void *w, const float *x, const int8_t *xq, const float *xd, int n);
+/* The dot product of a weight row of `type` with activations: x (floats)
+ * or, for Q8_0, xq/xd (x quantized by veil_quantize_act). */
+veil_dot_fn veil_dot_for(uint32_t type);
+const char *veil_kernels_name(void); /* "avx2" or "portable" */
+/* Four tokens' quantized activations (token t at xq + t·ld, xd + t·ld/32)
+ * against one Q8_0 row. */
+typedef void (*veil_dot4_fn)(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]);
+veil_dot4_fn veil_dot4_q8_0(void);
+/* A given variant (simd 0: portable; 1: the best this CPU has), for tests. */
+veil_dot_fn veil_dot_variant(uint32_t type, int simd);
+veil_dot4_fn veil_dot4_variant(int simd);
+/* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32). */
+void veil_quantize_act(const float *x, int n, int8_t *q, float *d);
+
+/* ---- thread pool (pool.c) ---- */
+typedef struct veil_pool veil_pool;
+veil_pool *veil_pool_new(int n_threads);
+void veil_pool_free(veil_pool *p);
+int veil_pool_threads(const veil_pool *p);
+/* Runs fn(ctx, ith, nth) on every thread (ith in [0, nth)); returns when all are done. */
+void veil_pool_run(veil_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+
 struct veil_llm {
     veil_gguf *g;
+    veil_pool *pool;
     veil_llm_info info;
     veil_tokenizer *tok;
     veil_mat tok_embd, output;
@@ -28,8 +53,6 @@ struct veil_llm {
     veil_layer *layers;
 };
 
-/* out[r] = W[r] · x for every row r. */
-void veil_matvec(const veil_mat *w, const float *x, float *out);
 /* Row r of W as floats. */
 void veil_mat_row(const veil_mat *w, int r, float *out);
 

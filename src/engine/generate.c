@@ -208,10 +208,12 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     size_t nh = prompt->n;
     double t0 = now_s();
     const float *out = NULL;
-    for (size_t i = 0; i < prompt->n; i++) {
-        if ((i & 15) == 15 && cb->cancelled && cb->cancelled(cb->ctx)) goto done;
-        if (!(out = veil_llm_forward(s, prompt->ids[i], (int)i))) {
-            rc = veil_err_set(err, VEIL_ERR_MALFORMED, "prompt token %d is outside the vocabulary", prompt->ids[i]);
+    /* prefill in chunks, so that a client that leaves stops a long prompt early */
+    for (size_t i = 0; i < prompt->n; i += 128) {
+        if (i && cb->cancelled && cb->cancelled(cb->ctx)) goto done;
+        size_t n = prompt->n - i < 128 ? prompt->n - i : 128;
+        if (!(out = veil_llm_prefill(s, prompt->ids + i, n, (int)i, NULL))) {
+            rc = veil_err_set(err, VEIL_ERR_MALFORMED, "a prompt token is outside the vocabulary");
             goto done;
         }
     }

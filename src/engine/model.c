@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine_internal.h"
 
@@ -92,6 +93,7 @@ void veil_llm_free(veil_llm *m) {
     free(m->out_norm);
     free(m->inv_freq);
     veil_tokenizer_free(m->tok);
+    veil_pool_free(m->pool);
     veil_gguf_close(m->g);
     free(m);
 }
@@ -223,6 +225,12 @@ veil_rc veil_llm_load(veil_llm **out, const char *path, veil_err *err) {
             !bind_vec(m, NM("attn_k_norm.weight"), hd, in->arch == VEIL_ARCH_QWEN3, &L->k_norm, err))
             goto fail;
 #undef NM
+    }
+    const char *th = getenv("VEIL_THREADS");
+    long nt = th && *th ? strtol(th, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    if (!(m->pool = veil_pool_new(nt > 0 && nt <= 64 ? (int)nt : 1))) {
+        rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+        goto fail;
     }
     /* main type: the type holding the most matrix bytes */
     uint64_t by_type[32] = {0};

@@ -37,7 +37,9 @@ class GGUF:
             infos.append((name, dims, typ, offset))
         start = (self.off + align - 1) // align * align
         self.tensors = {}
+        self.types = {}
         for name, dims, typ, offset in infos:
+            self.types[name] = typ
             n = int(np.prod(dims))
             be, bb = BLOCK[typ]
             raw = data[start + offset:start + offset + n // be * bb]
@@ -98,7 +100,20 @@ class Model:
         self.scale = kv.get(f"{a}.rope.scaling.factor", 1.0) if kv.get(f"{a}.rope.scaling.type", "none") == "linear" else 1.0
         self.neox = a != "llama"
         self.t = t
-        self.out = t.get("output.weight", t["token_embd.weight"])
+        self.out_name = "output.weight" if "output.weight" in t else "token_embd.weight"
+        self.out = t[self.out_name]
+
+    def mm(self, h, name):
+        """h @ W.T; for Q8_0 weights the activations are first quantized as
+        the engine's integer kernels take them: blocks of 32, scale amax/127,
+        values rounded to nearest (ties to even)."""
+        if self.g.types[name] == Q8_0:
+            b = h.reshape(-1, h.shape[-1] // 32, 32).astype(np.float32)
+            d = (np.abs(b).max(axis=-1, keepdims=True) / np.float32(127)).astype(np.float32)
+            inv = np.where(d != 0, np.float32(1) / np.where(d != 0, d, 1), 0).astype(np.float32)
+            q = np.rint(b * inv)
+            h = (q * d).astype(np.float64).reshape(h.shape)
+        return h @ self.t[name].T
 
     def rms(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
@@ -125,9 +140,9 @@ class Model:
         for l in range(self.layers):
             p = f"blk.{l}."
             h = self.rms(x, t[p + "attn_norm.weight"])
-            q = h @ t[p + "attn_q.weight"].T + t.get(p + "attn_q.bias", 0)
-            k = h @ t[p + "attn_k.weight"].T + t.get(p + "attn_k.bias", 0)
-            v = h @ t[p + "attn_v.weight"].T + t.get(p + "attn_v.bias", 0)
+            q = self.mm(h, p + "attn_q.weight") + t.get(p + "attn_q.bias", 0)
+            k = self.mm(h, p + "attn_k.weight") + t.get(p + "attn_k.bias", 0)
+            v = self.mm(h, p + "attn_v.weight") + t.get(p + "attn_v.bias", 0)
             q = q.reshape(T, self.heads, self.hd)
             k = k.reshape(T, self.kv_heads, self.hd)
             v = v.reshape(T, self.kv_heads, self.hd)
@@ -140,11 +155,11 @@ class Model:
                 s = q[:, hh] @ k[:, hh // grp].T / np.sqrt(self.hd) + mask
                 s = np.exp(s - s.max(axis=1, keepdims=True))
                 o[:, hh] = (s / s.sum(axis=1, keepdims=True)) @ v[:, hh // grp]
-            x = x + o.reshape(T, -1) @ t[p + "attn_output.weight"].T
+            x = x + self.mm(o.reshape(T, -1), p + "attn_output.weight")
             h = self.rms(x, t[p + "ffn_norm.weight"])
-            gt = h @ t[p + "ffn_gate.weight"].T
-            x = x + ((gt / (1 + np.exp(-gt))) * (h @ t[p + "ffn_up.weight"].T)) @ t[p + "ffn_down.weight"].T
-        return self.rms(x, t["output_norm.weight"]) @ self.out.T
+            gt = self.mm(h, p + "ffn_gate.weight")
+            x = x + self.mm((gt / (1 + np.exp(-gt))) * self.mm(h, p + "ffn_up.weight"), p + "ffn_down.weight")
+        return self.mm(self.rms(x, t["output_norm.weight"]), self.out_name)
 
 
 # ---- tokenizers ----

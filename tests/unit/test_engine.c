@@ -206,6 +206,73 @@ static void test_half_formats(void **state) {
     for (int i = 0; i < 32; i++) assert_true(fabsf(back[i] - src[i]) <= 3.0f / 127);
 }
 
+/* The SIMD kernels equal the portable ones within rounding, for every
+ * type, odd lengths included, and the four-token Q8_0 kernel equals four
+ * single ones. */
+static void test_kernels_agree(void **state) {
+    (void)state;
+    enum { N = 4864 };
+    static float w[N], x[4][N];
+    static uint8_t row[N * 4];
+    static int8_t xq[4][N];
+    static float xd[4][N / 32];
+    uint64_t r = 42;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        w[i] = (float)((int64_t)(r >> 11) % 2000 - 1000) / 997.0f;
+        for (int t = 0; t < 4; t++) x[t][i] = sinf((float)(i * (t + 1))) * 2.5f;
+    }
+    for (int t = 0; t < 4; t++) veil_quantize_act(x[t], N, xq[t], xd[t]);
+    static const uint32_t types[] = {VEIL_GGML_F32, VEIL_GGML_F16, VEIL_GGML_BF16, VEIL_GGML_Q8_0};
+    static const int lens[] = {32, 96, 896, N};
+    for (size_t k = 0; k < 4; k++)
+        for (size_t l = 0; l < 4; l++) {
+            int n = lens[l];
+            veil_quantize_row(types[k], w, row, (size_t)n);
+            float a = veil_dot_variant(types[k], 0)(row, x[0], xq[0], xd[0], n);
+            float b = veil_dot_variant(types[k], 1)(row, x[0], xq[0], xd[0], n);
+            assert_true(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a)));
+        }
+    veil_quantize_row(VEIL_GGML_Q8_0, w, row, N);
+    for (int simd = 0; simd < 2; simd++) {
+        float o[4];
+        veil_dot4_variant(simd)(row, xq[0], xd[0], N, N, o);
+        for (int t = 0; t < 4; t++) {
+            float one = veil_dot_variant(VEIL_GGML_Q8_0, simd)(row, x[t], xq[t], xd[t], N);
+            assert_true(fabsf(o[t] - one) <= 1e-4f * (1.0f + fabsf(one)));
+        }
+    }
+}
+
+/* Greedy generation does not depend on the number of threads. */
+static void test_threads_agree(void **state) {
+    (void)state;
+    veil_llm *m;
+    assert_int_equal(veil_llm_load(&m, model_path, NULL), VEIL_OK);
+    veil_tokens t = {0};
+    veil_chat_msg msg = {"user", "The same answer, whatever the threads"};
+    assert_true(veil_chat_tokens(m, &msg, 1, 0, &t));
+    int32_t got[3][16];
+    for (int k = 0; k < 3; k++) {
+        veil_llm_set_threads(m, k + 1);
+        veil_llm_session *s = veil_llm_session_new(m, (int)t.n + 16);
+        const float *lg = veil_llm_prefill(s, t.ids, t.n, 0, NULL);
+        for (int i = 0; i < 16 && lg; i++) {
+            int32_t best = 0;
+            for (int32_t v = 1; v < veil_llm_get_info(m)->vocab; v++)
+                if (lg[v] > lg[best]) best = v;
+            got[k][i] = best;
+            lg = veil_llm_forward(s, best, (int)t.n + i);
+        }
+        assert_non_null(lg);
+        veil_llm_session_free(s);
+    }
+    assert_memory_equal(got[0], got[1], sizeof got[0]);
+    assert_memory_equal(got[0], got[2], sizeof got[0]);
+    veil_tokens_free(&t);
+    veil_llm_free(m);
+}
+
 /* ---- the text pipeline ---- */
 
 typedef struct collected {
@@ -433,6 +500,8 @@ int main(void) {
         cmocka_unit_test(test_gguf_malformed),
         cmocka_unit_test(test_model_load_errors),
         cmocka_unit_test(test_half_formats),
+        cmocka_unit_test(test_kernels_agree),
+        cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_text_utf8_and_stop),
         cmocka_unit_test(test_text_think),
         cmocka_unit_test(test_chat_template_not_forgeable),
