@@ -50,6 +50,21 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_open(uint8_t *out, size_t out_cap, si
 VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_hex(char **out_hex, const veil_pubkey *to,
                                                     const uint8_t *pt, size_t n, veil_err *err);
 
+/* Ephemeral key pairs made ahead of time by a background thread at idle
+ * priority (SCHED_IDLE), so that sealing under load costs one ECDH instead of
+ * a key generation and an ECDH. Each pair is used once and wiped; the store
+ * is locked in memory (best effort) and wiped when freed. Thread-safe. */
+typedef struct veil_ephemeral_pool veil_ephemeral_pool;
+veil_ephemeral_pool *veil_ephemeral_pool_new(size_t capacity);
+void veil_ephemeral_pool_free(veil_ephemeral_pool *p);
+size_t veil_ephemeral_pool_count(veil_ephemeral_pool *p);
+
+/* As veil_ecies_seal_hex, taking the ephemeral key from `pool` when it has
+ * one (pool may be NULL: a fresh key, as veil_ecies_seal_hex). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_hex_pooled(char **out_hex, veil_ephemeral_pool *pool,
+                                                           const veil_pubkey *to, const uint8_t *pt, size_t n,
+                                                           veil_err *err);
+
 /* Opens the hex wire form hex[0..len) (either case).
  * *out: (out, allocated) the plaintext followed by one NUL byte not counted
  * in *out_len; free it with veil_free_secret(*out, *out_len + 1).

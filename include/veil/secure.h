@@ -17,6 +17,11 @@ void veil_wipe(void *p, size_t n);
 /* Wipes p[0..n) and then free()s p. NULL is a no-op. */
 void veil_free_secret(void *p, size_t n);
 
+/* Wipes a malloc'd block whole (its usable size) and frees it: a free()
+ * for allocators, such as jansson's, that may hold plaintext and do not
+ * say how much (install with json_set_alloc_funcs(malloc, veil_free_wiped)). */
+void veil_free_wiped(void *p);
+
 /* Returns 1 when a[0..n) equals b[0..n), else 0, in time that depends only on n. */
 int veil_ct_equal(const void *a, const void *b, size_t n);
 

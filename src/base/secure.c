@@ -2,6 +2,7 @@
 #include "veil/secure.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -15,6 +16,13 @@ void veil_free_secret(void *p, size_t n) {
     if (!p)
         return;
     veil_wipe(p, n);
+    free(p);
+}
+
+void veil_free_wiped(void *p) {
+    if (!p)
+        return;
+    explicit_bzero(p, malloc_usable_size(p));
     free(p);
 }
 

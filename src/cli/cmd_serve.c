@@ -257,6 +257,8 @@ static void free_models(serve_state *st) {
 }
 
 int cmd_serve(int argc, char **argv) {
+    /* jansson holds decrypted prompts and answers: every block it frees is wiped first */
+    json_set_alloc_funcs(malloc, veil_free_wiped);
     static const struct option opts[] = {
         {"host", required_argument, NULL, 'H'},         {"port", required_argument, NULL, 'p'},
         {"state", required_argument, NULL, 's'},        {"api-key", required_argument, NULL, 'k'},

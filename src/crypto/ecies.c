@@ -4,6 +4,8 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,25 +89,32 @@ static veil_rc envelope_key(uint8_t key[32], const veil_seckey *sec, const veil_
     return rc;
 }
 
-veil_rc veil_ecies_seal_with(uint8_t *out, size_t out_cap, const veil_pubkey *to,
-                             const veil_seckey *ephemeral, const uint8_t iv[VEIL_ECIES_IV_LEN],
-                             const uint8_t *pt, size_t n, veil_err *err) {
+/* Seals with a given ephemeral pair (its public half already computed). */
+static veil_rc seal_pair(uint8_t *out, size_t out_cap, const veil_pubkey *to, const veil_seckey *ephemeral,
+                         const veil_pubkey *eph_pub, const uint8_t iv[VEIL_ECIES_IV_LEN], const uint8_t *pt, size_t n,
+                         veil_err *err) {
     if (n > SIZE_MAX - VEIL_ECIES_OVERHEAD || out_cap < n + VEIL_ECIES_OVERHEAD)
         return veil_err_set(err, VEIL_ERR_BAD_LENGTH, "output buffer too small for the envelope");
-    veil_pubkey eph_pub;
-    veil_rc rc = veil_pubkey_from_seckey(&eph_pub, ephemeral, err);
-    if (rc != VEIL_OK)
-        return rc;
     uint8_t key[32];
-    rc = envelope_key(key, ephemeral, to, err);
+    veil_rc rc = envelope_key(key, ephemeral, to, err);
     if (rc == VEIL_OK) {
-        memcpy(out, eph_pub.bytes, VEIL_PUBKEY_LEN);
+        memcpy(out, eph_pub->bytes, VEIL_PUBKEY_LEN);
         memcpy(out + VEIL_PUBKEY_LEN, iv, VEIL_ECIES_IV_LEN);
         uint8_t *ct = out + VEIL_PUBKEY_LEN + VEIL_ECIES_IV_LEN;
         rc = aes_gcm(1, ct, key, iv, pt, n, ct + n, err);
     }
     veil_wipe(key, sizeof key);
     return rc;
+}
+
+veil_rc veil_ecies_seal_with(uint8_t *out, size_t out_cap, const veil_pubkey *to,
+                             const veil_seckey *ephemeral, const uint8_t iv[VEIL_ECIES_IV_LEN],
+                             const uint8_t *pt, size_t n, veil_err *err) {
+    veil_pubkey eph_pub;
+    veil_rc rc = veil_pubkey_from_seckey(&eph_pub, ephemeral, err);
+    if (rc != VEIL_OK)
+        return rc;
+    return seal_pair(out, out_cap, to, ephemeral, &eph_pub, iv, pt, n, err);
 }
 
 veil_rc veil_ecies_seal(uint8_t *out, size_t out_cap, const veil_pubkey *to, const uint8_t *pt,
@@ -198,4 +207,129 @@ veil_rc veil_ecies_open_hex(uint8_t **out, size_t *out_len, const veil_seckey *k
     *out = pt;
     *out_len = n;
     return VEIL_OK;
+}
+
+/* ---- ephemeral keys made ahead ---- */
+
+typedef struct eph_pair {
+    veil_seckey sec;
+    veil_pubkey pub;
+} eph_pair;
+
+struct veil_ephemeral_pool {
+    eph_pair *pairs; /* locked in memory, best effort */
+    size_t cap, count;
+    pthread_mutex_t mu;
+    pthread_cond_t want; /* the filler waits here while the pool is full */
+    pthread_t filler;
+    int stop, started;
+};
+
+/* Keeps the pool full, at idle priority: it only runs on otherwise idle CPU time. */
+static void *fill(void *arg) {
+    veil_ephemeral_pool *p = arg;
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && p->count == p->cap)
+            pthread_cond_wait(&p->want, &p->mu);
+        int stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop)
+            return NULL;
+        eph_pair e;
+        if (veil_seckey_generate(&e.sec, NULL) != VEIL_OK || veil_pubkey_from_seckey(&e.pub, &e.sec, NULL) != VEIL_OK) {
+            veil_wipe(&e, sizeof e);
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        if (p->count < p->cap)
+            p->pairs[p->count++] = e;
+        pthread_mutex_unlock(&p->mu);
+        veil_wipe(&e, sizeof e);
+    }
+}
+
+veil_ephemeral_pool *veil_ephemeral_pool_new(size_t capacity) {
+    veil_ephemeral_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->cap = capacity ? capacity : 1;
+    p->pairs = calloc(p->cap, sizeof *p->pairs);
+    if (!p->pairs) {
+        free(p);
+        return NULL;
+    }
+    mlock(p->pairs, p->cap * sizeof *p->pairs);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->want, NULL);
+    p->started = pthread_create(&p->filler, NULL, fill, p) == 0;
+    return p;
+}
+
+void veil_ephemeral_pool_free(veil_ephemeral_pool *p) {
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_signal(&p->want);
+    pthread_mutex_unlock(&p->mu);
+    if (p->started)
+        pthread_join(p->filler, NULL);
+    veil_wipe(p->pairs, p->cap * sizeof *p->pairs);
+    munlock(p->pairs, p->cap * sizeof *p->pairs);
+    free(p->pairs);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->want);
+    free(p);
+}
+
+size_t veil_ephemeral_pool_count(veil_ephemeral_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->count;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+/* A pair from the pool (each used once, wiped from it), else a fresh one. */
+static veil_rc take_pair(veil_ephemeral_pool *p, eph_pair *e, veil_err *err) {
+    if (p) {
+        pthread_mutex_lock(&p->mu);
+        int got = p->count > 0;
+        if (got) {
+            *e = p->pairs[--p->count];
+            veil_wipe(&p->pairs[p->count], sizeof *p->pairs);
+            pthread_cond_signal(&p->want);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (got)
+            return VEIL_OK;
+    }
+    veil_rc rc = veil_seckey_generate(&e->sec, err);
+    if (rc == VEIL_OK)
+        rc = veil_pubkey_from_seckey(&e->pub, &e->sec, err);
+    return rc;
+}
+
+veil_rc veil_ecies_seal_hex_pooled(char **out_hex, veil_ephemeral_pool *pool, const veil_pubkey *to,
+                                   const uint8_t *pt, size_t n, veil_err *err) {
+    *out_hex = NULL;
+    if (n > (SIZE_MAX - 1) / 2 - VEIL_ECIES_OVERHEAD)
+        return veil_err_set(err, VEIL_ERR_BAD_LENGTH, "message too large for one envelope");
+    size_t env_len = n + VEIL_ECIES_OVERHEAD;
+    uint8_t *env = malloc(env_len), iv[VEIL_ECIES_IV_LEN];
+    if (!env)
+        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    eph_pair e;
+    veil_rc rc = take_pair(pool, &e, err);
+    if (rc == VEIL_OK)
+        rc = veil_random_bytes(iv, sizeof iv, err);
+    if (rc == VEIL_OK)
+        rc = seal_pair(env, env_len, to, &e.sec, &e.pub, iv, pt, n, err);
+    veil_wipe(&e, sizeof e);
+    if (rc == VEIL_OK && !(*out_hex = veil_hex_encode_alloc(env, env_len)))
+        rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    free(env);
+    return rc;
 }

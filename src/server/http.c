@@ -58,6 +58,7 @@ typedef struct server {
         long window;
         int count;
     } rate[1024]; /* per-IP one-minute windows for the attestation routes (loop thread only) */
+    veil_ephemeral_pool *eph; /* E2EE: ephemeral keys made ahead on idle CPU time */
 } server;
 
 /* One piece of output waiting for the loop. */
@@ -102,6 +103,9 @@ struct stream {
     /* non-streaming answers are gathered here */
     char *content, *reasoning;
     size_t content_len, reasoning_len;
+    /* NEAR's non-streaming E2EE answer, gathered on the worker and sealed there once */
+    char *w_content, *w_reasoning;
+    size_t w_content_len, w_reasoning_len;
 };
 
 static double now_s(void) {
@@ -553,6 +557,8 @@ static void stream_unlink_and_free(stream *st) {
     }
     veil_free_secret(st->content, st->content_len);
     veil_free_secret(st->reasoning, st->reasoning_len);
+    veil_free_secret(st->w_content, st->w_content_len);
+    veil_free_secret(st->w_reasoning, st->w_reasoning_len);
     veil_chat_request_clear(&st->creq);
     drop_request(st);
     if (st->out)
@@ -820,19 +826,9 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
                 finish_request(st, 200);
             }
         } else {
+            /* under E2EE (NEAR) content and reasoning arrive sealed by the worker */
             json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content", st->content ? st->content : "",
                                     st->content_len);
-            if (st->creq.e2ee && st->content_len) {
-                char *hex = seal(st, st->content, st->content_len);
-                json_object_set_new(msg, "content", json_string(hex ? hex : ""));
-                free(hex);
-            }
-            if (st->creq.e2ee && st->reasoning_len) {
-                char *hex = seal(st, st->reasoning, st->reasoning_len);
-                veil_free_secret(st->reasoning, st->reasoning_len);
-                st->reasoning = hex;
-                st->reasoning_len = hex ? strlen(hex) : 0;
-            }
             if (st->reasoning_len)
                 json_object_set_new(msg, "reasoning_content", json_stringn(st->reasoning, st->reasoning_len));
             json_t *resp = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s, s:n}], s:o}", "id", st->id, "object",
@@ -921,15 +917,17 @@ static int sink_cancelled(void *ctx) {
  * ephemeral key, here on the worker, so the loop only moves ciphertext. */
 static char *seal(stream *st, const char *text, size_t n) {
     char *hex = NULL;
-    if (n && veil_ecies_seal_hex(&hex, &st->creq.client_key, (const uint8_t *)text, n, NULL) != VEIL_OK)
+    if (n && veil_ecies_seal_hex_pooled(&hex, st->srv->eph, &st->creq.client_key, (const uint8_t *)text, n, NULL) !=
+                 VEIL_OK)
         hex = NULL;
     return hex;
 }
 
 static void sink_piece_e2ee(void *ctx, const char *c, size_t cl, const char *r, size_t rl) {
     stream *st = ctx;
-    if (st->creq.e2ee_near && !st->creq.stream) {
-        sink_piece(ctx, c, cl, r, rl); /* NEAR non-streaming: the loop seals the whole answer once */
+    if (st->creq.e2ee_near && !st->creq.stream) { /* NEAR non-streaming: one sealed answer, at the end */
+        append(&st->w_content, &st->w_content_len, c, cl);
+        append(&st->w_reasoning, &st->w_reasoning_len, r, rl);
         return;
     }
     char *hc = seal(st, c, cl), *hr = seal(st, r, rl);
@@ -943,9 +941,33 @@ static void sink_piece_e2ee(void *ctx, const char *c, size_t cl, const char *r, 
     free(hr);
 }
 
+/* The end of an E2EE generation: NEAR's non-streaming answer is sealed here,
+ * on the worker, and handed to the loop as ciphertext. */
+static void sink_done_e2ee(void *ctx, const char *finish, long pt, long ct) {
+    stream *st = ctx;
+    if (st->creq.e2ee_near && !st->creq.stream && (st->w_content_len || st->w_reasoning_len)) {
+        char *hc = seal(st, st->w_content, st->w_content_len), *hr = seal(st, st->w_reasoning, st->w_reasoning_len);
+        int ok = (hc || !st->w_content_len) && (hr || !st->w_reasoning_len);
+        veil_free_secret(st->w_content, st->w_content_len);
+        veil_free_secret(st->w_reasoning, st->w_reasoning_len);
+        st->w_content = st->w_reasoning = NULL;
+        st->w_content_len = st->w_reasoning_len = 0;
+        if (ok)
+            sink_piece(ctx, hc ? hc : "", hc ? strlen(hc) : 0, hr ? hr : "", hr ? strlen(hr) : 0);
+        free(hc);
+        free(hr);
+        if (!ok) {
+            sink_fail(ctx, NULL, 500, "Internal server error");
+            return;
+        }
+    }
+    sink_done(ctx, finish, pt, ct);
+}
+
 static void *worker(void *arg) {
     stream *st = arg;
-    veil_gen_sink sink = {st, st->creq.e2ee ? sink_piece_e2ee : sink_piece, sink_done, sink_fail, sink_cancelled};
+    veil_gen_sink sink = {st, st->creq.e2ee ? sink_piece_e2ee : sink_piece, st->creq.e2ee ? sink_done_e2ee : sink_done,
+                          sink_fail, sink_cancelled};
     veil_backend *b = st->creq.model->backend;
     veil_http_error e;
     if (st->creq.e2ee &&
@@ -1306,6 +1328,11 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
     memset(&s, 0, sizeof s);
     s.cfg = &c;
     s.started = (long)time(NULL);
+    /* $VEIL_EPHEMERAL_POOL: how many keys to keep ready (default 32768, about 3 MiB; 0: none) */
+    const char *ep = getenv("VEIL_EPHEMERAL_POOL");
+    long eph_n = ep && *ep ? strtol(ep, NULL, 10) : 32768;
+    if (c.tee && eph_n > 0)
+        s.eph = veil_ephemeral_pool_new((size_t)eph_n);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.workers_done, NULL);
     s.key_hashes = calloc(c.n_api_keys + 1, 32);
@@ -1394,6 +1421,7 @@ out:
     if (s.base)
         event_base_free(s.base);
     free(s.key_hashes);
+    veil_ephemeral_pool_free(s.eph);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.workers_done);
     return rc;

@@ -1,6 +1,8 @@
 /* Unit tests for the E2EE envelope: round trips, and every kind of malformed
  * or tampered envelope refused with its own error. Cross-implementation
  * checks live in tests/interop/. */
+#include <unistd.h>
+
 #include "testutil.h"
 
 #include "veil/ecies.h"
@@ -193,12 +195,42 @@ static void hex_errors_are_distinct(void **state) {
     free(hex);
 }
 
+/* Envelopes sealed with pooled ephemeral keys open, and no two share an
+ * ephemeral key, whether the pool has keys or has run dry. */
+static void pooled_keys(void **state) {
+    (void)state;
+    keys k;
+    make_keys(&k);
+    veil_ephemeral_pool *p = veil_ephemeral_pool_new(8);
+    assert_non_null(p);
+    for (int i = 0; i < 200 && veil_ephemeral_pool_count(p) < 8; i++)
+        usleep(10000); /* the filler runs at idle priority */
+    char *hex[20];
+    for (int i = 0; i < 20; i++) {
+        const char *msg = "pooled";
+        assert_int_equal(veil_ecies_seal_hex_pooled(&hex[i], i % 2 ? p : NULL, &k.pub, (const uint8_t *)msg, 6, NULL),
+                         VEIL_OK);
+        uint8_t *pt;
+        size_t n;
+        assert_int_equal(veil_ecies_open_hex(&pt, &n, &k.sec, hex[i], strlen(hex[i]), NULL), VEIL_OK);
+        assert_int_equal(n, 6);
+        assert_memory_equal(pt, msg, 6);
+        veil_free_secret(pt, n + 1);
+        for (int j = 0; j < i; j++)
+            assert_false(memcmp(hex[i], hex[j], 130) == 0); /* the ephemeral public keys differ */
+    }
+    for (int i = 0; i < 20; i++)
+        free(hex[i]);
+    veil_ephemeral_pool_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(roundtrip_sizes),        cmocka_unit_test(fresh_ephemeral_and_iv),
         cmocka_unit_test(seal_with_is_deterministic), cmocka_unit_test(every_byte_is_authenticated),
         cmocka_unit_test(wrong_key_fails_auth),   cmocka_unit_test(malformed_envelopes),
         cmocka_unit_test(hex_wire_form),          cmocka_unit_test(hex_errors_are_distinct),
+        cmocka_unit_test(pooled_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
