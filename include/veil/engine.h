@@ -160,13 +160,19 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_generate(const veil_llm *m, const veil_toke
 
 typedef struct veil_synth_opts {
     veil_arch arch;
-    uint32_t type;        /* F32, F16, BF16, Q8_0 */
+    uint32_t type;        /* F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, or VEIL_SYNTH_Q4_K_M */
     int dim, n_layers, n_heads, n_kv_heads, head_dim, ff, vocab, ctx;
     uint64_t seed;
     int spm;              /* SentencePiece vocabulary + llama-2 template (llama only) */
     float rope_scale;     /* > 1: linear RoPE scaling by this factor; 0 or 1: none */
     const char *name;
 } veil_synth_opts;
+
+/* The Q4_K_M mix of llama.cpp's quantizer: Q4_K, with Q6_K for the output
+ * (or tied embeddings) and for attn_v / ffn_down in the layers that "use
+ * more bits"; rows whose width is not a multiple of 256 fall back to Q5_0
+ * (for Q4_K/Q5_K) or Q8_0 (for Q6_K). */
+#define VEIL_SYNTH_Q4_K_M 1000u
 
 /* Fills dims from a preset: "tiny", "0.5b", "1.5b". Returns 0 when unknown. */
 int veil_synth_preset(veil_synth_opts *o, const char *preset);

@@ -14,7 +14,8 @@ static void help(void) {
     puts("Usage: veil model <command> [options]\n"
          "\n"
          "Commands:\n"
-         "  synth --arch qwen2|qwen3|llama --out FILE [--preset tiny|0.5b|1.5b] [--type f32|f16|bf16|q8_0]\n"
+         "  synth --arch qwen2|qwen3|llama --out FILE [--preset tiny|0.5b|1.5b]\n"
+         "        [--type f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m]\n"
          "        [--seed N] [--dim N] [--layers N] [--heads N] [--kv-heads N] [--head-dim N] [--ff N]\n"
          "        [--vocab N] [--ctx N] [--spm] [--name NAME] [--rope-scale F]\n"
          "                        write a GGUF model with deterministic random weights, a BPE\n"
@@ -33,7 +34,9 @@ static void help(void) {
 
 static int parse_type(const char *s, uint32_t *t) {
     static const struct { const char *n; uint32_t t; } types[] = {
-        {"f32", VEIL_GGML_F32}, {"f16", VEIL_GGML_F16}, {"bf16", VEIL_GGML_BF16}, {"q8_0", VEIL_GGML_Q8_0}};
+        {"f32", VEIL_GGML_F32},   {"f16", VEIL_GGML_F16},   {"bf16", VEIL_GGML_BF16}, {"q8_0", VEIL_GGML_Q8_0},
+        {"q4_0", VEIL_GGML_Q4_0}, {"q5_0", VEIL_GGML_Q5_0}, {"q4_k", VEIL_GGML_Q4_K}, {"q5_k", VEIL_GGML_Q5_K},
+        {"q6_k", VEIL_GGML_Q6_K}, {"q4_k_m", VEIL_SYNTH_Q4_K_M}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (!strcmp(s, types[i].n)) return *t = types[i].t, 1;
     return 0;
@@ -77,7 +80,8 @@ static int cmd_synth(int argc, char **argv) {
             break;
         case 't':
             if (!parse_type(optarg, &o.type))
-                return cli_usage_error("veil model --help", "--type must be f32, f16, bf16 or q8_0");
+                return cli_usage_error("veil model --help",
+                                       "--type must be f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k, q6_k or q4_k_m");
             break;
         case 's': o.seed = strtoull(optarg, NULL, 10); break;
         case 'd': bad = !positive(optarg, &o.dim); break;

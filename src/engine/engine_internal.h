@@ -24,6 +24,8 @@ typedef float (*veil_dot_fn)(const void *w, const float *x, const int8_t *xq, co
  * or, for Q8_0, xq/xd (x quantized by veil_quantize_act). */
 veil_dot_fn veil_dot_for(uint32_t type);
 const char *veil_kernels_name(void); /* "avx2" or "portable" */
+/* 1 for the types whose kernels take int8-quantized activations (all block-quantized ones). */
+int veil_type_quantizes_activations(uint32_t type);
 /* Four tokens' quantized activations (token t at xq + t·ld, xd + t·ld/32)
  * against one Q8_0 row. */
 typedef void (*veil_dot4_fn)(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]);

@@ -69,7 +69,7 @@ static void matmul(veil_llm_session *s, int T, const float *x, int cols, int n_w
     int need_q = 0;
     for (int k = 0; k < n_w; k++) {
         j.total += j.w[k]->rows;
-        need_q |= j.w[k]->type == VEIL_GGML_Q8_0;
+        need_q |= veil_type_quantizes_activations(j.w[k]->type);
     }
     if (need_q)
         for (int t = 0; t < T; t++)

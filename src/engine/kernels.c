@@ -85,6 +85,122 @@ static float dot_q8_0_c(const void *w, const float *x, const int8_t *xq, const f
     return s;
 }
 
+/* Q4_0 / Q5_0 rows against int8 activations: each block unpacked to 32
+ * signed values, then the same integer dot as Q8_0. */
+static void unpack_q4_0(const uint8_t *p, int8_t q[32]) {
+    for (int i = 0; i < 16; i++) {
+        q[i] = (int8_t)((p[2 + i] & 15) - 8);
+        q[i + 16] = (int8_t)((p[2 + i] >> 4) - 8);
+    }
+}
+
+static void unpack_q5_0(const uint8_t *p, int8_t q[32]) {
+    uint32_t qh;
+    memcpy(&qh, p + 2, 4);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)(((p[6 + j] & 15) | (((qh >> j) << 4) & 0x10)) - 16);
+        q[j + 16] = (int8_t)(((p[6 + j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16);
+    }
+}
+
+static float dot_small_c(const uint8_t *p, size_t bytes, void (*unpack)(const uint8_t *, int8_t *), const int8_t *xq,
+                         const float *xd, int n) {
+    float s = 0;
+    int8_t q[32];
+    for (int b = 0; b < n / 32; b++, p += bytes) {
+        uint16_t dh;
+        memcpy(&dh, p, 2);
+        unpack(p, q);
+        int32_t sum = 0;
+        for (int i = 0; i < 32; i++) sum += (int32_t)q[i] * xq[b * 32 + i];
+        s += f16_table[dh] * xd[b] * (float)sum;
+    }
+    return s;
+}
+
+static float dot_q4_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_small_c(w, 18, unpack_q4_0, xq, xd, n);
+}
+
+static float dot_q5_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_small_c(w, 22, unpack_q5_0, xq, xd, n);
+}
+
+/* K formats against int8 activations. Q4_K/Q5_K: value = d·sc·q − dmin·m
+ * per 32 elements, so a sub-block's dot is d·sc·Σq·a − dmin·m·Σa, with a the
+ * int8 activations (scale xd per 32). Q6_K: d·sc·(q − 32) per 16. */
+static float half_of(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return f16_table[h];
+}
+
+static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static float dot_k45_c(const uint8_t *p, const int8_t *xq, const float *xd, int n, int bits) {
+    size_t bytes = bits == 4 ? 144 : 176;
+    float s = 0;
+    for (int b = 0; b < n / 256; b++, p += bytes, xq += 256, xd += 8) {
+        float d = half_of(p), dmin = half_of(p + 2);
+        const uint8_t *qh = p + 16, *qs = bits == 4 ? p + 16 : p + 48;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            k4_scale_min(j, p + 4, &sc, &m);
+            const uint8_t *ql = qs + (j / 2) * 32;
+            int shift = (j % 2) * 4;
+            int32_t isum = 0, asum = 0;
+            for (int i = 0; i < 32; i++) {
+                int q = (ql[i] >> shift) & 15;
+                if (bits == 5 && (qh[i] >> j & 1)) q += 16;
+                isum += q * xq[j * 32 + i];
+                asum += xq[j * 32 + i];
+            }
+            s += xd[j] * (d * (float)sc * (float)isum - dmin * (float)m * (float)asum);
+        }
+    }
+    return s;
+}
+
+static float dot_q4_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_k45_c(w, xq, xd, n, 4);
+}
+static float dot_q5_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_k45_c(w, xq, xd, n, 5);
+}
+
+static float dot_q6_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    const uint8_t *p = w;
+    float s = 0;
+    for (int b = 0; b < n / 256; b++, p += 210, xq += 256, xd += 8) {
+        float d = half_of(p + 208);
+        const int8_t *sc = (const int8_t *)(p + 192);
+        for (int g = 0; g < 16; g++) { /* 16 elements each */
+            int32_t isum = 0;
+            for (int i = 0; i < 16; i++) {
+                int e = g * 16 + i, h = e / 128, k = (e % 128) / 32, l = e % 32;
+                int lo = (p[h * 64 + (k & 1) * 32 + l] >> (k >= 2 ? 4 : 0)) & 15;
+                int hi = (p[128 + h * 32 + l] >> (2 * k)) & 3;
+                isum += ((lo | hi << 4) - 32) * xq[e];
+            }
+            s += xd[g / 2] * d * (float)sc[g] * (float)isum;
+        }
+    }
+    return s;
+}
+
 /* Four tokens at once against one Q8_0 row (prefill): the row is read and
  * prepared once for all four. */
 static void dot4_q8_0_c(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]) {
@@ -180,6 +296,125 @@ AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq,
     return hsum(_mm256_add_ps(a0, a1));
 }
 
+/* Q4_0: 16 bytes of nibbles to 32 signed bytes (low nibbles first). */
+AVX2 static inline __m256i nibbles(const uint8_t *qs) {
+    __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    __m128i lo = _mm_and_si128(v, _mm_set1_epi8(15)), hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15));
+    return _mm256_set_m128i(hi, lo);
+}
+
+AVX2 static inline __m256 int_block(__m256i wq, const int8_t *a) {
+    __m256i xq = _mm256_loadu_si256((const __m256i *)a);
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / 32; b++, p += 18) {
+        uint16_t dh;
+        memcpy(&dh, p, 2);
+        __m256i q = _mm256_sub_epi8(nibbles(p + 2), _mm256_set1_epi8(8));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[dh] * xd[b]), int_block(q, xq + b * 32), acc);
+    }
+    return hsum(acc);
+}
+
+AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                          3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    for (int b = 0; b < n / 32; b++, p += 22) {
+        uint16_t dh;
+        memcpy(&dh, p, 2);
+        uint32_t qh;
+        memcpy(&qh, p + 2, 4);
+        /* bit i of qh is the fifth bit of element i: spread it to byte i as 0x10 */
+        __m256i hb = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+        hb = _mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit);
+        __m256i q = _mm256_or_si256(nibbles(p + 6), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[dh] * xd[b]), int_block(q, xq + b * 32), acc);
+    }
+    return hsum(acc);
+}
+
+/* Σ over 4-element groups of unsigned q times signed a, as 8 int32 lanes. */
+AVX2 static inline __m256i udot(__m256i q, __m256i a) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1));
+}
+
+AVX2 static float dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *xd, int n, int bits) {
+    size_t bytes = bits == 4 ? 144 : 176;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
+    for (int b = 0; b < n / 256; b++, p += bytes, xq += 256, xd += 8) {
+        float d = half_of(p), dmin = half_of(p + 2);
+        const uint8_t *qs = bits == 4 ? p + 16 : p + 48;
+        __m256i qh = bits == 5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(qs + c * 32));
+            __m256i q0 = _mm256_and_si256(v, m15), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
+            if (bits == 5) { /* bit 2c of qh[i] is the fifth bit of sub-block 2c's element i */
+                __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), ones);
+                __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), ones);
+                q0 = _mm256_or_si256(q0, _mm256_slli_epi16(b0, 4));
+                q1 = _mm256_or_si256(q1, _mm256_slli_epi16(b1, 4));
+            }
+            for (int h = 0; h < 2; h++) {
+                int j = 2 * c + h, sc, m;
+                k4_scale_min(j, p + 4, &sc, &m);
+                __m256i a = _mm256_loadu_si256((const __m256i *)(xq + j * 32));
+                __m256 dots = _mm256_cvtepi32_ps(udot(h ? q1 : q0, a)), sums = _mm256_cvtepi32_ps(udot(ones, a));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[j] * d * (float)sc), dots, acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(-xd[j] * dmin * (float)m), sums, acc);
+            }
+        }
+    }
+    return hsum(acc);
+}
+
+AVX2 static float dot_q4_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_k45_avx2(w, xq, xd, n, 4);
+}
+AVX2 static float dot_q5_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_k45_avx2(w, xq, xd, n, 5);
+}
+
+AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    const uint8_t *p = w;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi8(1);
+    for (int b = 0; b < n / 256; b++, p += 210, xq += 256, xd += 8) {
+        float d = half_of(p + 208);
+        const int8_t *sc = (const int8_t *)(p + 192);
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(p + h * 64)),
+                    l1 = _mm256_loadu_si256((const __m256i *)(p + h * 64 + 32)),
+                    hb = _mm256_loadu_si256((const __m256i *)(p + 128 + h * 32));
+            for (int k = 0; k < 4; k++) { /* elements 32k…32k+31 of this half */
+                __m256i lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(k & 1 ? l1 : l0, 4) : (k & 1 ? l1 : l0), m15);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3);
+                __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                int e0 = h * 128 + k * 32; /* two groups of 16: lanes 0–3 and 4–7 */
+                __m256i a = _mm256_loadu_si256((const __m256i *)(xq + e0));
+                __m256i v = _mm256_sub_epi32(udot(q, a), _mm256_slli_epi32(udot(ones, a), 5));
+                float s0 = xd[e0 / 32] * d * (float)sc[e0 / 16], s1 = xd[e0 / 32] * d * (float)sc[e0 / 16 + 1];
+                acc = _mm256_fmadd_ps(_mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0), _mm256_cvtepi32_ps(v), acc);
+            }
+        }
+    }
+    return hsum(acc);
+}
+
 AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]) {
     const uint8_t *p = w;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -208,22 +443,41 @@ veil_dot4_fn veil_dot4_q8_0(void) {
     return dot4_q8[use_simd];
 }
 
-static veil_dot_fn dots[4][2]; /* [F32, F16, BF16, Q8_0][portable, simd] */
+enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0, K_Q5_0, K_Q4_K, K_Q5_K, K_Q6_K, N_KERNELS };
+static veil_dot_fn dots[N_KERNELS][2]; /* [type][portable, simd] */
+
+static int kernel_of(uint32_t type) {
+    switch (type) {
+    case VEIL_GGML_F32: return K_F32;
+    case VEIL_GGML_F16: return K_F16;
+    case VEIL_GGML_BF16: return K_BF16;
+    case VEIL_GGML_Q4_0: return K_Q4_0;
+    case VEIL_GGML_Q5_0: return K_Q5_0;
+    case VEIL_GGML_Q4_K: return K_Q4_K;
+    case VEIL_GGML_Q5_K: return K_Q5_K;
+    case VEIL_GGML_Q6_K: return K_Q6_K;
+    default: return K_Q8_0;
+    }
+}
+
+int veil_type_quantizes_activations(uint32_t type) {
+    return type == VEIL_GGML_Q8_0 || type == VEIL_GGML_Q4_0 || type == VEIL_GGML_Q5_0 || type == VEIL_GGML_Q4_K ||
+           type == VEIL_GGML_Q5_K || type == VEIL_GGML_Q6_K;
+}
 
 static void init(void) {
     for (uint32_t i = 0; i < 65536; i++) f16_table[i] = veil_f16_to_f32((uint16_t)i);
-    dots[0][0] = dots[0][1] = dot_f32_c;
-    dots[1][0] = dots[1][1] = dot_f16_c;
-    dots[2][0] = dots[2][1] = dot_bf16_c;
-    dots[3][0] = dots[3][1] = dot_q8_0_c;
+    static const veil_dot_fn portable[N_KERNELS] = {dot_f32_c,  dot_f16_c,  dot_bf16_c, dot_q8_0_c, dot_q4_0_c,
+                                                    dot_q5_0_c, dot_q4_k_c, dot_q5_k_c, dot_q6_k_c};
+    for (int k = 0; k < N_KERNELS; k++) dots[k][0] = dots[k][1] = portable[k];
     dot4_q8[0] = dot4_q8[1] = dot4_q8_0_c;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        dots[0][1] = dot_f32_avx2;
-        dots[1][1] = dot_f16_avx2;
-        dots[2][1] = dot_bf16_avx2;
-        dots[3][1] = dot_q8_0_avx2;
+        static const veil_dot_fn simd[N_KERNELS] = {dot_f32_avx2,  dot_f16_avx2,  dot_bf16_avx2,
+                                                    dot_q8_0_avx2, dot_q4_0_avx2, dot_q5_0_avx2,
+                                                    dot_q4_k_avx2, dot_q5_k_avx2, dot_q6_k_avx2};
+        for (int k = 0; k < N_KERNELS; k++) dots[k][1] = simd[k];
         dot4_q8[1] = dot4_q8_0_avx2;
         use_simd = 1;
     }
@@ -234,8 +488,7 @@ static void init(void) {
 
 veil_dot_fn veil_dot_variant(uint32_t type, int simd) {
     pthread_once(&once, init);
-    int k = type == VEIL_GGML_F32 ? 0 : type == VEIL_GGML_F16 ? 1 : type == VEIL_GGML_BF16 ? 2 : 3;
-    return dots[k][simd ? 1 : 0];
+    return dots[kernel_of(type)][simd ? 1 : 0];
 }
 
 veil_dot4_fn veil_dot4_variant(int simd) {
@@ -245,8 +498,7 @@ veil_dot4_fn veil_dot4_variant(int simd) {
 
 veil_dot_fn veil_dot_for(uint32_t type) {
     pthread_once(&once, init);
-    int k = type == VEIL_GGML_F32 ? 0 : type == VEIL_GGML_F16 ? 1 : type == VEIL_GGML_BF16 ? 2 : 3;
-    return dots[k][use_simd];
+    return dots[kernel_of(type)][use_simd];
 }
 
 const char *veil_engine_kernels(void) { return veil_kernels_name(); }

@@ -32,6 +32,12 @@ static int get_float(const veil_gguf *g, const char *arch, const char *suffix, f
 }
 
 static int is_matrix_type(uint32_t t) {
+    return t == VEIL_GGML_F32 || t == VEIL_GGML_F16 || t == VEIL_GGML_BF16 || t == VEIL_GGML_Q8_0 ||
+           t == VEIL_GGML_Q4_0 || t == VEIL_GGML_Q5_0 || t == VEIL_GGML_Q4_K || t == VEIL_GGML_Q5_K ||
+           t == VEIL_GGML_Q6_K;
+}
+
+static int is_vector_type(uint32_t t) {
     return t == VEIL_GGML_F32 || t == VEIL_GGML_F16 || t == VEIL_GGML_BF16 || t == VEIL_GGML_Q8_0;
 }
 
@@ -70,7 +76,7 @@ static int bind_vec(veil_llm *m, const char *name, int n, int required, float **
         if (required) veil_err_set(err, VEIL_ERR_MALFORMED, "model lacks tensor %s", name);
         return !required;
     }
-    if (t->n_dims != 1 || t->ne[0] != (uint64_t)n || !is_matrix_type(t->type)) {
+    if (t->n_dims != 1 || t->ne[0] != (uint64_t)n || !is_vector_type(t->type)) {
         veil_err_set(err, VEIL_ERR_MALFORMED, "tensor %s must be a vector of %d (F32/F16/BF16/Q8_0)", name, n);
         return 0;
     }

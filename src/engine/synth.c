@@ -372,9 +372,34 @@ static int add_tensor(veil_gguf_writer *w, const char *name, uint32_t type, int 
     return 1;
 }
 
+/* llama.cpp's rule for the layers that get more bits in the _M mixes. */
+static int more_bits(int layer, int n_layers) {
+    return layer < n_layers / 8 || layer >= 7 * n_layers / 8 || (layer - n_layers / 8) % 3 == 2;
+}
+
+/* The type of one matrix: the requested one, or the Q4_K_M mix; K types
+ * fall back where rows are not whole 256-blocks. role: "output", "v",
+ * "down" or "" (every other matrix). */
+static uint32_t mat_type(const veil_synth_opts *o, const char *role, int layer, int cols) {
+    uint32_t t = o->type;
+    if (t == VEIL_SYNTH_Q4_K_M) {
+        if (!strcmp(role, "output")) t = VEIL_GGML_Q6_K;
+        else if ((!strcmp(role, "v") || !strcmp(role, "down")) && more_bits(layer, o->n_layers)) t = VEIL_GGML_Q6_K;
+        else t = VEIL_GGML_Q4_K;
+    }
+    if (cols % 256 && (t == VEIL_GGML_Q4_K || t == VEIL_GGML_Q5_K)) t = VEIL_GGML_Q5_0;
+    if (cols % 256 && t == VEIL_GGML_Q6_K) t = VEIL_GGML_Q8_0;
+    return t;
+}
+
 veil_rc veil_synth_write(const veil_synth_opts *o, const char *path, veil_err *err) {
-    if (o->type != VEIL_GGML_F32 && o->type != VEIL_GGML_F16 && o->type != VEIL_GGML_BF16 && o->type != VEIL_GGML_Q8_0)
-        return veil_err_set(err, VEIL_ERR_INVALID_ARG, "synth: type must be f32, f16, bf16 or q8_0");
+    static const uint32_t types[] = {VEIL_GGML_F32,  VEIL_GGML_F16,  VEIL_GGML_BF16, VEIL_GGML_Q8_0, VEIL_GGML_Q4_0,
+                                     VEIL_GGML_Q5_0, VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K, VEIL_SYNTH_Q4_K_M};
+    int known = 0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) known |= o->type == types[i];
+    if (!known)
+        return veil_err_set(err, VEIL_ERR_INVALID_ARG,
+                            "synth: type must be f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k, q6_k or q4_k_m");
     int hd = o->head_dim ? o->head_dim : (o->n_heads ? o->dim / o->n_heads : 0);
     if (o->dim <= 0 || o->n_layers <= 0 || o->n_heads <= 0 || o->n_kv_heads <= 0 || o->n_heads % o->n_kv_heads ||
         hd <= 0 || hd % 2 || o->ff <= 0 || o->vocab < 300 || o->ctx <= 0 || o->dim % 32 || o->ff % 32 || (o->n_heads * hd) % 32 ||
@@ -417,22 +442,25 @@ veil_rc veil_synth_write(const veil_synth_opts *o, const char *path, veil_err *e
     }
     int V = (int)v.n, qd = o->n_heads * hd, kvd = o->n_kv_heads * hd;
     uint64_t seed = o->seed * 1000003ull + 17;
-    int ok = add_tensor(w, "token_embd.weight", o->type, V, o->dim, 0.05f, 0, seed++) &&
+    int tied = o->arch != VEIL_ARCH_LLAMA;
+    int ok = add_tensor(w, "token_embd.weight", mat_type(o, tied ? "output" : "", 0, o->dim), V, o->dim, 0.05f, 0,
+                        seed++) &&
              add_tensor(w, "output_norm.weight", VEIL_GGML_F32, 1, o->dim, 0.1f, 1.0f, seed++);
     if (o->arch == VEIL_ARCH_LLAMA) /* qwen ties the output to the embeddings; llama has its own */
-        ok = ok && add_tensor(w, "output.weight", o->type, V, o->dim, 1.0f / sqrtf((float)o->dim), 0, seed++);
+        ok = ok && add_tensor(w, "output.weight", mat_type(o, "output", 0, o->dim), V, o->dim, 1.0f / sqrtf((float)o->dim),
+                              0, seed++);
     for (int l = 0; ok && l < o->n_layers; l++) {
 #define T(s) (snprintf(name, sizeof name, "blk.%d.%s", l, s), name)
         float sd = 1.0f / sqrtf((float)o->dim), sf = 1.0f / sqrtf((float)o->ff), sq = 1.0f / sqrtf((float)qd);
         ok = add_tensor(w, T("attn_norm.weight"), VEIL_GGML_F32, 1, o->dim, 0.1f, 1.0f, seed++) &&
              add_tensor(w, T("ffn_norm.weight"), VEIL_GGML_F32, 1, o->dim, 0.1f, 1.0f, seed++) &&
-             add_tensor(w, T("attn_q.weight"), o->type, qd, o->dim, 2 * sd, 0, seed++) &&
-             add_tensor(w, T("attn_k.weight"), o->type, kvd, o->dim, 2 * sd, 0, seed++) &&
-             add_tensor(w, T("attn_v.weight"), o->type, kvd, o->dim, sd, 0, seed++) &&
-             add_tensor(w, T("attn_output.weight"), o->type, o->dim, qd, sq, 0, seed++) &&
-             add_tensor(w, T("ffn_gate.weight"), o->type, o->ff, o->dim, sd, 0, seed++) &&
-             add_tensor(w, T("ffn_up.weight"), o->type, o->ff, o->dim, sd, 0, seed++) &&
-             add_tensor(w, T("ffn_down.weight"), o->type, o->dim, o->ff, sf, 0, seed++);
+             add_tensor(w, T("attn_q.weight"), mat_type(o, "", l, o->dim), qd, o->dim, 2 * sd, 0, seed++) &&
+             add_tensor(w, T("attn_k.weight"), mat_type(o, "", l, o->dim), kvd, o->dim, 2 * sd, 0, seed++) &&
+             add_tensor(w, T("attn_v.weight"), mat_type(o, "v", l, o->dim), kvd, o->dim, sd, 0, seed++) &&
+             add_tensor(w, T("attn_output.weight"), mat_type(o, "", l, qd), o->dim, qd, sq, 0, seed++) &&
+             add_tensor(w, T("ffn_gate.weight"), mat_type(o, "", l, o->dim), o->ff, o->dim, sd, 0, seed++) &&
+             add_tensor(w, T("ffn_up.weight"), mat_type(o, "", l, o->dim), o->ff, o->dim, sd, 0, seed++) &&
+             add_tensor(w, T("ffn_down.weight"), mat_type(o, "down", l, o->ff), o->dim, o->ff, sf, 0, seed++);
         if (ok && o->arch == VEIL_ARCH_QWEN2)
             ok = add_tensor(w, T("attn_q.bias"), VEIL_GGML_F32, 1, qd, 0.1f, 0, seed++) &&
                  add_tensor(w, T("attn_k.bias"), VEIL_GGML_F32, 1, kvd, 0.1f, 0, seed++) &&

@@ -10,8 +10,10 @@ import unicodedata
 
 import numpy as np
 
-F32, F16, Q8_0, BF16 = 0, 1, 8, 30
-BLOCK = {F32: (1, 4), F16: (1, 2), Q8_0: (32, 34), BF16: (1, 2)}
+F32, F16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, BF16 = 0, 1, 2, 6, 8, 12, 13, 14, 30
+BLOCK = {F32: (1, 4), F16: (1, 2), Q8_0: (32, 34), BF16: (1, 2), Q4_0: (32, 18), Q5_0: (32, 22),
+         Q4_K: (256, 144), Q5_K: (256, 176), Q6_K: (256, 210)}
+INT8_ACTIVATIONS = (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K)  # the engine's integer kernels take int8 activations
 
 
 class GGUF:
@@ -82,6 +84,59 @@ def dequant(raw, typ, n):
         d = b[:, :2].copy().view("<f2").astype(np.float64)
         q = b[:, 2:].copy().view(np.int8).astype(np.float64)
         return (d * q).reshape(-1)
+    if typ == Q4_0:  # d, then nibbles: element i low, element i + 16 high; (q - 8) d
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)
+        d = b[:, :2].copy().view("<f2").astype(np.float64)
+        qs = b[:, 2:].astype(np.int64)
+        q = np.concatenate([(qs & 15) - 8, (qs >> 4) - 8], axis=1)
+        return (d * q).reshape(-1)
+    if typ == Q5_0:  # d, 32 fifth bits, nibbles; (q - 16) d
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 22)
+        d = b[:, :2].copy().view("<f2").astype(np.float64)
+        qh = b[:, 2:6].copy().view("<u4").astype(np.int64)
+        qs = b[:, 6:].astype(np.int64)
+        j = np.arange(16)
+        lo = (qs & 15) | (((qh >> j) & 1) << 4)
+        hi = (qs >> 4) | (((qh >> (j + 16)) & 1) << 4)
+        return (d * (np.concatenate([lo, hi], axis=1) - 16)).reshape(-1)
+    if typ in (Q4_K, Q5_K):  # d, dmin, 12 bytes of 6-bit scales and mins, [32 bytes of fifth bits], nibbles
+        size = 144 if typ == Q4_K else 176
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, size)
+        d = b[:, 0:2].copy().view("<f2").astype(np.float64)
+        dmin = b[:, 2:4].copy().view("<f2").astype(np.float64)
+        sc_b = b[:, 4:16].astype(np.int64)
+        sc = np.zeros((b.shape[0], 8), np.int64)
+        mn = np.zeros((b.shape[0], 8), np.int64)
+        for j in range(8):
+            if j < 4:
+                sc[:, j], mn[:, j] = sc_b[:, j] & 63, sc_b[:, j + 4] & 63
+            else:
+                sc[:, j] = (sc_b[:, j + 4] & 15) | ((sc_b[:, j - 4] >> 6) << 4)
+                mn[:, j] = (sc_b[:, j + 4] >> 4) | ((sc_b[:, j] >> 6) << 4)
+        qs = b[:, 16:144].astype(np.int64) if typ == Q4_K else b[:, 48:176].astype(np.int64)
+        qh = b[:, 16:48].astype(np.int64) if typ == Q5_K else None
+        out = []
+        for j in range(8):  # sub-block j: nibbles of bytes 32 (j // 2)…, low for even j, high for odd
+            nib = qs[:, 32 * (j // 2):32 * (j // 2) + 32]
+            q = (nib & 15) if j % 2 == 0 else (nib >> 4)
+            if qh is not None:
+                q = q + ((qh >> j) & 1) * 16
+            out.append(d * sc[:, j:j + 1] * q - dmin * mn[:, j:j + 1])
+        return np.concatenate(out, axis=1).reshape(-1)
+    if typ == Q6_K:  # 128 low-nibble bytes, 64 bytes of 2-bit highs, 16 int8 scales, d
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 210)
+        ql, qh = b[:, :128].astype(np.int64), b[:, 128:192].astype(np.int64)
+        sc = b[:, 192:208].copy().view(np.int8).astype(np.float64)
+        d = b[:, 208:210].copy().view("<f2").astype(np.float64)
+        out = np.zeros((b.shape[0], 256))
+        for h in range(2):
+            L, H = ql[:, 64 * h:64 * h + 64], qh[:, 32 * h:32 * h + 32]
+            for k, (lo_src, shift_l, shift_h) in enumerate([(0, 0, 0), (32, 0, 2), (0, 4, 4), (32, 4, 6)]):
+                q = ((L[:, lo_src:lo_src + 32] >> shift_l) & 15) | (((H >> shift_h) & 3) << 4)
+                for l in range(32):
+                    e = 128 * h + 32 * k + l
+                    out[:, e] = d[:, 0] * sc[:, e // 16] * (q[:, l] - 32)
+        return out.reshape(-1)
     raise ValueError(f"tensor type {typ}")
 
 
@@ -104,10 +159,10 @@ class Model:
         self.out = t[self.out_name]
 
     def mm(self, h, name):
-        """h @ W.T; for Q8_0 weights the activations are first quantized as
+        """h @ W.T; for block-quantized weights the activations are first quantized as
         the engine's integer kernels take them: blocks of 32, scale amax/127,
         values rounded to nearest (ties to even)."""
-        if self.g.types[name] == Q8_0:
+        if self.g.types[name] in INT8_ACTIVATIONS:
             b = h.reshape(-1, h.shape[-1] // 32, 32).astype(np.float32)
             d = (np.abs(b).max(axis=-1, keepdims=True) / np.float32(127)).astype(np.float32)
             inv = np.where(d != 0, np.float32(1) / np.where(d != 0, d, 1), 0).astype(np.float32)

@@ -223,14 +223,26 @@ static void test_kernels_agree(void **state) {
         for (int t = 0; t < 4; t++) x[t][i] = sinf((float)(i * (t + 1))) * 2.5f;
     }
     for (int t = 0; t < 4; t++) veil_quantize_act(x[t], N, xq[t], xd[t]);
-    static const uint32_t types[] = {VEIL_GGML_F32, VEIL_GGML_F16, VEIL_GGML_BF16, VEIL_GGML_Q8_0};
+    static const uint32_t types[] = {VEIL_GGML_F32,  VEIL_GGML_F16,  VEIL_GGML_BF16, VEIL_GGML_Q8_0, VEIL_GGML_Q4_0,
+                                     VEIL_GGML_Q5_0, VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
     static const int lens[] = {32, 96, 896, N};
-    for (size_t k = 0; k < 4; k++)
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t l = 0; l < 4; l++) {
             int n = lens[l];
+            if (veil_ggml_block_elems(types[k]) == 256 && n % 256) continue;
             veil_quantize_row(types[k], w, row, (size_t)n);
             float a = veil_dot_variant(types[k], 0)(row, x[0], xq[0], xd[0], n);
             float b = veil_dot_variant(types[k], 1)(row, x[0], xq[0], xd[0], n);
+            /* exactly what the kernel stands for: the dequantized row times x, or for the
+             * int8-activation types times the dequantized activations, in double */
+            static float deq[N];
+            veil_dequantize_row(types[k], row, deq, (size_t)n);
+            double want = 0;
+            int int8 = veil_ggml_block_elems(types[k]) > 1;
+            for (int i = 0; i < n; i++) want += (double)deq[i] * (int8 ? (double)xq[0][i] * xd[0][i / 32] : x[0][i]);
+            assert_true(fabs(a - want) <= 1e-4 * (1.0 + fabs(want)));
+            if (!(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a))))
+                print_message("type %s, n %d: portable %g, simd %g\n", veil_ggml_type_name(types[k]), n, (double)a, (double)b);
             assert_true(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a)));
         }
     veil_quantize_row(VEIL_GGML_Q8_0, w, row, N);
