@@ -101,6 +101,16 @@ const float *veil_llm_forward(veil_llm_session *s, int32_t token, int pos);
  * position). all_logits (n × vocab floats, may be NULL) receives every
  * position's logits. */
 const float *veil_llm_prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0, float *all_logits);
+/* One decode step (token at pos) of a generation that runs alongside others:
+ * the steps of every generation between veil_llm_decode_begin and _end are
+ * gathered into one pass over the weights (continuous batching). Returns the
+ * logits as veil_llm_forward does; the same tokens come out as alone. */
+const float *veil_llm_step(veil_llm_session *s, int32_t token, int pos);
+void veil_llm_decode_begin(const veil_llm *m);
+void veil_llm_decode_end(const veil_llm *m);
+/* Decode passes run and steps they carried, since the model was loaded. */
+void veil_llm_batch_stats(const veil_llm *m, uint64_t *passes, uint64_t *steps);
+
 /* Threads for the model's matrix work (default: $VEIL_THREADS, else the
  * online CPUs). Returns the number in use. Not while generations run. */
 int veil_llm_set_threads(veil_llm *m, int n);

@@ -77,6 +77,58 @@ static double bandwidth(const uint64_t *buf, size_t words, int threads) {
     return (double)(per * (size_t)threads * 8) / dt / 1e9;
 }
 
+/* One stream of --streams: its own session, prefill, then greedy decode
+ * steps that the engine batches with the other streams'. */
+typedef struct stream_job {
+    veil_llm *m;
+    const int32_t *prompt;
+    int n_prompt, n_gen;
+    double t_start, t_end; /* of the decode phase */
+    int ok;
+    pthread_barrier_t *ready;
+} stream_job;
+
+static void *stream_main(void *arg) {
+    stream_job *j = arg;
+    const veil_llm_info *in = veil_llm_get_info(j->m);
+    veil_llm_session *s = veil_llm_session_new(j->m, j->n_prompt + j->n_gen + 1);
+    const float *out = s ? veil_llm_prefill(s, j->prompt, (size_t)j->n_prompt, 0, NULL) : NULL;
+    pthread_barrier_wait(j->ready); /* every stream decodes from the same moment */
+    veil_llm_decode_begin(j->m);
+    j->t_start = now_s();
+    for (int i = 0; i < j->n_gen && out; i++) {
+        int32_t best = 0;
+        for (int32_t k = 1; k < in->vocab; k++)
+            if (out[k] > out[best]) best = k;
+        out = veil_llm_step(s, best, j->n_prompt + i);
+    }
+    j->t_end = now_s();
+    veil_llm_decode_end(j->m);
+    j->ok = out != NULL;
+    veil_llm_session_free(s);
+    return NULL;
+}
+
+/* Aggregate decode tokens/s of K streams at once. */
+static double streams_rate(veil_llm *m, const int32_t *prompt, int n_prompt, int n_gen, int k) {
+    stream_job jobs[64];
+    pthread_t th[64];
+    pthread_barrier_t ready;
+    pthread_barrier_init(&ready, NULL, (unsigned)k);
+    for (int i = 0; i < k; i++) {
+        jobs[i] = (stream_job){m, prompt, n_prompt, n_gen, 0, 0, 0, &ready};
+        pthread_create(&th[i], NULL, stream_main, &jobs[i]);
+    }
+    double t0 = 1e300, t1 = 0;
+    for (int i = 0; i < k; i++) {
+        pthread_join(th[i], NULL);
+        if (jobs[i].t_start < t0) t0 = jobs[i].t_start;
+        if (jobs[i].t_end > t1) t1 = jobs[i].t_end;
+    }
+    pthread_barrier_destroy(&ready);
+    return (double)k * n_gen / (t1 - t0);
+}
+
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -88,21 +140,24 @@ static double median(double *v, int n) {
 }
 
 static void help(void) {
-    puts("Usage: veil bench engine --model FILE [--threads N] [--prompt N] [--gen N] [--rounds N]\n"
+    puts("Usage: veil bench engine --model FILE [--threads N] [--prompt N] [--gen N] [--rounds N] [--streams K]\n"
          "\n"
          "Prefill tokens/s (a prompt of N random tokens, default 64), decode tokens/s (N greedy\n"
          "tokens, default 32) and decode efficiency against the memory read bandwidth of N threads\n"
          "(default 1), measured alternately for --rounds rounds (default 5); prints the medians.\n"
-         "The engine uses N threads too; VEIL_NO_SIMD=1 measures the portable kernels.");
+         "The engine uses N threads too; VEIL_NO_SIMD=1 measures the portable kernels. --streams K also\n"
+         "decodes K streams at once (their steps batched into shared passes) and compares their\n"
+         "total tokens/s with one stream's.");
 }
 
 static int bench_engine(int argc, char **argv) {
     static const struct option opts[] = {{"model", required_argument, NULL, 'm'}, {"threads", required_argument, NULL, 't'},
+                                         {"streams", required_argument, NULL, 's'},
                                          {"prompt", required_argument, NULL, 'p'}, {"gen", required_argument, NULL, 'g'},
                                          {"rounds", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *path = NULL;
-    int threads = 1, n_prompt = 64, n_gen = 32, rounds = 5, c;
+    int threads = 1, n_prompt = 64, n_gen = 32, rounds = 5, streams = 1, c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int v = c == 'm' || c == 'h' ? 1 : atoi(optarg);
@@ -114,6 +169,7 @@ static int bench_engine(int argc, char **argv) {
         case 'p': n_prompt = v; break;
         case 'g': n_gen = v; break;
         case 'r': rounds = v > 101 ? 101 : v; break;
+        case 's': streams = v > 32 ? 32 : v; break;
         case 'h': help(); return CLI_OK;
         default: return cli_usage_error("veil bench engine --help", "bad option '%s'", argv[optind - 1]);
         }
@@ -131,16 +187,16 @@ static int bench_engine(int argc, char **argv) {
     uint64_t *buf = aligned_alloc(64, words * 8);
     float *lg = malloc((size_t)in->vocab * sizeof *lg);
     double *bw = calloc((size_t)rounds, sizeof *bw), *pf = calloc((size_t)rounds, sizeof *pf),
-           *dc = calloc((size_t)rounds, sizeof *dc);
-    if (!buf || !lg || !bw || !pf || !dc) {
-        free(buf), free(lg), free(bw), free(pf), free(dc);
+           *dc = calloc((size_t)rounds, sizeof *dc), *mc = calloc((size_t)rounds, sizeof *mc);
+    if (!buf || !lg || !bw || !pf || !dc || !mc) {
+        free(buf), free(lg), free(bw), free(pf), free(dc), free(mc);
         veil_llm_free(m);
         return cli_fail("out of memory");
     }
     for (size_t i = 0; i < words; i++) buf[i] = i * 0x9e3779b97f4a7c15ull;
     int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
     if (!prompt) {
-        free(buf), free(lg), free(bw), free(pf), free(dc);
+        free(buf), free(lg), free(bw), free(pf), free(dc), free(mc);
         veil_llm_free(m);
         return cli_fail("out of memory");
     }
@@ -169,7 +225,10 @@ static int bench_engine(int argc, char **argv) {
         veil_llm_session_free(s);
         pf[r] = n_prompt / (t1 - t0);
         dc[r] = n_gen / (t2 - t1);
-        printf("  round %d: bandwidth %.2f GB/s, prefill %.2f tok/s, decode %.2f tok/s\n", r + 1, bw[r], pf[r], dc[r]);
+        if (streams > 1) mc[r] = streams_rate(m, prompt, n_prompt, n_gen, streams);
+        printf("  round %d: bandwidth %.2f GB/s, prefill %.2f tok/s, decode %.2f tok/s", r + 1, bw[r], pf[r], dc[r]);
+        if (streams > 1) printf(", %d streams %.2f tok/s (%.2f x one)", streams, mc[r], mc[r] / dc[r]);
+        putchar('\n');
         fflush(stdout);
     }
     double mbw = median(bw, rounds), mpf = median(pf, rounds), mdc = median(dc, rounds);
@@ -177,7 +236,11 @@ static int bench_engine(int argc, char **argv) {
     printf("median: bandwidth %.2f GB/s, prefill %.2f tok/s, decode %.2f tok/s, decode efficiency %.3f, "
            "prefill/decode %.2f\n",
            mbw, mpf, mdc, eff, mpf / mdc);
-    free(buf), free(lg), free(bw), free(pf), free(dc), free(prompt);
+    if (streams > 1) {
+        double mm = median(mc, rounds);
+        printf("median: %d concurrent streams %.2f tok/s in all, %.2f x one stream\n", streams, mm, mm / mdc);
+    }
+    free(buf), free(lg), free(bw), free(pf), free(dc), free(mc), free(prompt);
     veil_llm_free(m);
     return CLI_OK;
 }

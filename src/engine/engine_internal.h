@@ -44,9 +44,21 @@ int veil_pool_threads(const veil_pool *p);
 /* Runs fn(ctx, ith, nth) on every thread (ith in [0, nth)); returns when all are done. */
 void veil_pool_run(veil_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
 
+/* Scratch of one pass through the model (forward.c): one pass at a time. */
+typedef struct veil_workspace veil_workspace;
+veil_workspace *veil_workspace_new(const struct veil_llm *m);
+void veil_workspace_free(veil_workspace *w);
+
+/* Decode steps of concurrent generations gathered into one pass (forward.c). */
+typedef struct veil_batcher veil_batcher;
+veil_batcher *veil_batcher_new(void);
+void veil_batcher_free(veil_batcher *b);
+
 struct veil_llm {
     veil_gguf *g;
     veil_pool *pool;
+    veil_workspace *ws;
+    veil_batcher *batcher;
     veil_llm_info info;
     veil_tokenizer *tok;
     veil_mat tok_embd, output;

@@ -4,13 +4,15 @@
  * each weight matrix once; the matrix work and the attention heads are
  * shared among the model's thread pool. */
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "engine_internal.h"
 
-#define BATCH 32 /* tokens per pass over the weights in prefill */
+#define BATCH 32 /* tokens per pass over the weights: a prompt's chunk, or concurrent decode steps */
 
 /* ---- matrix work ---- */
 
@@ -51,21 +53,57 @@ static void mm_worker(void *ctx, int ith, int nth) {
     }
 }
 
+/* One pass's scratch, for up to BATCH tokens; the model has one, used under mu. */
+struct veil_workspace {
+    pthread_mutex_t mu;
+    float *x, *xb, *xb2, *hb, *hb2, *q, *k, *v; /* [BATCH][…] */
+    int8_t *xq;
+    float *xd;
+    float *att;    /* [threads][model context], made for the pool it was sized for */
+    int att_threads;
+    float *logits; /* [BATCH][vocab], made on first use */
+};
+
 struct veil_llm_session {
     const veil_llm *m;
     int n_ctx, cap; /* cap: positions the KV cache holds now; it grows up to n_ctx */
-    int wide;       /* the widest activation row */
-    float *x, *xb, *xb2, *hb, *hb2, *q, *k, *v, *logits; /* [BATCH][…] */
-    int8_t *xq;
-    float *xd;
-    float *att; /* [threads][n_ctx] */
+    float *logits;
     float *kc, *vc; /* [pos][layer][kv_dim] */
 };
 
+void veil_workspace_free(veil_workspace *w) {
+    if (!w) return;
+    free(w->x), free(w->xb), free(w->xb2), free(w->hb), free(w->hb2);
+    free(w->q), free(w->k), free(w->v), free(w->att), free(w->logits), free(w->xq), free(w->xd);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+veil_workspace *veil_workspace_new(const veil_llm *m) {
+    const veil_llm_info *in = &m->info;
+    veil_workspace *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    pthread_mutex_init(&w->mu, NULL);
+    size_t qd = (size_t)in->n_heads * in->head_dim, kvd = (size_t)in->n_kv_heads * in->head_dim;
+    size_t wide = qd > (size_t)in->dim ? qd : (size_t)in->dim;
+    if ((size_t)in->ff > wide) wide = (size_t)in->ff;
+    size_t B = BATCH;
+    w->x = calloc(B * in->dim, 4), w->xb = calloc(B * wide, 4), w->xb2 = calloc(B * wide, 4);
+    w->hb = calloc(B * in->ff, 4), w->hb2 = calloc(B * in->ff, 4);
+    w->q = calloc(B * qd, 4), w->k = calloc(B * kvd, 4), w->v = calloc(B * kvd, 4);
+    w->xq = calloc(B * wide, 1), w->xd = calloc(B * wide / 32 + 1, 4);
+    if (!w->x || !w->xb || !w->xb2 || !w->hb || !w->hb2 || !w->q || !w->k || !w->v || !w->xq || !w->xd) {
+        veil_workspace_free(w);
+        return NULL;
+    }
+    return w;
+}
+
 /* W·x (x: T rows of cols), for 1–3 matrices of the same input. */
-static void matmul(veil_llm_session *s, int T, const float *x, int cols, int n_w, const veil_mat *w0, float *o0,
+static void matmul(const veil_llm *m, int T, const float *x, int cols, int n_w, const veil_mat *w0, float *o0,
                    const veil_mat *w1, float *o1, const veil_mat *w2, float *o2) {
-    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, n_w, T, cols, 0, x, s->xq, s->xd};
+    veil_workspace *ws = m->ws;
+    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, n_w, T, cols, 0, x, ws->xq, ws->xd};
     int need_q = 0;
     for (int k = 0; k < n_w; k++) {
         j.total += j.w[k]->rows;
@@ -73,8 +111,8 @@ static void matmul(veil_llm_session *s, int T, const float *x, int cols, int n_w
     }
     if (need_q)
         for (int t = 0; t < T; t++)
-            veil_quantize_act(x + (size_t)t * cols, cols, s->xq + (size_t)t * cols, s->xd + (size_t)t * (cols / 32));
-    veil_pool_run(s->m->pool, mm_worker, &j);
+            veil_quantize_act(x + (size_t)t * cols, cols, ws->xq + (size_t)t * cols, ws->xd + (size_t)t * (cols / 32));
+    veil_pool_run(m->pool, mm_worker, &j);
 }
 
 void veil_mat_row(const veil_mat *w, int r, float *out) {
@@ -83,9 +121,7 @@ void veil_mat_row(const veil_mat *w, int r, float *out) {
 
 void veil_llm_session_free(veil_llm_session *s) {
     if (!s) return;
-    free(s->x), free(s->xb), free(s->xb2), free(s->hb), free(s->hb2);
-    free(s->q), free(s->k), free(s->v), free(s->att), free(s->logits), free(s->xq), free(s->xd);
-    free(s->kc), free(s->vc);
+    free(s->logits), free(s->kc), free(s->vc);
     free(s);
 }
 
@@ -96,20 +132,8 @@ veil_llm_session *veil_llm_session_new(const veil_llm *m, int n_ctx) {
     if (!s) return NULL;
     s->m = m;
     s->n_ctx = n_ctx;
-    size_t qd = (size_t)in->n_heads * in->head_dim, kvd = (size_t)in->n_kv_heads * in->head_dim;
-    size_t wide = qd > (size_t)in->dim ? qd : (size_t)in->dim;
-    if ((size_t)in->ff > wide) wide = (size_t)in->ff;
-    s->wide = (int)wide;
-    size_t B = BATCH;
-    s->x = calloc(B * in->dim, 4), s->xb = calloc(B * wide, 4), s->xb2 = calloc(B * wide, 4);
-    s->hb = calloc(B * in->ff, 4), s->hb2 = calloc(B * in->ff, 4);
-    s->q = calloc(B * qd, 4), s->k = calloc(B * kvd, 4), s->v = calloc(B * kvd, 4);
-    s->xq = calloc(B * wide, 1), s->xd = calloc(B * wide / 32 + 1, 4);
-    s->att = calloc((size_t)veil_pool_threads(m->pool) * n_ctx, 4);
-    s->logits = calloc((size_t)in->vocab, 4);
-    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->k || !s->v || !s->xq || !s->xd || !s->att ||
-        !s->logits) {
-        veil_llm_session_free(s);
+    if (!(s->logits = calloc((size_t)in->vocab, 4))) {
+        free(s);
         return NULL;
     }
     return s;
@@ -135,23 +159,27 @@ static void rope(float *v, int n_heads, int hd, const float *inv_freq, float pos
     }
 }
 
-/* Attention for T tokens at pos0…, every (token, head) pair a task. */
+/* Attention for T tokens, token t of session ss[t] at position pos[t],
+ * every (token, head) pair a task. */
 typedef struct att_job {
-    veil_llm_session *s;
-    int layer, T, pos0;
+    const veil_llm *m;
+    veil_llm_session *const *ss;
+    const int *pos;
+    int layer, T;
 } att_job;
 
 static void att_worker(void *ctx, int ith, int nth) {
     att_job *j = ctx;
-    veil_llm_session *s = j->s;
-    const veil_llm_info *in = &s->m->info;
+    const veil_llm_info *in = &j->m->info;
+    veil_workspace *ws = j->m->ws;
     int hd = in->head_dim, H = in->n_heads, kvd = in->n_kv_heads * hd, grp = H / in->n_kv_heads;
     size_t stride = (size_t)in->n_layers * kvd;
-    const float *kc = s->kc + (size_t)j->layer * kvd, *vc = s->vc + (size_t)j->layer * kvd;
-    float scale = 1.0f / sqrtf((float)hd), *att = s->att + (size_t)ith * s->n_ctx;
+    float scale = 1.0f / sqrtf((float)hd), *att = ws->att + (size_t)ith * in->ctx;
     for (int task = ith; task < j->T * H; task += nth) {
-        int t = task / H, h = task % H, kh = h / grp, last = j->pos0 + t;
-        const float *q = s->q + (size_t)t * H * hd + (size_t)h * hd;
+        int t = task / H, h = task % H, kh = h / grp, last = j->pos[t];
+        const veil_llm_session *s = j->ss[t];
+        const float *kc = s->kc + (size_t)j->layer * kvd, *vc = s->vc + (size_t)j->layer * kvd;
+        const float *q = ws->q + (size_t)t * H * hd + (size_t)h * hd;
         float mx = -INFINITY;
         for (int p = 0; p <= last; p++) {
             const float *k = kc + (size_t)p * stride + (size_t)kh * hd;
@@ -165,7 +193,7 @@ static void att_worker(void *ctx, int ith, int nth) {
             att[p] = expf(att[p] - mx);
             sum += att[p];
         }
-        float *o = s->xb2 + (size_t)t * H * hd + (size_t)h * hd;
+        float *o = ws->xb2 + (size_t)t * H * hd + (size_t)h * hd;
         memset(o, 0, (size_t)hd * 4);
         for (int p = 0; p <= last; p++) {
             const float *v = vc + (size_t)p * stride + (size_t)kh * hd;
@@ -192,21 +220,34 @@ static int grow_cache(veil_llm_session *s, int need) {
     return 1;
 }
 
-/* One batch of T ≤ BATCH tokens; logits of each into out (T × vocab) when
- * all, else of the last into s->logits. */
-static int forward_batch(veil_llm_session *s, const int32_t *tok, int T, int pos0, float *out, int all) {
-    const veil_llm *m = s->m;
+/* One pass of T ≤ BATCH tokens: token t belongs to ss[t] at position
+ * pos[t] (a prompt's chunk: one session, consecutive positions; a decode
+ * step: one token of each of T sessions). Each token's logits go to
+ * out + t·vocab when `out`, else the last token's to its session. Called
+ * with the workspace held. */
+static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const int32_t *tok, const int *pos, int T,
+                          float *out) {
+    veil_workspace *ws = m->ws;
     const veil_llm_info *in = &m->info;
     int dim = in->dim, hd = in->head_dim, qd = in->n_heads * hd, kvd = in->n_kv_heads * hd, ff = in->ff;
     size_t stride = (size_t)in->n_layers * kvd;
-    if (!grow_cache(s, pos0 + T)) return 0;
-    for (int t = 0; t < T; t++) veil_mat_row(&m->tok_embd, tok[t], s->x + (size_t)t * dim);
+    int threads = veil_pool_threads(m->pool);
+    if (ws->att_threads < threads) {
+        float *a = realloc(ws->att, (size_t)threads * in->ctx * 4);
+        if (!a) return 0;
+        ws->att = a;
+        ws->att_threads = threads;
+    }
+    for (int t = 0; t < T; t++) {
+        if (!grow_cache(ss[t], pos[t] + 1)) return 0;
+        veil_mat_row(&m->tok_embd, tok[t], ws->x + (size_t)t * dim);
+    }
     for (int l = 0; l < in->n_layers; l++) {
         const veil_layer *L = &m->layers[l];
-        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->attn_norm, dim, in->eps);
-        matmul(s, T, s->xb, dim, 3, &L->wq, s->q, &L->wk, s->k, &L->wv, s->v);
+        for (int t = 0; t < T; t++) rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->attn_norm, dim, in->eps);
+        matmul(m, T, ws->xb, dim, 3, &L->wq, ws->q, &L->wk, ws->k, &L->wv, ws->v);
         for (int t = 0; t < T; t++) {
-            float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd, *v = s->v + (size_t)t * kvd;
+            float *q = ws->q + (size_t)t * qd, *k = ws->k + (size_t)t * kvd, *v = ws->v + (size_t)t * kvd;
             if (L->bq) for (int i = 0; i < qd; i++) q[i] += L->bq[i];
             if (L->bk) for (int i = 0; i < kvd; i++) k[i] += L->bk[i];
             if (L->bv) for (int i = 0; i < kvd; i++) v[i] += L->bv[i];
@@ -214,48 +255,173 @@ static int forward_batch(veil_llm_session *s, const int32_t *tok, int T, int pos
                 for (int h = 0; h < in->n_heads; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, in->eps);
                 for (int h = 0; h < in->n_kv_heads; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, in->eps);
             }
-            float fpos = (float)(pos0 + t) / in->rope_scale;
+            float fpos = (float)pos[t] / in->rope_scale;
             rope(q, in->n_heads, hd, m->inv_freq, fpos, in->rope_neox);
             rope(k, in->n_kv_heads, hd, m->inv_freq, fpos, in->rope_neox);
-            memcpy(s->kc + (size_t)(pos0 + t) * stride + (size_t)l * kvd, k, (size_t)kvd * 4);
-            memcpy(s->vc + (size_t)(pos0 + t) * stride + (size_t)l * kvd, v, (size_t)kvd * 4);
+            memcpy(ss[t]->kc + (size_t)pos[t] * stride + (size_t)l * kvd, k, (size_t)kvd * 4);
+            memcpy(ss[t]->vc + (size_t)pos[t] * stride + (size_t)l * kvd, v, (size_t)kvd * 4);
         }
-        att_job aj = {s, l, T, pos0};
+        att_job aj = {m, ss, pos, l, T};
         veil_pool_run(m->pool, att_worker, &aj);
-        matmul(s, T, s->xb2, qd, 1, &L->wo, s->xb, NULL, NULL, NULL, NULL);
-        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
-        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, L->ffn_norm, dim, in->eps);
-        matmul(s, T, s->xb, dim, 2, &L->w_gate, s->hb, &L->w_up, s->hb2, NULL, NULL);
+        matmul(m, T, ws->xb2, qd, 1, &L->wo, ws->xb, NULL, NULL, NULL, NULL);
+        for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];
+        for (int t = 0; t < T; t++) rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->ffn_norm, dim, in->eps);
+        matmul(m, T, ws->xb, dim, 2, &L->w_gate, ws->hb, &L->w_up, ws->hb2, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * ff; i++) {
-            float g = s->hb[i];
-            s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
+            float g = ws->hb[i];
+            ws->hb[i] = g / (1.0f + expf(-g)) * ws->hb2[i];
         }
-        matmul(s, T, s->hb, ff, 1, &L->w_down, s->xb, NULL, NULL, NULL, NULL);
-        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
+        matmul(m, T, ws->hb, ff, 1, &L->w_down, ws->xb, NULL, NULL, NULL, NULL);
+        for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];
     }
-    int first = all ? 0 : T - 1;
-    for (int t = first; t < T; t++) rmsnorm(s->xb + (size_t)(t - first) * dim, s->x + (size_t)t * dim, m->out_norm, dim, in->eps);
-    matmul(s, T - first, s->xb, dim, 1, &m->output, all ? out : s->logits, NULL, NULL, NULL, NULL);
+    int first = out ? 0 : T - 1;
+    for (int t = first; t < T; t++)
+        rmsnorm(ws->xb + (size_t)(t - first) * dim, ws->x + (size_t)t * dim, m->out_norm, dim, in->eps);
+    matmul(m, T - first, ws->xb, dim, 1, &m->output, out ? out : ss[T - 1]->logits, NULL, NULL, NULL, NULL);
     return 1;
 }
 
 const float *veil_llm_prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0, float *all_logits) {
-    const veil_llm_info *in = &s->m->info;
+    const veil_llm *m = s->m;
+    const veil_llm_info *in = &m->info;
     if (n == 0 || pos0 < 0 || (size_t)pos0 + n > (size_t)s->n_ctx) return NULL;
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= in->vocab) return NULL;
-    for (size_t done = 0; done < n;) {
+    veil_llm_session *ss[BATCH];
+    int pos[BATCH];
+    int ok = 1;
+    pthread_mutex_lock(&m->ws->mu);
+    for (size_t done = 0; ok && done < n;) {
         int T = n - done < BATCH ? (int)(n - done) : BATCH;
-        float *out = all_logits ? all_logits + done * (size_t)in->vocab : NULL;
-        if (!forward_batch(s, tokens + done, T, pos0 + (int)done, out, all_logits != NULL)) return NULL;
+        for (int t = 0; t < T; t++) ss[t] = s, pos[t] = pos0 + (int)done + t;
+        ok = forward_tokens(m, ss, tokens + done, pos, T, all_logits ? all_logits + done * (size_t)in->vocab : NULL);
         done += (size_t)T;
     }
+    pthread_mutex_unlock(&m->ws->mu);
+    if (!ok) return NULL;
     if (all_logits) memcpy(s->logits, all_logits + (n - 1) * (size_t)in->vocab, (size_t)in->vocab * 4);
     return s->logits;
 }
 
 const float *veil_llm_forward(veil_llm_session *s, int32_t token, int pos) {
     return veil_llm_prefill(s, &token, 1, pos, NULL);
+}
+
+/* ---- continuous batching of decode steps ---- */
+
+typedef struct step_req {
+    veil_llm_session *s;
+    int32_t tok;
+    int pos, done, ok;
+} step_req;
+
+struct veil_batcher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    step_req *pending[BATCH];
+    int n_pending, n_active, busy;
+    uint64_t passes, steps; /* for veil_llm_batch_stats */
+    long pass_ns;           /* how long a pass took lately */
+};
+
+void veil_llm_batch_stats(const veil_llm *m, uint64_t *passes, uint64_t *steps) {
+    pthread_mutex_lock(&m->batcher->mu);
+    *passes = m->batcher->passes;
+    *steps = m->batcher->steps;
+    pthread_mutex_unlock(&m->batcher->mu);
+}
+
+veil_batcher *veil_batcher_new(void) {
+    veil_batcher *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    return b;
+}
+
+void veil_batcher_free(veil_batcher *b) {
+    if (!b) return;
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+}
+
+void veil_llm_decode_begin(const veil_llm *m) {
+    pthread_mutex_lock(&m->batcher->mu);
+    m->batcher->n_active++;
+    pthread_mutex_unlock(&m->batcher->mu);
+}
+
+void veil_llm_decode_end(const veil_llm *m) {
+    pthread_mutex_lock(&m->batcher->mu);
+    m->batcher->n_active--;
+    pthread_cond_broadcast(&m->batcher->cv); /* those waiting for this one to arrive need not */
+    pthread_mutex_unlock(&m->batcher->mu);
+}
+
+/* Runs the gathered steps as one pass; logits to each session. */
+static void run_steps(const veil_llm *m, step_req **reqs, int n) {
+    const veil_llm_info *in = &m->info;
+    veil_workspace *ws = m->ws;
+    veil_llm_session *ss[BATCH];
+    int32_t tok[BATCH];
+    int pos[BATCH];
+    for (int i = 0; i < n; i++) ss[i] = reqs[i]->s, tok[i] = reqs[i]->tok, pos[i] = reqs[i]->pos;
+    pthread_mutex_lock(&ws->mu);
+    int ok = 1;
+    if (!ws->logits) ok = (ws->logits = malloc((size_t)BATCH * in->vocab * 4)) != NULL;
+    ok = ok && forward_tokens(m, ss, tok, pos, n, ws->logits);
+    for (int i = 0; ok && i < n; i++) memcpy(ss[i]->logits, ws->logits + (size_t)i * in->vocab, (size_t)in->vocab * 4);
+    pthread_mutex_unlock(&ws->mu);
+    for (int i = 0; i < n; i++) reqs[i]->ok = ok;
+}
+
+const float *veil_llm_step(veil_llm_session *s, int32_t token, int pos) {
+    const veil_llm *m = s->m;
+    veil_batcher *b = m->batcher;
+    if (token < 0 || token >= m->info.vocab || pos < 0 || pos >= s->n_ctx) return NULL;
+    step_req r = {s, token, pos, 0, 0};
+    pthread_mutex_lock(&b->mu);
+    while (b->n_pending == BATCH) pthread_cond_wait(&b->cv, &b->mu);
+    b->pending[b->n_pending++] = &r;
+    pthread_cond_broadcast(&b->cv);
+    int waited = 0;
+    while (!r.done) {
+        /* lead a pass when none runs and every active generation has arrived, or when the
+         * others have had a quarter of a pass's time to come back from sampling and sending */
+        if (!b->busy && b->n_pending && (b->n_pending >= b->n_active || waited)) {
+            step_req *reqs[BATCH];
+            int n = b->n_pending;
+            memcpy(reqs, b->pending, (size_t)n * sizeof *reqs);
+            b->n_pending = 0;
+            b->busy = 1;
+            b->passes++;
+            b->steps += (uint64_t)n;
+            pthread_mutex_unlock(&b->mu);
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            run_steps(m, reqs, n);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            pthread_mutex_lock(&b->mu);
+            long ns = (long)(t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);
+            b->pass_ns = b->pass_ns ? (3 * b->pass_ns + ns) / 4 : ns;
+            for (int i = 0; i < n; i++) reqs[i]->done = 1;
+            b->busy = 0;
+            waited = 0;
+            pthread_cond_broadcast(&b->cv);
+            continue;
+        }
+        long wait_ns = b->pass_ns / 4;
+        if (wait_ns < 20000) wait_ns = 20000;
+        if (wait_ns > 2000000) wait_ns = 2000000;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += wait_ns;
+        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+        if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0 && !b->busy) waited = 1;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return r.ok ? s->logits : NULL;
 }
 
 int veil_llm_set_threads(veil_llm *m, int n) {

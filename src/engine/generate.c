@@ -199,6 +199,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     int32_t *hist = malloc((prompt->n + (size_t)max + 1) * sizeof *hist);
     float *logits = malloc((size_t)in->vocab * sizeof *logits);
     gen g = {p, cb, {0}, {0}, TH_START, 0};
+    int decoding = 0;
     veil_rc rc = VEIL_OK;
     if (!s || !sp || !hist || !logits) {
         rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for a generation");
@@ -219,6 +220,8 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     }
     double t1 = now_s();
     res->prefill_s = t1 - t0;
+    veil_llm_decode_begin(m);
+    decoding = 1;
     const char *finish = "length";
     char piece[1100];
     for (long n = 0; n < max; n++) {
@@ -243,7 +246,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
             finish = "stop";
             break;
         }
-        if (n + 1 < max && !(out = veil_llm_forward(s, t, (int)(nh - 1)))) {
+        if (n + 1 < max && !(out = veil_llm_step(s, t, (int)(nh - 1)))) {
             rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for the KV cache");
             goto done;
         }
@@ -255,6 +258,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     res->decode_s = now_s() - t1;
     res->finish_reason = finish;
 done:
+    if (decoding) veil_llm_decode_end(m);
     veil_textout_clear(&g);
     free(hist), free(logits);
     veil_sampler_free(sp);

@@ -99,6 +99,8 @@ void veil_llm_free(veil_llm *m) {
     free(m->out_norm);
     free(m->inv_freq);
     veil_tokenizer_free(m->tok);
+    veil_batcher_free(m->batcher);
+    veil_workspace_free(m->ws);
     veil_pool_free(m->pool);
     veil_gguf_close(m->g);
     free(m);
@@ -234,7 +236,8 @@ veil_rc veil_llm_load(veil_llm **out, const char *path, veil_err *err) {
     }
     const char *th = getenv("VEIL_THREADS");
     long nt = th && *th ? strtol(th, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-    if (!(m->pool = veil_pool_new(nt > 0 && nt <= 64 ? (int)nt : 1))) {
+    if (!(m->pool = veil_pool_new(nt > 0 && nt <= 64 ? (int)nt : 1)) || !(m->ws = veil_workspace_new(m)) ||
+        !(m->batcher = veil_batcher_new())) {
         rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
         goto fail;
     }
