@@ -44,7 +44,10 @@ const char *cli_trim(const char *s, size_t *len);
 int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv,
                  void (*help)(void));
 
-/* The state directory: $VEIL_STATE_DIR, else $XDG_STATE_HOME/veil, else
+/* mkdir -p with mode 0700; 0 on success. */
+int cli_mkdir_p(const char *path);
+
+/* The state directory (made when missing): $VEIL_STATE_DIR, else $XDG_STATE_HOME/veil, else
  * $HOME/.local/state/veil. Returns a static buffer, or NULL without HOME. */
 const char *cli_state_dir(void);
 

@@ -107,8 +107,7 @@ static int add_default_model(serve_state *st) {
     snprintf(dir, sizeof dir, "%s/models", st->state_dir);
     snprintf(path, sizeof path, "%s/veil-tiny.gguf", dir);
     if (access(path, R_OK) != 0) {
-        mkdir(st->state_dir, 0700);
-        mkdir(dir, 0700);
+        cli_mkdir_p(dir);
         veil_synth_opts o;
         memset(&o, 0, sizeof o);
         veil_synth_preset(&o, "tiny");
@@ -335,6 +334,8 @@ int cmd_serve(int argc, char **argv) {
         st.state_dir = cli_state_dir();
     if (!st.state_dir)
         return cli_fail("no state directory: pass --state DIR or set VEIL_STATE_DIR or HOME");
+    if (cli_mkdir_p(st.state_dir) != 0)
+        return cli_fail("cannot make the state directory %s", st.state_dir);
     if (config) {
         int rc = load_config(&st, config, timeout);
         if (rc != CLI_OK)
@@ -374,7 +375,7 @@ int cmd_serve(int argc, char **argv) {
         return cli_usage_error("veil serve --help", "--gpu must be auto, nvml, sim or none");
     for (size_t i = 0; i < st.n_models; i++)
         st.models[i].tee |= st.models[i].e2ee; /* E2EE implies TEE */
-    mkdir(st.state_dir, 0700);
+
     veil_tee *tee = NULL;
     veil_sigstore *sigstore = NULL;
     veil_err err;

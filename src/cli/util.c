@@ -1,9 +1,11 @@
 /* Helpers shared by the veil subcommands: error reporting, stdin, dispatch. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "veil/secure.h"
@@ -103,6 +105,24 @@ int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc,
     return cli_usage_error(hint, "unknown command '%s %s'", group, name);
 }
 
+int cli_mkdir_p(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = c;
+    }
+    return 0;
+}
+
 const char *cli_state_dir(void) {
     static char dir[4096];
     const char *v = getenv("VEIL_STATE_DIR"), *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
@@ -114,6 +134,7 @@ const char *cli_state_dir(void) {
         snprintf(dir, sizeof dir, "%s/.local/state/veil", home);
     else
         return NULL;
+    cli_mkdir_p(dir); /* a fresh machine has no ~/.local/state yet */
     return dir;
 }
 

@@ -187,6 +187,23 @@ def _():
         p.wait(20)
 
 
+@check("a first start where the state directory's parents do not exist yet makes them")
+def _():
+    fresh = os.path.join(tmp, "fresh-home")
+    env = dict(os.environ, HOME=fresh)
+    env.pop("VEIL_STATE_DIR", None)
+    env.pop("XDG_STATE_HOME", None)
+    p = subprocess.Popen([VEIL, "serve", "--port", "0", "--tee", "none"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        line = p.stdout.readline()
+        assert "made the built-in model veil-tiny" in line, (line, p.stderr.read() if p.poll() is not None else "")
+        assert os.path.exists(os.path.join(fresh, ".local", "state", "veil", "models", "veil-tiny.gguf"))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(20)
+
+
 @check("--model with a file that is not GGUF fails at start with a message")
 def _():
     bad = os.path.join(tmp, "bad.gguf")
