@@ -44,6 +44,11 @@ const char *cli_trim(const char *s, size_t *len);
 int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv,
                  void (*help)(void));
 
+/* How veil was invoked (argv[0], e.g. "build/veil"), for commands printed
+ * to be pasted; main sets it. */
+void cli_set_program(const char *argv0);
+const char *cli_program(void);
+
 /* mkdir -p with mode 0700; 0 on success. */
 int cli_mkdir_p(const char *path);
 

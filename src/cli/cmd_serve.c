@@ -147,7 +147,7 @@ static void on_ready(void *ctx, const char *host, int port) {
     printf("  try: curl -s http://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
            "-H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n",
            h, port, key, st->n_models ? st->models[0].id : "MODEL");
-    printf("  or:  veil chat --base-url http://%s:%d/api/v1 --api-key %s --model %s%s 'Hello'\n", h, port, key,
+    printf("  or:  %s chat --base-url http://%s:%d/api/v1 --api-key %s --model %s%s 'Hello'\n", cli_program(), h, port, key,
            st->n_models ? st->models[0].id : "MODEL", st->tee && veil_tee_simulated(st->tee) ? " --allow-simulated" : "");
     fflush(stdout);
 }

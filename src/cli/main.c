@@ -35,6 +35,7 @@ static void help(void) {
 }
 
 int main(int argc, char **argv) {
+    cli_set_program(argv[0]);
     if (argc >= 2 && (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version"))) {
         printf("veil %s\n", VEIL_VERSION);
         return CLI_OK;

@@ -159,3 +159,12 @@ uint8_t *cli_read_file(const char *path, size_t limit, size_t *len) {
     *len = n;
     return buf;
 }
+
+static const char *program = "veil";
+
+void cli_set_program(const char *argv0) {
+    if (argv0 && *argv0)
+        program = argv0;
+}
+
+const char *cli_program(void) { return program; }
