@@ -322,26 +322,42 @@ AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq,
     return hsum(acc);
 }
 
-AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
+/* Q5_0's fifth bits, bit i of qh to byte i as 0x10. */
+AVX2 static inline __m256i q5_high(uint32_t qh) {
     const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
                                           3, 3, 3, 3, 3, 3);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    for (int b = 0; b < n / 32; b++, p += 22) {
-        uint16_t dh;
-        memcpy(&dh, p, 2);
-        uint32_t qh;
-        memcpy(&qh, p + 2, 4);
-        /* bit i of qh is the fifth bit of element i: spread it to byte i as 0x10 */
-        __m256i hb = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
-        hb = _mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit);
-        __m256i q = _mm256_or_si256(nibbles(p + 6), _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
-        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[dh] * xd[b]), int_block(q, xq + b * 32), acc);
+    __m256i hb = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+AVX2 static inline __m256 q5_block(const uint8_t *p, const int8_t *a) {
+    uint32_t qh;
+    memcpy(&qh, p + 2, 4);
+    __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles(p + 6), q5_high(qh)), _mm256_set1_epi8(16));
+    return int_block(q, a);
+}
+
+/* two blocks per step into two accumulators: the loads and shuffles of one
+ * overlap the multiplies of the other */
+AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    const uint8_t *p = w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int nb = n / 32, b = 0;
+    for (; b + 2 <= nb; b += 2, p += 44) {
+        uint16_t d0, d1;
+        memcpy(&d0, p, 2);
+        memcpy(&d1, p + 22, 2);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), q5_block(p, xq + b * 32), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d1] * xd[b + 1]), q5_block(p + 22, xq + b * 32 + 32), a1);
     }
-    return hsum(acc);
+    for (; b < nb; b++, p += 22) {
+        uint16_t d0;
+        memcpy(&d0, p, 2);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), q5_block(p, xq + b * 32), a0);
+    }
+    return hsum(_mm256_add_ps(a0, a1));
 }
 
 /* Σ over 4-element groups of unsigned q times signed a, as 8 int32 lanes. */
