@@ -17,7 +17,7 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 while [ ! -s "$tmp/port" ]; do sleep 0.05; done
 UP=$(cat "$tmp/port")
 VEIL_STATE_DIR=$tmp/state "$VEIL" serve --port 0 --api-key bench --upstream "http://127.0.0.1:$UP/v1" \
-    --upstream-model mock --model-id bench >"$tmp/serve.out" 2>/dev/null &
+    --upstream-model mock --model-id bench >"$tmp/serve.out" 2>"$tmp/serve.err" &
 while ! grep -q "listening on" "$tmp/serve.out" 2>/dev/null; do sleep 0.05; done
 PORT=$(grep -o '127.0.0.1:[0-9]*' "$tmp/serve.out" | head -1 | cut -d: -f2)
 body() { echo "{\"model\":\"$1\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"FAST $N\"}]}"; }
@@ -34,8 +34,8 @@ for _ in $(seq "$R"); do
     run "http://127.0.0.1:$PORT/api/v1/chat/completions" bench >>"$tmp/veil"
     sleep "${SETTLE:-0}"
 done
-/usr/bin/python3 - "$N" "$tmp/direct" "$tmp/veil" <<'PY'
-import statistics, sys
+/usr/bin/python3 - "$N" "$tmp/direct" "$tmp/veil" "$tmp/serve.out" "$tmp/serve.err" <<'PY'
+import re, statistics, sys
 n = int(sys.argv[1])
 def load(p):
     rows = [tuple(map(float, l.split())) for l in open(p) if l.strip()]
@@ -50,4 +50,9 @@ r = v_tps / d_tps
 print("throughput ratio = %.3f (target >= 0.9): %s" % (r, "met" if r >= 0.9 else "NOT met"))
 add = (v_ttfb - d_ttfb) * 1000
 print("added ttfb p50 = %.2f ms (target < 1 ms): %s" % (add, "met" if add < 1 else "NOT met"))
+# veil's own share, from its request log: request to worker start, plus first piece to its write
+own = [float(m) for f in sys.argv[4:6] for m in re.findall(r" veil=([0-9.]+)ms", open(f).read())]
+if own:
+    print("veil's own share of ttfb p50 = %.3f ms over %d streams (its log: queue + thread start + "
+          "first piece to the socket)" % (statistics.median(own), len(own)))
 PY

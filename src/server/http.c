@@ -103,6 +103,9 @@ struct stream {
     /* non-streaming answers are gathered here */
     char *content, *reasoning;
     size_t content_len, reasoning_len;
+    /* where a streamed answer's time to first byte goes: the worker started, the backend's first
+     * piece arrived (worker side, under mu), the first piece went out (loop side) */
+    double t_worker, t_first_piece, t_first_out;
     /* NEAR's non-streaming E2EE answer, gathered on the worker and sealed there once */
     char *w_content, *w_reasoning;
     size_t w_content_len, w_reasoning_len;
@@ -645,7 +648,19 @@ static void start_stream(stream *st) {
 static void finish_request(stream *st, int status) {
     if (st->conn)
         evhttp_connection_set_closecb(st->conn, NULL, NULL);
-    log_request(st->srv, st->req, "POST", "/api/v1/chat/completions", status, st->t0, st->bytes, st->id);
+    char id[160];
+    pthread_mutex_lock(&st->mu);
+    double tw = st->t_worker, tp = st->t_first_piece;
+    pthread_mutex_unlock(&st->mu);
+    /* a streamed answer's time to first piece, and veil's own share of it: from the request to
+     * the worker's start, plus from the backend's first piece to its write (the backend's own
+     * wait, upstream or engine, is the rest) */
+    if (st->t_first_out && tw && tp)
+        snprintf(id, sizeof id, "%s ttfb=%.2fms veil=%.2fms", st->id, (st->t_first_out - st->t0) * 1000.0,
+                 ((tw - st->t0) + (st->t_first_out - tp)) * 1000.0);
+    else
+        snprintf(id, sizeof id, "%s", st->id);
+    log_request(st->srv, st->req, "POST", "/api/v1/chat/completions", status, st->t0, st->bytes, id);
     st->req = NULL; /* the reply is complete: libevent owns and frees the request */
     st->ended = 1;
 }
@@ -772,8 +787,11 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
         veil_free_secret(p->reasoning, p->reasoning_len);
         free(p);
     }
-    if (!st->finalizing)
+    if (!st->finalizing) {
         flush_events(st);
+        if (list && !st->t_first_out && st->creq.stream)
+            st->t_first_out = now_s();
+    }
     if (st->finalized && !st->ended) {
         /* the signature is stored: the held-back final bytes go out */
         if (!st->req || st->client_gone) {
@@ -875,6 +893,8 @@ static void sink_piece(void *ctx, const char *c, size_t cl, const char *r, size_
     p->content_len = cl;
     p->reasoning_len = rl;
     pthread_mutex_lock(&st->mu);
+    if (!st->t_first_piece)
+        st->t_first_piece = now_s();
     int was_empty = st->head == NULL;
     if (st->tail)
         st->tail->next = p;
@@ -966,6 +986,10 @@ static void sink_done_e2ee(void *ctx, const char *finish, long pt, long ct) {
 
 static void *worker(void *arg) {
     stream *st = arg;
+    double started = now_s();
+    pthread_mutex_lock(&st->mu);
+    st->t_worker = started;
+    pthread_mutex_unlock(&st->mu);
     veil_gen_sink sink = {st, st->creq.e2ee ? sink_piece_e2ee : sink_piece, st->creq.e2ee ? sink_done_e2ee : sink_done,
                           sink_fail, sink_cancelled};
     veil_backend *b = st->creq.model->backend;

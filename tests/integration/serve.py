@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -930,6 +931,12 @@ def _():
     log = open(SERVE_ERR).read()
     assert "UNIQUE-MARKER-8812" not in log and "echo:" not in log
     assert "POST /api/v1/chat/completions 200" in log and "GET /api/v1/models 200" in log
+    # a streamed answer's line carries its time to first piece and veil's own share of it
+    st, _, text = chat({"model": "e2ee-mock", "stream": True, "messages": msgs("timed")})
+    rid = json.loads(events(text)[0])["id"]
+    line = [l for l in open(SERVE_ERR).read().splitlines() if rid in l][-1]
+    m = re.search(r" ttfb=([0-9.]+)ms veil=([0-9.]+)ms", line)
+    assert m and 0 <= float(m.group(2)) <= float(m.group(1)), line
 
 
 @check("SIGTERM lets an in-flight stream finish, then exits 0")
