@@ -55,4 +55,7 @@ own = [float(m) for f in sys.argv[4:6] for m in re.findall(r" veil=([0-9.]+)ms",
 if own:
     print("veil's own share of ttfb p50 = %.3f ms over %d streams (its log: queue + thread start + "
           "first piece to the socket)" % (statistics.median(own), len(own)))
+    back = [float(m) for f in sys.argv[4:6] for m in re.findall(r" backend=([0-9.]+)ms", open(f).read())]
+    if back:
+        print("upstream leg p50 = %.3f ms (veil's request to the upstream until its first piece)" % statistics.median(back))
 PY

@@ -52,8 +52,9 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_hex(char **out_hex, const veil_p
 
 /* Ephemeral key pairs made ahead of time by a background thread at idle
  * priority (SCHED_IDLE), so that sealing under load costs one ECDH instead of
- * a key generation and an ECDH. Each pair is used once and wiped; the store
- * is locked in memory (best effort) and wiped when freed. Thread-safe. */
+ * a key generation and an ECDH. Filling starts with the first seal. Each pair
+ * is used once and wiped; the store is locked in memory (best effort) and
+ * wiped when freed. Thread-safe. */
 typedef struct veil_ephemeral_pool veil_ephemeral_pool;
 veil_ephemeral_pool *veil_ephemeral_pool_new(size_t capacity);
 void veil_ephemeral_pool_free(veil_ephemeral_pool *p);

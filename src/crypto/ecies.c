@@ -223,6 +223,7 @@ struct veil_ephemeral_pool {
     pthread_cond_t want; /* the filler waits here while the pool is full */
     pthread_t filler;
     int stop, started;
+    int used; /* the pool fills only once an envelope has been sealed: a server without E2EE clients spends nothing */
 };
 
 /* Keeps the pool full, at idle priority: it only runs on otherwise idle CPU time. */
@@ -232,7 +233,7 @@ static void *fill(void *arg) {
     pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (!p->stop && p->count == p->cap)
+        while (!p->stop && (p->count == p->cap || !p->used))
             pthread_cond_wait(&p->want, &p->mu);
         int stop = p->stop;
         pthread_mutex_unlock(&p->mu);
@@ -296,6 +297,10 @@ size_t veil_ephemeral_pool_count(veil_ephemeral_pool *p) {
 static veil_rc take_pair(veil_ephemeral_pool *p, eph_pair *e, veil_err *err) {
     if (p) {
         pthread_mutex_lock(&p->mu);
+        if (!p->used) {
+            p->used = 1;
+            pthread_cond_signal(&p->want);
+        }
         int got = p->count > 0;
         if (got) {
             *e = p->pairs[--p->count];

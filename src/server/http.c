@@ -648,7 +648,7 @@ static void start_stream(stream *st) {
 static void finish_request(stream *st, int status) {
     if (st->conn)
         evhttp_connection_set_closecb(st->conn, NULL, NULL);
-    char id[160];
+    char id[200];
     pthread_mutex_lock(&st->mu);
     double tw = st->t_worker, tp = st->t_first_piece;
     pthread_mutex_unlock(&st->mu);
@@ -656,8 +656,8 @@ static void finish_request(stream *st, int status) {
      * the worker's start, plus from the backend's first piece to its write (the backend's own
      * wait, upstream or engine, is the rest) */
     if (st->t_first_out && tw && tp)
-        snprintf(id, sizeof id, "%s ttfb=%.2fms veil=%.2fms", st->id, (st->t_first_out - st->t0) * 1000.0,
-                 ((tw - st->t0) + (st->t_first_out - tp)) * 1000.0);
+        snprintf(id, sizeof id, "%s ttfb=%.2fms veil=%.2fms backend=%.2fms", st->id, (st->t_first_out - st->t0) * 1000.0,
+                 ((tw - st->t0) + (st->t_first_out - tp)) * 1000.0, (tp - tw) * 1000.0);
     else
         snprintf(id, sizeof id, "%s", st->id);
     log_request(st->srv, st->req, "POST", "/api/v1/chat/completions", status, st->t0, st->bytes, id);
