@@ -4,7 +4,9 @@
 # directly from the upstream and through veil, alternating, R rounds each.
 # Prints tokens/s both ways (median), their ratio (target >= 0.9), and the
 # time to first byte of each (p50; target: veil adds < 1 ms).
-# Usage: [SETTLE=seconds] bench/gateway.sh [TOKENS] [ROUNDS]   (needs make; from the repo root)
+# Usage: [SETTLE=seconds] [MOCK=c|python] bench/gateway.sh [TOKENS] [ROUNDS]   (needs make bench)
+# MOCK=c (the default) is build/bench/mock_upstream, a libevent server that writes as fast as it
+# can; MOCK=python is the integration tests' mock, which is slower than veil and noisier.
 # SETTLE pauses around each request through veil, so that it does not start
 # while the machine is still finishing the previous stream.
 set -euo pipefail
@@ -13,7 +15,11 @@ R=${2:-7}
 VEIL=${VEIL:-build/veil}
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-/usr/bin/python3 tests/integration/mock_upstream.py "$tmp/port" &
+if [ "${MOCK:-c}" = c ]; then
+    build/bench/mock_upstream "$tmp/port" &
+else
+    /usr/bin/python3 tests/integration/mock_upstream.py "$tmp/port" &
+fi
 while [ ! -s "$tmp/port" ]; do sleep 0.05; done
 UP=$(cat "$tmp/port")
 VEIL_STATE_DIR=$tmp/state "$VEIL" serve --port 0 --api-key bench --upstream "http://127.0.0.1:$UP/v1" \
