@@ -36,6 +36,9 @@ veil_dot4_fn veil_dot4_variant(int simd);
 /* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32). */
 void veil_quantize_act(const float *x, int n, int8_t *q, float *d);
 
+/* Scale and min j (0–7) of a Q4_K/Q5_K block's 12 packed bytes (quant.c). */
+void veil_k4_scale_min(int j, const uint8_t *q, int *sc, int *m);
+
 /* ---- thread pool (pool.c) ---- */
 typedef struct veil_pool veil_pool;
 veil_pool *veil_pool_new(int n_threads);

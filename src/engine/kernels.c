@@ -70,23 +70,10 @@ static float dot_bf16_c(const void *w, const float *x, const int8_t *xq, const f
     return s;
 }
 
-static float dot_q8_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
-    const uint8_t *p = w;
-    float s = 0;
-    for (int b = 0; b < n / 32; b++, p += 34) {
-        uint16_t dh;
-        memcpy(&dh, p, 2);
-        const int8_t *q = (const int8_t *)(p + 2), *a = xq + b * 32;
-        int32_t sum = 0;
-        for (int i = 0; i < 32; i++) sum += (int32_t)q[i] * a[i];
-        s += f16_table[dh] * xd[b] * (float)sum;
-    }
-    return s;
-}
+/* Q8_0 / Q4_0 / Q5_0 rows against int8 activations: each block (an f16
+ * scale first) unpacked to 32 signed values, then one integer dot. */
+static void unpack_q8_0(const uint8_t *p, int8_t q[32]) { memcpy(q, p + 2, 32); }
 
-/* Q4_0 / Q5_0 rows against int8 activations: each block unpacked to 32
- * signed values, then the same integer dot as Q8_0. */
 static void unpack_q4_0(const uint8_t *p, int8_t q[32]) {
     for (int i = 0; i < 16; i++) {
         q[i] = (int8_t)((p[2 + i] & 15) - 8);
@@ -118,6 +105,11 @@ static float dot_small_c(const uint8_t *p, size_t bytes, void (*unpack)(const ui
     return s;
 }
 
+static float dot_q8_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_small_c(w, 34, unpack_q8_0, xq, xd, n);
+}
+
 static float dot_q4_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
     (void)x;
     return dot_small_c(w, 18, unpack_q4_0, xq, xd, n);
@@ -137,15 +129,6 @@ static float half_of(const uint8_t *p) {
     return f16_table[h];
 }
 
-static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
 
 static float dot_k45_c(const uint8_t *p, const int8_t *xq, const float *xd, int n, int bits) {
     size_t bytes = bits == 4 ? 144 : 176;
@@ -155,7 +138,7 @@ static float dot_k45_c(const uint8_t *p, const int8_t *xq, const float *xd, int 
         const uint8_t *qh = p + 16, *qs = bits == 4 ? p + 16 : p + 48;
         for (int j = 0; j < 8; j++) {
             int sc, m;
-            k4_scale_min(j, p + 4, &sc, &m);
+            veil_k4_scale_min(j, p + 4, &sc, &m);
             const uint8_t *ql = qs + (j / 2) * 32;
             int shift = (j % 2) * 4;
             int32_t isum = 0, asum = 0;
@@ -270,30 +253,44 @@ AVX2 static float dot_bf16_avx2(const void *w, const float *x, const int8_t *xq,
     return s;
 }
 
-AVX2 static inline __m256 q8_block(const uint8_t *p, const int8_t *a) {
-    __m256i wq = _mm256_loadu_si256((const __m256i *)(p + 2)), xq = _mm256_loadu_si256((const __m256i *)a);
+/* 32 signed weights times 32 int8 activations, summed in 8 lanes of 4. */
+AVX2 static inline __m256 int_block(__m256i wq, const int8_t *a) {
+    __m256i xq = _mm256_loadu_si256((const __m256i *)a);
     __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
-    const uint8_t *p = w;
+AVX2 static inline __m256 q8_block(const uint8_t *p, const int8_t *a) {
+    return int_block(_mm256_loadu_si256((const __m256i *)(p + 2)), a);
+}
+
+/* Blocks of 32 with an f16 scale first (Q8_0, Q5_0): two blocks per step
+ * into two accumulators, so that the loads and unpacking of one overlap the
+ * multiplies of the other; even blocks in a0, odd in a1 (dot4_q8_0_avx2
+ * keeps this order). */
+__attribute__((always_inline)) AVX2 static inline float dot_blocks_avx2(const uint8_t *p, size_t bytes,
+                                                                        __m256 (*block)(const uint8_t *, const int8_t *),
+                                                                        const int8_t *xq, const float *xd, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 68) {
+    for (; b + 2 <= nb; b += 2, p += 2 * bytes) {
         uint16_t d0, d1;
         memcpy(&d0, p, 2);
-        memcpy(&d1, p + 34, 2);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), q8_block(p, xq + b * 32), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d1] * xd[b + 1]), q8_block(p + 34, xq + b * 32 + 32), a1);
+        memcpy(&d1, p + bytes, 2);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), block(p, xq + b * 32), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d1] * xd[b + 1]), block(p + bytes, xq + b * 32 + 32), a1);
     }
-    for (; b < nb; b++, p += 34) {
+    for (; b < nb; b++, p += bytes) {
         uint16_t d0;
         memcpy(&d0, p, 2);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), q8_block(p, xq + b * 32), a0);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), block(p, xq + b * 32), a0);
     }
     return hsum(_mm256_add_ps(a0, a1));
+}
+
+AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+    (void)x;
+    return dot_blocks_avx2(w, 34, q8_block, xq, xd, n);
 }
 
 /* Q4_0: 16 bytes of nibbles to 32 signed bytes (low nibbles first). */
@@ -303,11 +300,6 @@ AVX2 static inline __m256i nibbles(const uint8_t *qs) {
     return _mm256_set_m128i(hi, lo);
 }
 
-AVX2 static inline __m256 int_block(__m256i wq, const int8_t *a) {
-    __m256i xq = _mm256_loadu_si256((const __m256i *)a);
-    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
 
 AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
     (void)x;
@@ -338,26 +330,9 @@ AVX2 static inline __m256 q5_block(const uint8_t *p, const int8_t *a) {
     return int_block(q, a);
 }
 
-/* two blocks per step into two accumulators: the loads and shuffles of one
- * overlap the multiplies of the other */
 AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
     (void)x;
-    const uint8_t *p = w;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 44) {
-        uint16_t d0, d1;
-        memcpy(&d0, p, 2);
-        memcpy(&d1, p + 22, 2);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), q5_block(p, xq + b * 32), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d1] * xd[b + 1]), q5_block(p + 22, xq + b * 32 + 32), a1);
-    }
-    for (; b < nb; b++, p += 22) {
-        uint16_t d0;
-        memcpy(&d0, p, 2);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), q5_block(p, xq + b * 32), a0);
-    }
-    return hsum(_mm256_add_ps(a0, a1));
+    return dot_blocks_avx2(w, 22, q5_block, xq, xd, n);
 }
 
 /* Σ over 4-element groups of unsigned q times signed a, as 8 int32 lanes. */
@@ -384,7 +359,7 @@ AVX2 static float dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *
             }
             for (int h = 0; h < 2; h++) {
                 int j = 2 * c + h, sc, m;
-                k4_scale_min(j, p + 4, &sc, &m);
+                veil_k4_scale_min(j, p + 4, &sc, &m);
                 __m256i a = _mm256_loadu_si256((const __m256i *)(xq + j * 32));
                 __m256 dots = _mm256_cvtepi32_ps(udot(h ? q1 : q0, a)), sums = _mm256_cvtepi32_ps(udot(ones, a));
                 acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[j] * d * (float)sc), dots, acc);

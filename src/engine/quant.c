@@ -133,7 +133,7 @@ static void dequant_q5_0(const uint8_t *p, float *y, size_t n) {
 }
 
 /* K formats: 6-bit scale and min per 32 elements, packed in 12 bytes. */
-static void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+void veil_k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
     if (j < 4) {
         *sc = q[j] & 63;
         *m = q[j + 4] & 63;
@@ -199,9 +199,9 @@ static void dequant_k(const uint8_t *p, float *y, size_t n, int bits) {
         int u1 = 1, u2 = 2;
         for (int j = 0, is = 0; j < 256; j += 64, is += 2, ql += 32, u1 <<= 2, u2 <<= 2) {
             int sc, m;
-            scale_min_k4(is, scales, &sc, &m);
+            veil_k4_scale_min(is, scales, &sc, &m);
             float d1 = d * (float)sc, m1 = dmin * (float)m;
-            scale_min_k4(is + 1, scales, &sc, &m);
+            veil_k4_scale_min(is + 1, scales, &sc, &m);
             float d2 = d * (float)sc, m2 = dmin * (float)m;
             for (int l = 0; l < 32; l++)
                 *y++ = d1 * (float)((ql[l] & 15) + (bits == 5 && (qh[l] & u1) ? 16 : 0)) - m1;
@@ -285,8 +285,7 @@ void veil_quantize_row(uint32_t type, const float *src, void *dst, size_t n) {
             float amax = 0;
             for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(src[b * 32 + i]));
             float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0;
-            uint16_t dh = veil_f32_to_f16(d);
-            memcpy(o, &dh, 2);
+            put_half(o, d);
             for (int i = 0; i < 32; i++) o[2 + i] = (uint8_t)(int8_t)roundf(src[b * 32 + i] * id);
         }
         break;
@@ -319,9 +318,7 @@ void veil_dequantize_row(uint32_t type, const void *src, float *dst, size_t n) {
         break;
     case VEIL_GGML_Q8_0:
         for (size_t b = 0; b < n / 32; b++, p += 34) {
-            uint16_t dh;
-            memcpy(&dh, p, 2);
-            float d = veil_f16_to_f32(dh);
+            float d = half_at(p);
             for (int i = 0; i < 32; i++) dst[b * 32 + i] = d * (float)(int8_t)p[2 + i];
         }
         break;

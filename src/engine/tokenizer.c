@@ -203,11 +203,9 @@ void veil_tokenizer_free(veil_tokenizer *t) {
 }
 
 static void gpt2_byte_map(veil_tokenizer *t) {
-    int n = 0;
     memset(t->cp_byte, -1, sizeof t->cp_byte);
     for (int b = 0; b < 256; b++) {
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-        t->byte_cp[b] = (uint16_t)(printable ? b : 256 + n++);
+        t->byte_cp[b] = (uint16_t)veil_gpt2_byte_cp((uint8_t)b);
         t->cp_byte[t->byte_cp[b]] = (int16_t)b;
     }
 }
