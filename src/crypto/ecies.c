@@ -160,21 +160,7 @@ veil_rc veil_ecies_open(uint8_t *out, size_t out_cap, size_t *out_len, const vei
 
 veil_rc veil_ecies_seal_hex(char **out_hex, const veil_pubkey *to, const uint8_t *pt, size_t n,
                             veil_err *err) {
-    *out_hex = NULL;
-    if (n > (SIZE_MAX - 1) / 2 - VEIL_ECIES_OVERHEAD)
-        return veil_err_set(err, VEIL_ERR_BAD_LENGTH, "message too large for one envelope");
-    size_t env_len = n + VEIL_ECIES_OVERHEAD;
-    uint8_t *env = malloc(env_len);
-    if (!env)
-        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
-    veil_rc rc = veil_ecies_seal(env, env_len, to, pt, n, err);
-    if (rc == VEIL_OK) {
-        *out_hex = veil_hex_encode_alloc(env, env_len);
-        if (!*out_hex)
-            rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
-    }
-    free(env);
-    return rc;
+    return veil_ecies_seal_hex_pooled(out_hex, NULL, to, pt, n, err); /* without a pool: a fresh key */
 }
 
 veil_rc veil_ecies_open_hex(uint8_t **out, size_t *out_len, const veil_seckey *key, const char *hex,
