@@ -51,29 +51,18 @@ void veil_tee_set_gpu(veil_tee *t, veil_gpu_provider *gpu) {
     t->gpu = gpu;
 }
 
-/* GPU evidence over the nonce, verified here: the payload (a JSON string,
- * malloc'd) and the server_verification parts; NULL when the GPU fails. */
-static char *gpu_evidence(veil_tee *t, const uint8_t nonce[32], json_t **nvidia, int *valid, int *bound) {
-    veil_gpu_payload p;
-    veil_err err;
-    pthread_mutex_lock(&t->gpu_mu);
-    veil_rc rc = veil_gpu_provider_evidence(t->gpu, nonce, &p, &err);
-    pthread_mutex_unlock(&t->gpu_mu);
-    if (rc != VEIL_OK) {
-        *nvidia = json_pack("{s:b, s:b, s:{s:b}, s:{s:s, s:s}}", "valid", 0, "signatureVerified", 0,
-                            "certificateChainStatus", "valid", 0, "error", "code", "GPU_UNAVAILABLE", "message",
-                            err.message);
-        return NULL;
-    }
-    char *json = veil_gpu_payload_json(&p);
+/* The server's own verdict on GPU evidence for this nonce (against the
+ * simulation root for the simulated GPU): server_verification.nvidia. */
+static json_t *gpu_verdict(veil_tee *t, const veil_gpu_payload *p, const uint8_t nonce[32], int *valid, int *bound) {
     veil_gpu_verify_opts o;
     memset(&o, 0, sizeof o);
     o.nonce = nonce;
-    if (veil_gpu_provider_simulated(t->gpu)) o.root_der = veil_gpu_sim_root(t->gpu, &o.root_der_len);
+    if (veil_gpu_provider_simulated(t->gpu))
+        o.root_der = veil_gpu_sim_root(t->gpu, &o.root_der_len);
     veil_gpu_verdict v;
     int sig = 0, chain = 0;
     *valid = *bound = 0;
-    if (veil_gpu_verify(&p, &o, &v, &err) == VEIL_OK) {
+    if (veil_gpu_verify(p, &o, &v, NULL) == VEIL_OK) {
         *valid = v.accepted;
         sig = chain = *bound = v.n > 0;
         for (size_t i = 0; i < v.n; i++) {
@@ -82,11 +71,31 @@ static char *gpu_evidence(veil_tee *t, const uint8_t nonce[32], json_t **nvidia,
             *bound &= v.items[i].nonce_ok;
         }
     }
-    *nvidia = json_pack("{s:b, s:b, s:{s:b}}", "valid", *valid, "signatureVerified", sig, "certificateChainStatus",
-                        "valid", chain);
+    json_t *nvidia = json_pack("{s:b, s:b, s:{s:b}}", "valid", *valid, "signatureVerified", sig,
+                               "certificateChainStatus", "valid", chain);
     if (!*valid && v.code)
-        json_object_set_new(*nvidia, "error", json_pack("{s:s, s:s}", "code", v.code, "message", v.message));
+        json_object_set_new(nvidia, "error", json_pack("{s:s, s:s}", "code", v.code, "message", v.message));
     veil_gpu_verdict_clear(&v);
+    return nvidia;
+}
+
+/* Fresh GPU evidence over the nonce and its verdict: the payload as a JSON
+ * string (malloc'd), or NULL when the GPU fails (said in *nvidia). */
+static char *gpu_evidence(veil_tee *t, const uint8_t nonce[32], json_t **nvidia, int *valid, int *bound) {
+    veil_gpu_payload p;
+    veil_err err;
+    pthread_mutex_lock(&t->gpu_mu);
+    veil_rc rc = veil_gpu_provider_evidence(t->gpu, nonce, &p, &err);
+    pthread_mutex_unlock(&t->gpu_mu);
+    if (rc != VEIL_OK) {
+        *valid = *bound = 0;
+        *nvidia = json_pack("{s:b, s:b, s:{s:b}, s:{s:s, s:s}}", "valid", 0, "signatureVerified", 0,
+                            "certificateChainStatus", "valid", 0, "error", "code", "GPU_UNAVAILABLE", "message",
+                            err.message);
+        return NULL;
+    }
+    char *json = veil_gpu_payload_json(&p);
+    *nvidia = gpu_verdict(t, &p, nonce, valid, bound);
     veil_gpu_payload_clear(&p);
     return json;
 }
@@ -298,24 +307,13 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
     if (t->gpu) {
         json_t *nvidia = NULL;
         int gpu_valid = 0, gpu_bound = 0;
-        if (gpu_json) { /* the shared quote's payload: verify it again for this answer */
-            veil_gpu_payload p;
-            veil_gpu_verdict v;
-            veil_gpu_verify_opts o;
-            memset(&o, 0, sizeof o);
-            o.nonce = rd + 32;
-            if (veil_gpu_provider_simulated(t->gpu)) o.root_der = veil_gpu_sim_root(t->gpu, &o.root_der_len);
-            if (veil_gpu_payload_parse(gpu_json, strlen(gpu_json), &p, NULL) == VEIL_OK) {
-                if (veil_gpu_verify(&p, &o, &v, NULL) == VEIL_OK) {
-                    gpu_valid = v.accepted;
-                    gpu_bound = v.n > 0;
-                    for (size_t i = 0; i < v.n; i++) gpu_bound &= v.items[i].nonce_ok;
-                    veil_gpu_verdict_clear(&v);
-                }
-                veil_gpu_payload_clear(&p);
-            }
-            nvidia = json_pack("{s:b, s:b, s:{s:b}}", "valid", gpu_valid, "signatureVerified", gpu_valid,
-                               "certificateChainStatus", "valid", gpu_valid);
+        veil_gpu_payload p;
+        if (gpu_json && veil_gpu_payload_parse(gpu_json, strlen(gpu_json), &p, NULL) == VEIL_OK) {
+            nvidia = gpu_verdict(t, &p, rd + 32, &gpu_valid, &gpu_bound); /* the shared quote's payload, again */
+            veil_gpu_payload_clear(&p);
+        } else if (gpu_json) {
+            nvidia = json_pack("{s:b, s:b, s:{s:b}}", "valid", 0, "signatureVerified", 0, "certificateChainStatus",
+                               "valid", 0);
         } else {
             gpu_json = gpu_evidence(t, rd + 32, &nvidia, &gpu_valid, &gpu_bound);
             if (!client_nonce && gpu_json) {
