@@ -149,23 +149,15 @@ static veil_rc parse_crl(X509_CRL **out, json_t *root, const char *key, veil_err
         crl = bio ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
         BIO_free(bio);
     } else {
-        uint8_t *der = malloc(n / 2 + n + 4);
+        uint8_t *der = NULL;
         size_t der_len = 0;
-        if (!der)
-            return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
         if (veil_hex_is_valid(s, n)) {
+            if (!(der = malloc(n / 2 + 1)))
+                return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
             if (veil_hex_decode(der, n / 2, &der_len, s, n, NULL) != VEIL_OK)
                 der_len = 0;
-        } else {
-            EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-            int a = 0, b = 0;
-            if (ctx) {
-                EVP_DecodeInit(ctx);
-                if (EVP_DecodeUpdate(ctx, der, &a, (const unsigned char *)s, (int)n) >= 0 &&
-                    EVP_DecodeFinal(ctx, der + a, &b) == 1)
-                    der_len = (size_t)(a + b);
-            }
-            EVP_ENCODE_CTX_free(ctx);
+        } else if (!(der = veil_base64_decode(s, n, &der_len))) {
+            der_len = 0;
         }
         const unsigned char *p = der;
         if (der_len)

@@ -133,25 +133,6 @@ void veil_gpu_payload_clear(veil_gpu_payload *p) {
     memset(p, 0, sizeof *p);
 }
 
-static uint8_t *b64_decode(const char *s, size_t n, size_t *out_len) {
-    uint8_t *out = malloc(n / 4 * 3 + 4);
-    if (!out) return NULL;
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    int l1 = 0, l2 = 0;
-    int ok = ctx && n <= INT32_MAX;
-    if (ok) {
-        EVP_DecodeInit(ctx);
-        ok = EVP_DecodeUpdate(ctx, out, &l1, (const unsigned char *)s, (int)n) >= 0 &&
-             EVP_DecodeFinal(ctx, out + l1, &l2) == 1;
-    }
-    EVP_ENCODE_CTX_free(ctx);
-    if (!ok || l1 + l2 == 0) {
-        free(out);
-        return NULL;
-    }
-    *out_len = (size_t)(l1 + l2);
-    return out;
-}
 
 static char *b64_encode(const uint8_t *d, size_t n) {
     char *out = malloc(4 * ((n + 2) / 3) + 1);
@@ -204,8 +185,8 @@ veil_rc veil_gpu_payload_parse(const char *json, size_t len, veil_gpu_payload *o
         json_t *cert = json_object_get(it, "certificate"), *ev = json_object_get(it, "evidence");
         copy_arch(e->arch, json_object_get(it, "arch"), out->arch);
         if (!json_is_string(cert) || !json_is_string(ev) ||
-            !(e->chain = b64_decode(json_string_value(cert), json_string_length(cert), &e->chain_len)) ||
-            !(e->report = b64_decode(json_string_value(ev), json_string_length(ev), &e->report_len))) {
+            !(e->chain = veil_base64_decode(json_string_value(cert), json_string_length(cert), &e->chain_len)) ||
+            !(e->report = veil_base64_decode(json_string_value(ev), json_string_length(ev), &e->report_len))) {
             rc = veil_err_set(err, VEIL_ERR_MALFORMED, "GPU evidence %zu needs base64 certificate and evidence", i);
             goto done;
         }

@@ -3,6 +3,7 @@
  * SHA-256 of their DER, and path verification at a chosen time. */
 #include "x509.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -89,6 +90,31 @@ X509 *veil_x509_find_leaf(STACK_OF(X509) *certs) {
         if (!issues_other)
             return c;
     }
+    return NULL;
+}
+
+uint8_t *veil_base64_decode(const char *s, size_t n, size_t *len) {
+    uint8_t *out = n <= INT32_MAX ? malloc(n / 4 * 3 + 4) : NULL;
+    EVP_ENCODE_CTX *ctx = out ? EVP_ENCODE_CTX_new() : NULL;
+    int a = 0, b = 0, ok = 0;
+    if (ctx) {
+        EVP_DecodeInit(ctx);
+        ok = EVP_DecodeUpdate(ctx, out, &a, (const unsigned char *)s, (int)n) >= 0 &&
+             EVP_DecodeFinal(ctx, out + a, &b) == 1 && a + b > 0;
+    }
+    EVP_ENCODE_CTX_free(ctx);
+    if (!ok) {
+        free(out);
+        return NULL;
+    }
+    *len = (size_t)(a + b);
+    return out;
+}
+
+X509 *veil_x509_find_self_issued(STACK_OF(X509) *certs) {
+    for (int i = 0; i < sk_X509_num(certs); i++)
+        if (X509_check_issued(sk_X509_value(certs, i), sk_X509_value(certs, i)) == X509_V_OK)
+            return sk_X509_value(certs, i);
     return NULL;
 }
 

@@ -12,11 +12,18 @@
  * Returns NULL with *why set when the data is malformed or empty. */
 STACK_OF(X509) *veil_x509_parse_certs(const uint8_t *data, size_t len, const char **why);
 
+/* Base64 (newlines allowed) to bytes: malloc'd, *len set; NULL when it is
+ * not base64 or decodes to nothing. */
+uint8_t *veil_base64_decode(const char *s, size_t n, size_t *len);
+
 /* SHA-256 of the certificate's DER; returns 1 on success. */
 int veil_x509_sha256(X509 *cert, uint8_t out[32]);
 
 /* The certificate of `certs` that issued none of the others (the leaf). */
 X509 *veil_x509_find_leaf(STACK_OF(X509) *certs);
+
+/* The first self-issued certificate of `certs` (a chain's root), or NULL. */
+X509 *veil_x509_find_self_issued(STACK_OF(X509) *certs);
 
 /* The certificate of `certs` whose DER hashes to `pin`, or NULL. */
 X509 *veil_x509_find_pinned(STACK_OF(X509) *certs, const uint8_t pin[32]);

@@ -144,11 +144,9 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
     if (a->simulated && o->allow_simulated && p.n) { /* the simulated GPU's self-signed root, from its chain */
         const char *why;
         STACK_OF(X509) *certs = veil_x509_parse_certs(p.items[0].chain, p.items[0].chain_len, &why);
-        for (int i = 0; certs && i < sk_X509_num(certs); i++) {
-            X509 *x = sk_X509_value(certs, i);
-            int n = X509_check_issued(x, x) == X509_V_OK && !root ? i2d_X509(x, &root) : 0;
-            if (n > 0) vo.root_der_len = (size_t)n;
-        }
+        X509 *self = certs ? veil_x509_find_self_issued(certs) : NULL;
+        int n = self ? i2d_X509(self, &root) : 0;
+        if (n > 0) vo.root_der_len = (size_t)n;
         sk_X509_pop_free(certs, X509_free);
         vo.root_der = root;
     }
@@ -242,11 +240,9 @@ veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_at
         if (a->simulated && o->allow_simulated && q.chain_type == 5) {
             const char *why;
             STACK_OF(X509) *certs = veil_x509_parse_certs(q.chain, q.chain_len, &why);
-            for (int i = 0; certs && i < sk_X509_num(certs); i++) {
-                X509 *x = sk_X509_value(certs, i);
-                if (X509_check_issued(x, x) == X509_V_OK)
-                    veil_x509_sha256(x, vo.root_sha256);
-            }
+            X509 *self = certs ? veil_x509_find_self_issued(certs) : NULL;
+            if (self)
+                veil_x509_sha256(self, vo.root_sha256);
             sk_X509_pop_free(certs, X509_free);
         }
         veil_event_log *log = NULL;
