@@ -185,18 +185,17 @@ static int bench_engine(int argc, char **argv) {
     }
     size_t words = (size_t)512 << 20 >> 3; /* 512 MiB: far past any cache */
     uint64_t *buf = aligned_alloc(64, words * 8);
-    float *lg = malloc((size_t)in->vocab * sizeof *lg);
     double *bw = calloc((size_t)rounds, sizeof *bw), *pf = calloc((size_t)rounds, sizeof *pf),
            *dc = calloc((size_t)rounds, sizeof *dc), *mc = calloc((size_t)rounds, sizeof *mc);
-    if (!buf || !lg || !bw || !pf || !dc || !mc) {
-        free(buf), free(lg), free(bw), free(pf), free(dc), free(mc);
+    if (!buf || !bw || !pf || !dc || !mc) {
+        free(buf), free(bw), free(pf), free(dc), free(mc);
         veil_llm_free(m);
         return cli_fail("out of memory");
     }
     for (size_t i = 0; i < words; i++) buf[i] = i * 0x9e3779b97f4a7c15ull;
     int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
     if (!prompt) {
-        free(buf), free(lg), free(bw), free(pf), free(dc), free(mc);
+        free(buf), free(bw), free(pf), free(dc), free(mc);
         veil_llm_free(m);
         return cli_fail("out of memory");
     }
@@ -240,7 +239,7 @@ static int bench_engine(int argc, char **argv) {
         double mm = median(mc, rounds);
         printf("median: %d concurrent streams %.2f tok/s in all, %.2f x one stream\n", streams, mm, mm / mdc);
     }
-    free(buf), free(lg), free(bw), free(pf), free(dc), free(mc), free(prompt);
+    free(buf), free(bw), free(pf), free(dc), free(mc), free(prompt);
     veil_llm_free(m);
     return CLI_OK;
 }

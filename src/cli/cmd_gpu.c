@@ -41,30 +41,41 @@ static int parse_nonce(const char *hex, uint8_t out[32]) {
     return veil_hex_decode(out, 32, &n, hex, strlen(hex), NULL) == VEIL_OK && n == 32;
 }
 
-/* A hex report file plus a chain file, as one-item payload. */
-static int load_hex_report(const uint8_t *text, size_t len, const char *chain_path, veil_gpu_payload *p) {
-    size_t cl;
-    uint8_t *chain = cli_read_file(chain_path, GPU_FILE_LIMIT, &cl);
-    if (!chain) return 0;
-    size_t tl = len;
-    const char *t = cli_trim((const char *)text, &tl);
-    uint8_t *rep = malloc(tl / 2 + 1);
-    size_t rl;
-    if (!rep || veil_hex_decode(rep, tl / 2 + 1, &rl, t, tl, NULL) != VEIL_OK) {
-        free(rep), free(chain);
-        cli_fail("the report is neither JSON nor hex");
-        return 0;
-    }
+/* FILE as evidence: a JSON payload or evidence list, or a hex SPDM report
+ * as one item (its chain from chain_path, which need_chain requires).
+ * Returns 1; after saying why, -1 when FILE cannot be read, else 0. */
+static int load_evidence(const char *path, const char *chain_path, int need_chain, veil_gpu_payload *p) {
     memset(p, 0, sizeof *p);
-    p->items = calloc(1, sizeof *p->items);
-    if (!p->items) {
-        free(rep), free(chain);
-        return 0;
+    size_t len;
+    uint8_t *data = cli_read_file(path, GPU_FILE_LIMIT, &len);
+    if (!data) return -1;
+    size_t tl = len;
+    const char *t = cli_trim((const char *)data, &tl);
+    veil_err err;
+    int ok = 1;
+    if (tl && (t[0] == '{' || t[0] == '[' || t[0] == '"')) {
+        if (veil_gpu_payload_parse(t, tl, p, &err) != VEIL_OK) ok = (cli_fail_err("GPU evidence", &err), 0);
+    } else if (need_chain && !chain_path) {
+        ok = (cli_usage_error("veil gpu --help", "a hex report needs --cert-chain PEM"), 0);
+    } else {
+        uint8_t *rep = malloc(tl / 2 + 1), *chain = NULL;
+        size_t rl, cl = 0;
+        p->items = calloc(1, sizeof *p->items);
+        if (!rep || !p->items || veil_hex_decode(rep, tl / 2 + 1, &rl, t, tl, NULL) != VEIL_OK)
+            ok = (cli_fail("the report is neither JSON nor hex"), 0);
+        else if (chain_path && !(chain = cli_read_file(chain_path, GPU_FILE_LIMIT, &cl)))
+            ok = 0;
+        if (ok) {
+            snprintf(p->arch, sizeof p->arch, "HOPPER");
+            p->items[0] = (veil_gpu_evidence){"HOPPER", rep, rl, chain, cl};
+            p->n = 1;
+        } else {
+            free(rep);
+            veil_gpu_payload_clear(p);
+        }
     }
-    snprintf(p->arch, sizeof p->arch, "HOPPER");
-    p->items[0] = (veil_gpu_evidence){"HOPPER", rep, rl, chain, cl};
-    p->n = 1;
-    return 1;
+    free(data);
+    return ok;
 }
 
 static int cmd_verify(int argc, char **argv) {
@@ -98,22 +109,11 @@ static int cmd_verify(int argc, char **argv) {
         }
     }
     if (optind + 1 != argc) return cli_usage_error("veil gpu --help", "veil gpu verify takes one FILE");
-    size_t len;
-    uint8_t *data = cli_read_file(argv[optind], GPU_FILE_LIMIT, &len);
-    if (!data) return CLI_USAGE;
     veil_gpu_payload p;
     veil_err err;
-    size_t tl = len;
-    const char *t = cli_trim((const char *)data, &tl);
-    int is_json = tl && (t[0] == '{' || t[0] == '[' || t[0] == '"');
     int rc = CLI_USAGE;
     uint8_t *root_der = NULL;
-    if (is_json ? veil_gpu_payload_parse(t, tl, &p, &err) != VEIL_OK : !chain || !load_hex_report(data, len, chain, &p)) {
-        free(data);
-        if (is_json) return cli_fail_err("GPU evidence", &err) == CLI_FAIL ? CLI_USAGE : CLI_USAGE;
-        return chain ? CLI_USAGE : cli_usage_error("veil gpu --help", "a hex report needs --cert-chain PEM");
-    }
-    free(data);
+    if (load_evidence(argv[optind], chain, 1, &p) != 1) return CLI_USAGE;
     if (root) {
         size_t rl;
         uint8_t *pem = cli_read_file(root, GPU_FILE_LIMIT, &rl);
@@ -226,31 +226,11 @@ static json_t *report_json(const veil_spdm_report *r) {
 
 static int cmd_show(int argc, char **argv) {
     if (argc != 2) return cli_usage_error("veil gpu --help", "veil gpu show takes one FILE");
-    size_t len;
-    uint8_t *data = cli_read_file(argv[1], GPU_FILE_LIMIT, &len);
-    if (!data) return CLI_USAGE;
-    size_t tl = len;
-    const char *t = cli_trim((const char *)data, &tl);
     veil_gpu_payload p;
     veil_err err;
-    memset(&p, 0, sizeof p);
-    int rc = CLI_OK;
-    if (tl && (t[0] == '{' || t[0] == '[' || t[0] == '"')) {
-        if (veil_gpu_payload_parse(t, tl, &p, &err) != VEIL_OK) rc = cli_fail_err("GPU evidence", &err);
-    } else {
-        uint8_t *rep = malloc(tl / 2 + 1);
-        size_t rl;
-        p.items = calloc(1, sizeof *p.items);
-        if (!rep || !p.items || veil_hex_decode(rep, tl / 2 + 1, &rl, t, tl, NULL) != VEIL_OK) {
-            free(rep);
-            rc = cli_fail("the report is neither JSON nor hex");
-        } else {
-            p.items[0].report = rep;
-            p.items[0].report_len = rl;
-            p.n = 1;
-        }
-    }
-    free(data);
+    int loaded = load_evidence(argv[1], NULL, 0, &p);
+    if (loaded < 0) return CLI_USAGE;
+    int rc = loaded ? CLI_OK : CLI_FAIL;
     json_t *out = json_array();
     veil_spdm_report *r = malloc(sizeof *r);
     for (size_t i = 0; rc == CLI_OK && r && i < p.n; i++) {
