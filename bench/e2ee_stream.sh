@@ -4,7 +4,9 @@
 # R rounds; prints chunks/s (median) both ways and compares the E2EE rate with
 # the single-core chunk-encrypt rate that build/bench/e2ee measures in the
 # same run. Target (issue 6): E2EE stream throughput >= 1.6 x that rate.
-# Usage: bench/e2ee_stream.sh [K] [N] [R]   (after make bench; from the repo root)
+# Usage: [MOCK=c|python] bench/e2ee_stream.sh [K] [N] [R]   (after make bench; from the repo root)
+# MOCK=c (the default) is build/bench/mock_upstream, a libevent upstream that takes little CPU;
+# MOCK=python is the integration tests' mock, which takes a large share of the two cores itself.
 set -euo pipefail
 K=${1:-4}
 N=${2:-3000}
@@ -12,7 +14,11 @@ R=${3:-5}
 VEIL=${VEIL:-build/veil}
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-/usr/bin/python3 tests/integration/mock_upstream.py "$tmp/port" &
+if [ "${MOCK:-c}" = c ]; then
+    build/bench/mock_upstream "$tmp/port" &
+else
+    /usr/bin/python3 tests/integration/mock_upstream.py "$tmp/port" &
+fi
 while [ ! -s "$tmp/port" ]; do sleep 0.05; done
 VEIL_STATE_DIR=$tmp/state "$VEIL" serve --port 0 --api-key bench --tee sim --tee-rate-limit 1000 \
     --upstream "http://127.0.0.1:$(cat "$tmp/port")/v1" --upstream-model mock --model-id e2ee-bench \

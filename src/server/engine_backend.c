@@ -15,6 +15,7 @@ typedef struct relay {
 static void on_piece(void *ctx, const char *c, size_t cl, const char *r, size_t rl) {
     relay *x = ctx;
     x->sink->piece(x->sink->ctx, c ? c : "", cl, r ? r : "", rl);
+    x->sink->flush(x->sink->ctx); /* the next token is a whole decode step away */
 }
 
 static int on_cancelled(void *ctx) {

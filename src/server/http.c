@@ -3,6 +3,8 @@
  * threads, whose output comes back to the event loop through a per-stream
  * event. The loop never waits on a generation. */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +17,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -91,12 +94,24 @@ struct stream {
     uint8_t *final_bytes;
     size_t final_len;
     struct evbuffer *out; /* events gathered during one wake-up, written together */
+    /* a streamed answer's chunks are formatted on the worker: every delta chunk is chunk_head,
+     * the delta's members, chunk_tail (the bytes chunk_json gives, made once per stream) */
+    char *chunk_head, *chunk_tail;
+    size_t chunk_head_len, chunk_tail_len;
+    char *wfmt; /* the worker's formatting space */
+    size_t wfmt_cap;
+    struct evbuffer *wacc; /* the worker's: formatted events not yet handed to the loop */
+    double t_publish;      /* the worker's last hand-over */
+    struct evbuffer *rx; /* the loop's: formatted events taken from wout */
     int finished; /* done or fail arrived */
     int ended;    /* the reply is complete; waiting for the worker to let go */
     int threads; /* threads (generation, signing) still using the stream; guarded by mu */
     atomic_int cancelled;
     pthread_mutex_t mu; /* guards the fields the worker writes: */
-    piece *head, *tail;
+    piece *head, *tail; /* non-streamed answers' pieces */
+    struct evbuffer *wout; /* streamed answers: whole formatted events */
+    pthread_cond_t first_out; /* the loop handed the first piece to libevent (t_first_out) */
+    int first_out_done;
     int failed, fail_status;
     char fail_msg[300], fail_code[48], finish[32];
     long prompt_tokens, completion_tokens;
@@ -540,6 +555,15 @@ static size_t handle_signature(server *s, struct evhttp_request *req, const stru
 static void drop_request(stream *st);
 static char *seal(stream *st, const char *text, size_t n);
 
+static void free_buffers(stream *st) {
+    struct evbuffer **b[4] = {&st->out, &st->wout, &st->wacc, &st->rx};
+    for (int i = 0; i < 4; i++) {
+        if (*b[i])
+            evbuffer_free(*b[i]);
+        *b[i] = NULL;
+    }
+}
+
 static void stream_unlink_and_free(stream *st) {
     server *s = st->srv;
     pthread_mutex_lock(&s->mu);
@@ -564,12 +588,14 @@ static void stream_unlink_and_free(stream *st) {
     veil_free_secret(st->w_reasoning, st->w_reasoning_len);
     veil_chat_request_clear(&st->creq);
     drop_request(st);
-    if (st->out)
-        evbuffer_free(st->out);
+    free_buffers(st);
+    free(st->chunk_head);
+    veil_free_secret(st->wfmt, st->wfmt_cap);
     EVP_MD_CTX_free(st->resp_hash);
     free(st->final_bytes);
     event_free(st->wake);
     pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->first_out);
     free(st);
     if (done) {
         /* the last bytes of the reply are still in libevent's buffers: give
@@ -602,6 +628,30 @@ static json_t *chunk_json(stream *st, json_t *delta, const char *finish) {
                      "logprobs");
 }
 
+/* The bytes around a delta chunk's members: chunk_json's own serialization
+ * of this stream's chunk, split at its empty delta. */
+static int make_chunk_frame(stream *st) {
+    json_t *chunk = chunk_json(st, json_object(), NULL);
+    char *text = chunk ? json_dumps(chunk, JSON_COMPACT) : NULL;
+    json_decref(chunk);
+    /* inside JSON strings every quote is escaped, so this is the delta member */
+    char *d = text ? strstr(text, "\"delta\":{}") : NULL;
+    st->out = evbuffer_new();
+    st->wout = evbuffer_new();
+    st->rx = evbuffer_new();
+    st->wacc = evbuffer_new();
+    if (!d || !st->out || !st->wout || !st->rx || !st->wacc) {
+        free(text);
+        free_buffers(st);
+        return 0;
+    }
+    st->chunk_head = text;
+    st->chunk_head_len = (size_t)(d - text) + 9;
+    st->chunk_tail = d + 9;
+    st->chunk_tail_len = strlen(st->chunk_tail);
+    return 1;
+}
+
 /* Queues one whole SSE event; flush_events writes what a wake-up gathered
  * in one write, so that an event is never split across writes and clients
  * splitting reads on newlines always see whole lines. `v` is consumed; NULL
@@ -621,10 +671,29 @@ static void send_event(stream *st, json_t *v) {
     free(text);
 }
 
+/* Adds every byte of b to the response hash, chain by chain (no copy). */
+static void hash_buffer(EVP_MD_CTX *h, struct evbuffer *b) {
+    struct evbuffer_iovec v[16];
+    struct evbuffer_ptr at;
+    evbuffer_ptr_set(b, &at, 0, EVBUFFER_PTR_SET);
+    size_t left = evbuffer_get_length(b);
+    while (left) {
+        int n = evbuffer_peek(b, -1, &at, v, 16);
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n && i < 16 && left; i++) {
+            size_t k = v[i].iov_len < left ? v[i].iov_len : left;
+            EVP_DigestUpdate(h, v[i].iov_base, k);
+            left -= k;
+            evbuffer_ptr_set(b, &at, k, EVBUFFER_PTR_ADD);
+        }
+    }
+}
+
 static void flush_events(stream *st) {
     if (st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone) {
         if (st->resp_hash && !st->finalized) /* the final bytes were hashed by the signing thread */
-            EVP_DigestUpdate(st->resp_hash, evbuffer_pullup(st->out, -1), evbuffer_get_length(st->out));
+            hash_buffer(st->resp_hash, st->out);
         evhttp_send_reply_chunk(st->req, st->out);
     }
     if (st->out)
@@ -760,6 +829,18 @@ static int begin_finalize(stream *st, const void *bytes, size_t n) {
     return ok;
 }
 
+/* The first piece is on the socket: its worker, waiting since it handed it
+ * over, goes on. (Only the first chunk has this callback; the worker waits
+ * for it, so the stream outlives it, and every later write replaces it.) */
+static void first_written(struct evhttp_connection *conn, void *arg) {
+    (void)conn;
+    stream *st = arg;
+    pthread_mutex_lock(&st->mu);
+    st->first_out_done = 1;
+    pthread_cond_signal(&st->first_out);
+    pthread_mutex_unlock(&st->mu);
+}
+
 /* Runs on the loop: moves what the worker produced to the client. */
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
@@ -767,19 +848,23 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     pthread_mutex_lock(&st->mu);
     piece *list = st->head;
     st->head = st->tail = NULL;
+    size_t formatted = st->wout ? evbuffer_get_length(st->wout) : 0;
+    if (formatted)
+        evbuffer_add_buffer(st->rx, st->wout); /* moves the chains, copies nothing */
     int finished = st->finished, running = st->threads > 0;
     pthread_mutex_unlock(&st->mu);
+    if (formatted) {
+        if (!st->ended && st->req && !st->client_gone) {
+            start_stream(st);
+            st->bytes += formatted;
+            evbuffer_add_buffer(st->out, st->rx);
+        } else {
+            evbuffer_drain(st->rx, formatted);
+        }
+    }
     for (piece *p = list, *n; p; p = n) {
         n = p->next;
-        if (!st->ended && st->creq.stream) {
-            start_stream(st);
-            json_t *delta = json_object();
-            if (p->content_len)
-                json_object_set_new(delta, "content", json_stringn(p->content, p->content_len));
-            if (p->reasoning_len)
-                json_object_set_new(delta, "reasoning_content", json_stringn(p->reasoning, p->reasoning_len));
-            send_event(st, chunk_json(st, delta, NULL));
-        } else if (!st->ended) {
+        if (!st->ended) {
             append(&st->content, &st->content_len, p->content, p->content_len);
             append(&st->reasoning, &st->reasoning_len, p->reasoning, p->reasoning_len);
         }
@@ -788,9 +873,14 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
         free(p);
     }
     if (!st->finalizing) {
-        flush_events(st);
-        if (list && !st->t_first_out && st->creq.stream)
+        if (formatted && !st->t_first_out && st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone) {
+            /* the first piece: its writer waits until libevent has written it to the socket */
+            if (st->resp_hash)
+                hash_buffer(st->resp_hash, st->out);
+            evhttp_send_reply_chunk_with_cb(st->req, st->out, first_written, st);
             st->t_first_out = now_s();
+        }
+        flush_events(st);
     }
     if (st->finalized && !st->ended) {
         /* the signature is stored: the held-back final bytes go out */
@@ -875,8 +965,102 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- the sink, called on the worker thread ---- */
 
+/* Appends text as a JSON string (jansson's escaping) at st->wfmt + *at. */
+static int format_string(stream *st, size_t *at, const char *text, size_t n) {
+    json_t *j = json_stringn_nocheck(text, n); /* pieces are whole UTF-8 characters */
+    size_t w = j ? json_dumpb(j, st->wfmt + *at, st->wfmt_cap - *at, JSON_ENCODE_ANY) : 0;
+    json_decref(j);
+    if (!w || w > st->wfmt_cap - *at)
+        return 0;
+    *at += w;
+    return 1;
+}
+
+static int format_raw(stream *st, size_t *at, const char *bytes, size_t n) {
+    memcpy(st->wfmt + *at, bytes, n);
+    *at += n;
+    return 1;
+}
+
+/* Hands the formatted events gathered on the worker to the loop. */
+static void sink_flush(void *ctx) {
+    stream *st = ctx;
+    size_t n = st->wacc ? evbuffer_get_length(st->wacc) : 0;
+    if (!n)
+        return;
+    st->t_publish = now_s();
+    pthread_mutex_lock(&st->mu);
+    int first = !st->t_first_piece;
+    if (first)
+        st->t_first_piece = st->t_publish;
+    int was_empty = evbuffer_get_length(st->wout) == 0;
+    int ok = evbuffer_add_buffer(st->wout, st->wacc) == 0; /* moves the chains */
+    pthread_mutex_unlock(&st->mu);
+    if (!ok)
+        atomic_store(&st->cancelled, 1);
+    /* a non-empty queue already has a wake-up coming, which drains it all */
+    else if (was_empty)
+        event_active(st->wake, EV_READ, 0);
+    if (ok && first) {
+        /* Time to first token: a backend with a burst ready would keep this core busy while the
+         * loop waits for one to send the first piece; so the worker waits (at most 5 ms) for the
+         * loop to take it. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 5000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&st->mu);
+        while (!st->first_out_done && !atomic_load(&st->cancelled))
+            if (pthread_cond_timedwait(&st->first_out, &st->mu, &until))
+                break;
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+/* A streamed piece: its whole SSE event formatted here, on the worker, and
+ * queued for the loop, which only moves and hashes bytes. */
+static void stream_piece(stream *st, const char *c, size_t cl, const char *r, size_t rl) {
+    /* a JSON string is at most 6 bytes per byte (\u00XX) and its quotes */
+    size_t need = 64 + st->chunk_head_len + st->chunk_tail_len + 6 * (cl + rl) + 4;
+    if (need > st->wfmt_cap) {
+        char *b = malloc(need);
+        if (!b) {
+            atomic_store(&st->cancelled, 1); /* a lost piece would corrupt the answer */
+            return;
+        }
+        veil_free_secret(st->wfmt, st->wfmt_cap);
+        st->wfmt = b;
+        st->wfmt_cap = need;
+    }
+    size_t at = 0;
+    int ok = format_raw(st, &at, "data: ", 6) && format_raw(st, &at, st->chunk_head, st->chunk_head_len);
+    if (ok && cl)
+        ok = format_raw(st, &at, "\"content\":", 10) && format_string(st, &at, c, cl);
+    if (ok && rl)
+        ok = (!cl || format_raw(st, &at, ",", 1)) && format_raw(st, &at, "\"reasoning_content\":", 20) &&
+             format_string(st, &at, r, rl);
+    ok = ok && format_raw(st, &at, st->chunk_tail, st->chunk_tail_len) && format_raw(st, &at, "\n\n", 2) &&
+         evbuffer_add(st->wacc, st->wfmt, at) == 0;
+    if (!ok) {
+        atomic_store(&st->cancelled, 1);
+        return;
+    }
+    /* the first piece goes at once (time to first token); then a burst is held until the
+     * backend waits (flush), 1 ms has passed or 64 KiB are gathered */
+    double now = now_s();
+    if (!st->t_publish || now - st->t_publish > 1e-3 || evbuffer_get_length(st->wacc) >= 65536)
+        sink_flush(st);
+}
+
 static void sink_piece(void *ctx, const char *c, size_t cl, const char *r, size_t rl) {
     stream *st = ctx;
+    if (st->creq.stream) {
+        stream_piece(st, c, cl, r, rl);
+        return;
+    }
     piece *p = calloc(1, sizeof *p);
     if (!p)
         return;
@@ -893,8 +1077,6 @@ static void sink_piece(void *ctx, const char *c, size_t cl, const char *r, size_
     p->content_len = cl;
     p->reasoning_len = rl;
     pthread_mutex_lock(&st->mu);
-    if (!st->t_first_piece)
-        st->t_first_piece = now_s();
     int was_empty = st->head == NULL;
     if (st->tail)
         st->tail->next = p;
@@ -902,13 +1084,13 @@ static void sink_piece(void *ctx, const char *c, size_t cl, const char *r, size_
         st->head = p;
     st->tail = p;
     pthread_mutex_unlock(&st->mu);
-    /* a non-empty queue already has a wake-up coming, which drains it all */
     if (was_empty)
         event_active(st->wake, EV_READ, 0);
 }
 
 static void sink_done(void *ctx, const char *finish, long pt, long ct) {
     stream *st = ctx;
+    sink_flush(st);
     pthread_mutex_lock(&st->mu);
     snprintf(st->finish, sizeof st->finish, "%s", finish);
     st->prompt_tokens = pt;
@@ -919,6 +1101,7 @@ static void sink_done(void *ctx, const char *finish, long pt, long ct) {
 
 static void sink_fail(void *ctx, const char *code, int status, const char *message) {
     stream *st = ctx;
+    sink_flush(st);
     pthread_mutex_lock(&st->mu);
     st->failed = 1;
     st->fail_status = status;
@@ -991,7 +1174,7 @@ static void *worker(void *arg) {
     st->t_worker = started;
     pthread_mutex_unlock(&st->mu);
     veil_gen_sink sink = {st, st->creq.e2ee ? sink_piece_e2ee : sink_piece, st->creq.e2ee ? sink_done_e2ee : sink_done,
-                          sink_fail, sink_cancelled};
+                          sink_fail, sink_cancelled, sink_flush};
     veil_backend *b = st->creq.model->backend;
     veil_http_error e;
     if (st->creq.e2ee &&
@@ -1190,7 +1373,19 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
     st->created = (long)time(NULL);
     st->t0 = t0;
     st->threads = 1;
+    if (!make_chunk_frame(st)) {
+        pthread_mutex_lock(&s->mu);
+        s->active--;
+        s->workers--;
+        pthread_mutex_unlock(&s->mu);
+        EVP_MD_CTX_free(st->resp_hash);
+        veil_chat_request_clear(&st->creq);
+        free(st);
+        *status = 500;
+        return send_error(s, req, 500, "Internal server error", NULL);
+    }
     pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->first_out, NULL);
     st->wake = event_new(s->base, -1, 0, on_wake, st);
     evhttp_connection_set_closecb(st->conn, on_close, st);
     pthread_mutex_lock(&s->mu);
@@ -1221,9 +1416,22 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
 
 /* ---- routing ---- */
 
+/* Every connection's writes go out at once (TCP_NODELAY): a stream's events
+ * are written whole, and Nagle's algorithm would hold a small one back until
+ * the client acknowledges the last, which a client delays by up to 40 ms. */
+static void no_delay(struct evhttp_request *req) {
+    struct evhttp_connection *conn = evhttp_request_get_connection(req);
+    struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static void on_request(struct evhttp_request *req, void *arg) {
     server *s = arg;
     double t0 = now_s();
+    no_delay(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !*path)

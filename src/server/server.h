@@ -91,7 +91,43 @@ typedef struct veil_gen_sink {
     void (*fail)(void *ctx, const char *code, int status, const char *message);
     /* non-zero once the client went away: stop as soon as possible */
     int (*cancelled)(void *ctx);
+    /* pieces may be held back (so that a burst goes out in one write) until flush, done or
+     * fail: a backend calls flush whenever it is about to wait for more output */
+    void (*flush)(void *ctx);
 } veil_gen_sink;
+
+/* ---- the upstream's event stream (relay_events.c) ---- */
+
+/* What an OpenAI-compatible upstream's stream of chat.completion.chunk
+ * events says, read one event's data at a time: content and reasoning go to
+ * the sink as they come; the finish reason, token counts, an error event and
+ * [DONE] are kept. Upstreams send every content event of a stream with the
+ * same bytes around a different string, so the reader learns that shape from
+ * an event jansson parsed and, for a later event with the same bytes around,
+ * decodes only the string; anything else is parsed whole. Either way the
+ * sink sees the same calls. Zero-initialize, set sink (and no_shape to parse
+ * every event whole), free with veil_upstream_events_clear. */
+typedef struct veil_upstream_events {
+    const veil_gen_sink *sink; /* borrowed */
+    int no_shape;
+    char finish[32];           /* "" until an event gives one */
+    long prompt_tokens, completion_tokens;
+    int done_seen;             /* [DONE] arrived */
+    char stream_error[300];    /* an error event's message, "" if none */
+    /* the learned shape: the bytes before and after the content's string */
+    char *before, *after;
+    size_t before_len, after_len;
+    int hits;      /* events matched since it was learned */
+    int fruitless; /* shapes learned that no event matched: after a few, learning stops */
+} veil_upstream_events;
+
+/* Reads one event's data (len bytes, untrusted). Returns 1 when it was an
+ * error event (stream_error holds its message), else 0. What is not a JSON
+ * object is ignored, as OpenAI's clients do. */
+int veil_upstream_event(veil_upstream_events *ev, const char *data, size_t len);
+
+void veil_upstream_events_clear(veil_upstream_events *ev);
+
 
 typedef struct veil_backend {
     const char *name;

@@ -20,55 +20,18 @@ typedef struct upstream {
 } upstream;
 
 typedef struct call {
-    const veil_gen_sink *sink;
+    veil_upstream_events ev; /* what the event stream says */
     veil_sse *sse;
     long status;
     int streaming;   /* the answer is an event stream */
     veil_buf error;  /* a non-stream body (an error), bounded */
-    char finish[32];
-    long prompt_tokens, completion_tokens;
-    int done_seen;
-    char stream_error[300]; /* an error event inside the stream */
     CURL *curl;
 } call;
 
 static int on_event(void *ctx, const char *event, const char *data, size_t len) {
     (void)event;
     call *c = ctx;
-    if (len == 6 && !memcmp(data, "[DONE]", 6)) {
-        c->done_seen = 1;
-        return 0;
-    }
-    json_t *chunk = json_loadb(data, len, 0, NULL);
-    if (!json_is_object(chunk)) {
-        json_decref(chunk);
-        return 0; /* tolerate what is not a chunk, as OpenAI clients do */
-    }
-    json_t *err = json_object_get(chunk, "error");
-    if (err) {
-        const char *m = json_string_value(json_object_get(err, "message"));
-        snprintf(c->stream_error, sizeof c->stream_error, "%s", m ? m : "upstream error");
-        json_decref(chunk);
-        return 1;
-    }
-    json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
-    json_t *delta = json_object_get(choice, "delta");
-    json_t *content = json_object_get(delta, "content"), *reasoning = json_object_get(delta, "reasoning_content");
-    if (!reasoning)
-        reasoning = json_object_get(delta, "reasoning");
-    size_t cl = json_string_length(content), rl = json_string_length(reasoning);
-    if (cl || rl)
-        c->sink->piece(c->sink->ctx, cl ? json_string_value(content) : "", cl, rl ? json_string_value(reasoning) : "", rl);
-    const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
-    if (fr)
-        snprintf(c->finish, sizeof c->finish, "%s", fr);
-    json_t *usage = json_object_get(chunk, "usage");
-    if (json_is_object(usage)) {
-        c->prompt_tokens = (long)json_integer_value(json_object_get(usage, "prompt_tokens"));
-        c->completion_tokens = (long)json_integer_value(json_object_get(usage, "completion_tokens"));
-    }
-    json_decref(chunk);
-    return 0;
+    return veil_upstream_event(&c->ev, data, len);
 }
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx) {
@@ -85,10 +48,40 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx) {
     return veil_buf_append(&c->error, ptr, n) ? n : 0;
 }
 
-static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t x, curl_off_t y) {
-    (void)a, (void)b, (void)x, (void)y;
-    call *c = ctx;
-    return c->sink->cancelled(c->sink->ctx);
+/* Runs the transfer: what each read from the upstream brings is handed on
+ * (sink flush) before waiting for more, so that a burst of events leaves as
+ * one write and a slow stream's pieces leave at once. Checks for a client
+ * that went away at least every 100 ms. */
+static CURLcode perform(call *c) {
+    CURLM *m = curl_multi_init();
+    if (!m || curl_multi_add_handle(m, c->curl) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return CURLE_OUT_OF_MEMORY;
+    }
+    CURLcode rc = CURLE_OK;
+    int running = 1;
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            rc = CURLE_RECV_ERROR;
+            break;
+        }
+        c->ev.sink->flush(c->ev.sink->ctx);
+        if (c->ev.sink->cancelled(c->ev.sink->ctx)) {
+            rc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        if (running && curl_multi_poll(m, NULL, 0, 100, NULL) != CURLM_OK) {
+            rc = CURLE_RECV_ERROR;
+            break;
+        }
+    }
+    int left;
+    for (CURLMsg *msg; (msg = curl_multi_info_read(m, &left));)
+        if (msg->msg == CURLMSG_DONE)
+            rc = msg->data.result;
+    curl_multi_remove_handle(m, c->curl);
+    curl_multi_cleanup(m);
+    return rc;
 }
 
 /* The body sent upstream: the client's request with the upstream model name,
@@ -111,7 +104,7 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     call c;
     memset(&c, 0, sizeof c);
     c.error.limit = MAX_ERROR_BODY;
-    c.sink = sink;
+    c.ev.sink = sink;
     c.sse = veil_sse_new(MAX_EVENT, on_event, &c);
     char *body = upstream_body(req);
     c.curl = curl_easy_init();
@@ -128,19 +121,16 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     curl_easy_setopt(c.curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c.curl, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c.curl, CURLOPT_WRITEDATA, &c);
-    curl_easy_setopt(c.curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c.curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c.curl, CURLOPT_XFERINFODATA, &c);
     curl_easy_setopt(c.curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c.curl, CURLOPT_CONNECTTIMEOUT, u->timeout_s);
     /* a stream may run long; what times out is silence */
     curl_easy_setopt(c.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c.curl, CURLOPT_LOW_SPEED_TIME, u->timeout_s);
-    CURLcode rc = curl_easy_perform(c.curl);
+    CURLcode rc = perform(&c);
     if (sink->cancelled(sink->ctx)) {
         sink->fail(sink->ctx, NULL, 499, "client closed the request");
-    } else if (c.stream_error[0]) {
-        sink->fail(sink->ctx, NULL, 502, c.stream_error);
+    } else if (c.ev.stream_error[0]) {
+        sink->fail(sink->ctx, NULL, 502, c.ev.stream_error);
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
         sink->fail(sink->ctx, NULL, 504, "Upstream timed out");
     } else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
@@ -157,12 +147,13 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     } else if (rc != CURLE_OK || !c.streaming) {
         sink->fail(sink->ctx, NULL, 502, "Upstream failed");
     } else {
-        sink->done(sink->ctx, c.finish[0] ? c.finish : "stop", c.prompt_tokens, c.completion_tokens);
+        sink->done(sink->ctx, c.ev.finish[0] ? c.ev.finish : "stop", c.ev.prompt_tokens, c.ev.completion_tokens);
     }
 out:
     curl_slist_free_all(h);
     curl_easy_cleanup(c.curl);
     veil_sse_free(c.sse);
+    veil_upstream_events_clear(&c.ev);
     free(body);
     veil_buf_free(&c.error);
 }

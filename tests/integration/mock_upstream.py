@@ -6,13 +6,46 @@ Magic words in the prompt pick behaviours: FAIL400 (a 400 with an OpenAI
 error), FAIL500, SLOW (0.2 s between chunks, for disconnect tests), HANG (no
 answer), MIDERROR (an error event after the first chunk), REASON (a
 reasoning_content chunk first), FAST <n> (n chunks as fast as possible, for
-the benchmark). GET /stats reports requests seen and streams cut by the client.
+the benchmark), SHAPES (the events of shape_events: content events in the
+many spellings upstreams use, for veil's event-shape cache). GET /stats reports requests seen and streams cut by the client.
 Usage: mock_upstream.py PORTFILE  (binds a free port and writes it there)"""
 import json
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+def shape_events(model):
+    """Content events that share their bytes around the content (which veil
+    learns and then only decodes the string) and events that break that shape
+    in every way found: escapes, non-ASCII, the content's spelling elsewhere
+    in the event, fields that change per event, extra members after the
+    content, whitespace, null. Objects are sent with json.dumps, strings as
+    they are."""
+    base = {"id": "chatcmpl-shape", "object": "chat.completion.chunk", "created": 7, "model": model}
+
+    def ev(content=None, reasoning=None, finish=None, **extra):
+        delta = {}
+        if content is not None:
+            delta["content"] = content
+        if reasoning is not None:
+            delta["reasoning_content"] = reasoning
+        return dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": finish}], **extra)
+
+    out = [ev("plain"), ev(" words"), ev(" again"), ev(' "quoted"'), ev(" back\\slash"), ev(" new\nline"),
+           ev(" tab\t"), ev(" caf\u00e9"), ev(" \U0001F600"), ev(" ctl\u0001"), ev(" slash/"), ev(" again")]
+    out += [dict(ev(" moving"), created=8 + i) for i in range(3)]
+    # the content spelled as the id first: a cache taking the first spelling would relay the next id
+    out += [ev("chatcmpl-shape"), dict(ev("chatcmpl-shape"), id="other-id"), ev("x"), ev("x"), ev("y"), ev(" x")]
+    out += [ev(reasoning="think"), ev(" both", reasoning=" r"), ev(None), ev(""), ev(" end", finish=None, logprobs=None)]
+    raw = ('{"id":"r","object":"chat.completion.chunk","created":1,"model":"m",'
+           '"choices":[{"index":0,"delta":{"content":%s},"finish_reason":null}]}')
+    for middle in ['"a"', '"b"', '"a"', '"c","reasoning_content":"d"', '"e" ', '"f\\u00e9"', 'null', '""', '"g\\n"',
+                   '"h"}},{"index":1,"delta":{"content":"i"', '"j\\""', '"k"']:
+        out.append(raw % middle)
+    out.append(ev(" last", finish=None))
+    return out
+
 
 stats = {"requests": 0, "cancelled": 0, "last_body": None}
 lock = threading.Lock()
@@ -77,6 +110,10 @@ class Handler(BaseHTTPRequestHandler):
         base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": req.get("model")}
         try:
             self.event(dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))
+            if "SHAPES" in prompt:
+                for e in shape_events(req.get("model")):
+                    self.event(e)
+                words = []
             if "REASON" in prompt:
                 self.event(dict(base, choices=[{"index": 0, "delta": {"reasoning_content": "thinking..."}, "finish_reason": None}]))
             for i, w in enumerate(words):

@@ -146,6 +146,27 @@ def _():
     assert all(json.loads(e)["choices"] for e in events(text)[:-1]), "usage chunk without include_usage"
 
 
+@check("the relay keeps every upstream content event exactly, whatever its spelling (event-shape cache)")
+def _():
+    from mock_upstream import shape_events
+    expect = []
+    for e in shape_events("mock-model"):
+        d = json.loads(e) if isinstance(e, str) else e
+        delta = (d.get("choices") or [{}])[0].get("delta", {})
+        c, r = delta.get("content") or "", delta.get("reasoning_content") or delta.get("reasoning") or ""
+        if c or r:
+            expect.append((c, r))
+    assert len(expect) > 30, len(expect)
+    st, _, text = chat({"model": "e2ee-mock", "stream": True, "messages": msgs("SHAPES")})
+    assert st == 200, (st, text)
+    got = [(c["choices"][0]["delta"].get("content", ""), c["choices"][0]["delta"].get("reasoning_content", ""))
+           for c in map(json.loads, events(text)[1:-1]) if c["choices"] and not c["choices"][0]["finish_reason"]]
+    assert got == expect, [(i, g, x) for i, (g, x) in enumerate(zip(got, expect)) if g != x] or (len(got), len(expect))
+    d = json.loads(chat({"model": "e2ee-mock", "messages": msgs("SHAPES")})[2])
+    assert d["choices"][0]["message"]["content"] == "".join(c for c, _ in expect), d
+    assert d["choices"][0]["message"]["reasoning_content"] == "".join(r for _, r in expect), d
+
+
 @check("max_tokens ends with finish_reason length")
 def _():
     d = json.loads(chat({"model": "e2ee-mock", "max_tokens": 2, "messages": msgs("one two three four")})[2])
