@@ -2,6 +2,8 @@
 #ifndef VEIL_ENGINE_INTERNAL_H
 #define VEIL_ENGINE_INTERNAL_H
 
+#include <string.h>
+
 #include "veil/engine.h"
 
 /* A weight matrix (rows × cols, rows stored one after another) or vector. */
@@ -19,9 +21,10 @@ typedef struct veil_layer {
 } veil_layer;
 
 /* ---- kernels (kernels.c) ---- */
-typedef float (*veil_dot_fn)(const void *w, const float *x, const int8_t *xq, const float *xd, int n);
+typedef float (*veil_dot_fn)(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
+                             int n);
 /* The dot product of a weight row of `type` with activations: x (floats)
- * or, for Q8_0, xq/xd (x quantized by veil_quantize_act). */
+ * or, for the block-quantized types, xq/xd/xs (x quantized by veil_quantize_act). */
 veil_dot_fn veil_dot_for(uint32_t type);
 const char *veil_kernels_name(void); /* "avx2" or "portable" */
 /* 1 for the types whose kernels take int8-quantized activations (all block-quantized ones). */
@@ -33,11 +36,39 @@ veil_dot4_fn veil_dot4_q8_0(void);
 /* A given variant (simd 0: portable; 1: the best this CPU has), for tests. */
 veil_dot_fn veil_dot_variant(uint32_t type, int simd);
 veil_dot4_fn veil_dot4_variant(int simd);
-/* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32). */
-void veil_quantize_act(const float *x, int n, int8_t *q, float *d);
+/* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32),
+ * and the sum of each 16 int8 values (sums[n/16]): the kernels of the types
+ * whose values are an unsigned code minus an offset (Q4_0, Q5_0, the K types)
+ * take the offset's share from these sums once instead of per block. */
+void veil_quantize_act(const float *x, int n, int8_t *q, float *d, int16_t *sums);
 
-/* Scale and min j (0–7) of a Q4_K/Q5_K block's 12 packed bytes (quant.c). */
-void veil_k4_scale_min(int j, const uint8_t *q, int *sc, int *m);
+/* Scale and min j (0–7) of a Q4_K/Q5_K block's 12 packed bytes: 6 bits
+ * each, j < 4 in the low bits of bytes j and j + 4, j ≥ 4 split between a
+ * nibble of byte j + 4 and the top two bits of bytes j − 4 and j. */
+static inline void veil_k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* All 8 scales and mins of those 12 bytes at once, a byte each, the same
+ * rule on little-endian 32-bit words (kernels decode them once per 256
+ * elements). */
+static inline void veil_k4_scales_mins(const uint8_t *q, uint8_t sc[8], uint8_t m[8]) {
+    uint32_t u[3], s[2], n[2];
+    memcpy(u, q, 12);
+    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, low2 = 0x03030303u;
+    s[0] = u[0] & low6;
+    s[1] = (u[2] & low4) | (((u[0] >> 6) & low2) << 4);
+    n[0] = u[1] & low6;
+    n[1] = ((u[2] >> 4) & low4) | (((u[1] >> 6) & low2) << 4);
+    memcpy(sc, s, 8);
+    memcpy(m, n, 8);
+}
 
 /* ---- thread pool (pool.c) ---- */
 typedef struct veil_pool veil_pool;

@@ -22,7 +22,7 @@ typedef struct mm_job {
     float *out[3]; /* out[k][t * rows_k + r] */
     int n_w, T, cols, total;
     const float *x;                 /* x[t * cols + c] */
-    const int8_t *xq; const float *xd; /* quantized x (Q8_0): xq[t * cols], xd[t * cols / 32] */
+    const int8_t *xq; const float *xd; const int16_t *xs; /* quantized x: xq[t * cols], xd[t * cols / 32], xs[t * cols / 16] */
 } mm_job;
 
 static void mm_worker(void *ctx, int ith, int nth) {
@@ -47,7 +47,8 @@ static void mm_worker(void *ctx, int ith, int nth) {
             }
             for (; t < j->T; t++)
                 j->out[k][(size_t)t * w->rows + r] =
-                    dot(row, j->x + (size_t)t * j->cols, j->xq + (size_t)t * j->cols, j->xd + (size_t)t * (j->cols / 32), j->cols);
+                    dot(row, j->x + (size_t)t * j->cols, j->xq + (size_t)t * j->cols, j->xd + (size_t)t * (j->cols / 32),
+                        j->xs + (size_t)t * (j->cols / 16), j->cols);
         }
         base += w->rows;
     }
@@ -59,6 +60,7 @@ struct veil_workspace {
     float *x, *xb, *xb2, *hb, *hb2, *q, *k, *v; /* [BATCH][…] */
     int8_t *xq;
     float *xd;
+    int16_t *xs;
     float *att;    /* [threads][model context], made for the pool it was sized for */
     int att_threads;
     float *logits; /* [BATCH][vocab], made on first use */
@@ -74,7 +76,7 @@ struct veil_llm_session {
 void veil_workspace_free(veil_workspace *w) {
     if (!w) return;
     free(w->x), free(w->xb), free(w->xb2), free(w->hb), free(w->hb2);
-    free(w->q), free(w->k), free(w->v), free(w->att), free(w->logits), free(w->xq), free(w->xd);
+    free(w->q), free(w->k), free(w->v), free(w->att), free(w->logits), free(w->xq), free(w->xd), free(w->xs);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -91,8 +93,8 @@ veil_workspace *veil_workspace_new(const veil_llm *m) {
     w->x = calloc(B * in->dim, 4), w->xb = calloc(B * wide, 4), w->xb2 = calloc(B * wide, 4);
     w->hb = calloc(B * in->ff, 4), w->hb2 = calloc(B * in->ff, 4);
     w->q = calloc(B * qd, 4), w->k = calloc(B * kvd, 4), w->v = calloc(B * kvd, 4);
-    w->xq = calloc(B * wide, 1), w->xd = calloc(B * wide / 32 + 1, 4);
-    if (!w->x || !w->xb || !w->xb2 || !w->hb || !w->hb2 || !w->q || !w->k || !w->v || !w->xq || !w->xd) {
+    w->xq = calloc(B * wide, 1), w->xd = calloc(B * wide / 32 + 1, 4), w->xs = calloc(B * wide / 16 + 1, 2);
+    if (!w->x || !w->xb || !w->xb2 || !w->hb || !w->hb2 || !w->q || !w->k || !w->v || !w->xq || !w->xd || !w->xs) {
         veil_workspace_free(w);
         return NULL;
     }
@@ -103,7 +105,7 @@ veil_workspace *veil_workspace_new(const veil_llm *m) {
 static void matmul(const veil_llm *m, int T, const float *x, int cols, int n_w, const veil_mat *w0, float *o0,
                    const veil_mat *w1, float *o1, const veil_mat *w2, float *o2) {
     veil_workspace *ws = m->ws;
-    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, n_w, T, cols, 0, x, ws->xq, ws->xd};
+    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, n_w, T, cols, 0, x, ws->xq, ws->xd, ws->xs};
     int need_q = 0;
     for (int k = 0; k < n_w; k++) {
         j.total += j.w[k]->rows;
@@ -111,7 +113,8 @@ static void matmul(const veil_llm *m, int T, const float *x, int cols, int n_w, 
     }
     if (need_q)
         for (int t = 0; t < T; t++)
-            veil_quantize_act(x + (size_t)t * cols, cols, ws->xq + (size_t)t * cols, ws->xd + (size_t)t * (cols / 32));
+            veil_quantize_act(x + (size_t)t * cols, cols, ws->xq + (size_t)t * cols, ws->xd + (size_t)t * (cols / 32),
+                              ws->xs + (size_t)t * (cols / 16));
     veil_pool_run(m->pool, mm_worker, &j);
 }
 

@@ -19,20 +19,25 @@ static int use_simd;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void);
 
-void veil_quantize_act(const float *x, int n, int8_t *q, float *d) {
+void veil_quantize_act(const float *x, int n, int8_t *q, float *d, int16_t *sums) {
     for (int b = 0; b < n / 32; b++) {
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
         float s = amax / 127.0f, is = s != 0 ? 1.0f / s : 0;
         d[b] = s;
         for (int i = 0; i < 32; i++) q[b * 32 + i] = (int8_t)lrintf(x[b * 32 + i] * is);
+        for (int h = 0; h < 2; h++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += q[b * 32 + h * 16 + i];
+            sums[b * 2 + h] = (int16_t)sum;
+        }
     }
 }
 
 /* ---- portable ---- */
 
-static float dot_f32_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)xq, (void)xd;
+static float dot_f32_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)xq, (void)xd, (void)xs;
     const float *f = w;
     float acc[8] = {0};
     int i = 0;
@@ -44,8 +49,8 @@ static float dot_f32_c(const void *w, const float *x, const int8_t *xq, const fl
     return s;
 }
 
-static float dot_f16_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)xq, (void)xd;
+static float dot_f16_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)xq, (void)xd, (void)xs;
     const uint16_t *h = w;
     float acc[8] = {0};
     int i = 0;
@@ -57,8 +62,8 @@ static float dot_f16_c(const void *w, const float *x, const int8_t *xq, const fl
     return s;
 }
 
-static float dot_bf16_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)xq, (void)xd;
+static float dot_bf16_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)xq, (void)xd, (void)xs;
     const uint16_t *h = w;
     float acc[8] = {0};
     int i = 0;
@@ -105,18 +110,18 @@ static float dot_small_c(const uint8_t *p, size_t bytes, void (*unpack)(const ui
     return s;
 }
 
-static float dot_q8_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
+static float dot_q8_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)x, (void)xs;
     return dot_small_c(w, 34, unpack_q8_0, xq, xd, n);
 }
 
-static float dot_q4_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
+static float dot_q4_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)x, (void)xs;
     return dot_small_c(w, 18, unpack_q4_0, xq, xd, n);
 }
 
-static float dot_q5_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
+static float dot_q5_0_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)x, (void)xs;
     return dot_small_c(w, 22, unpack_q5_0, xq, xd, n);
 }
 
@@ -154,17 +159,17 @@ static float dot_k45_c(const uint8_t *p, const int8_t *xq, const float *xd, int 
     return s;
 }
 
-static float dot_q4_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
+static float dot_q4_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)x, (void)xs;
     return dot_k45_c(w, xq, xd, n, 4);
 }
-static float dot_q5_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
+static float dot_q5_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)x, (void)xs;
     return dot_k45_c(w, xq, xd, n, 5);
 }
 
-static float dot_q6_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
+static float dot_q6_k_c(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)x, (void)xs;
     const uint8_t *p = w;
     float s = 0;
     for (int b = 0; b < n / 256; b++, p += 210, xq += 256, xd += 8) {
@@ -187,7 +192,7 @@ static float dot_q6_k_c(const void *w, const float *x, const int8_t *xq, const f
 /* Four tokens at once against one Q8_0 row (prefill): the row is read and
  * prepared once for all four. */
 static void dot4_q8_0_c(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]) {
-    for (int t = 0; t < 4; t++) out[t] = dot_q8_0_c(w, NULL, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), n);
+    for (int t = 0; t < 4; t++) out[t] = dot_q8_0_c(w, NULL, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), NULL, n);
 }
 
 /* ---- AVX2 / FMA / F16C ---- */
@@ -202,8 +207,8 @@ AVX2 static float hsum(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
-AVX2 static float dot_f32_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)xq, (void)xd;
+AVX2 static float dot_f32_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)xq, (void)xd, (void)xs;
     const float *f = w;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     int i = 0;
@@ -219,8 +224,8 @@ AVX2 static float dot_f32_avx2(const void *w, const float *x, const int8_t *xq, 
     return s;
 }
 
-AVX2 static float dot_f16_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)xq, (void)xd;
+AVX2 static float dot_f16_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)xq, (void)xd, (void)xs;
     const uint16_t *h = w;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
     int i = 0;
@@ -237,8 +242,8 @@ AVX2 static float dot_f16_avx2(const void *w, const float *x, const int8_t *xq, 
     return s;
 }
 
-AVX2 static float dot_bf16_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)xq, (void)xd;
+AVX2 static float dot_bf16_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)xq, (void)xd, (void)xs;
     const uint16_t *h = w;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int i = 0;
@@ -288,8 +293,8 @@ __attribute__((always_inline)) AVX2 static inline float dot_blocks_avx2(const ui
     return hsum(_mm256_add_ps(a0, a1));
 }
 
-AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
+AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
+    (void)x, (void)xs;
     return dot_blocks_avx2(w, 34, q8_block, xq, xd, n);
 }
 
@@ -301,19 +306,6 @@ AVX2 static inline __m256i nibbles(const uint8_t *qs) {
 }
 
 
-AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < n / 32; b++, p += 18) {
-        uint16_t dh;
-        memcpy(&dh, p, 2);
-        __m256i q = _mm256_sub_epi8(nibbles(p + 2), _mm256_set1_epi8(8));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[dh] * xd[b]), int_block(q, xq + b * 32), acc);
-    }
-    return hsum(acc);
-}
-
 /* Q5_0's fifth bits, bit i of qh to byte i as 0x10. */
 AVX2 static inline __m256i q5_high(uint32_t qh) {
     const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
@@ -323,16 +315,12 @@ AVX2 static inline __m256i q5_high(uint32_t qh) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit), _mm256_set1_epi8(0x10));
 }
 
-AVX2 static inline __m256 q5_block(const uint8_t *p, const int8_t *a) {
+AVX2 static inline __m256i q4_codes(const uint8_t *p) { return nibbles(p + 2); }
+
+AVX2 static inline __m256i q5_codes(const uint8_t *p) {
     uint32_t qh;
     memcpy(&qh, p + 2, 4);
-    __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles(p + 6), q5_high(qh)), _mm256_set1_epi8(16));
-    return int_block(q, a);
-}
-
-AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
-    (void)x;
-    return dot_blocks_avx2(w, 22, q5_block, xq, xd, n);
+    return _mm256_or_si256(nibbles(p + 6), q5_high(qh));
 }
 
 /* Σ over 4-element groups of unsigned q times signed a, as 8 int32 lanes. */
@@ -340,12 +328,62 @@ AVX2 static inline __m256i udot(__m256i q, __m256i a) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), _mm256_set1_epi16(1));
 }
 
-AVX2 static float dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *xd, int n, int bits) {
+/* Blocks of 32 unsigned codes with an f16 scale first, value = d·(code − offset) (Q4_0, Q5_0):
+ * Σ code·a by maddubs (codes < 32: no int16 overflow, no sign juggling), and the offset's share,
+ * offset·d·Σa, from the activations' sums; two blocks per step as in dot_blocks_avx2. */
+__attribute__((always_inline)) AVX2 static inline float dot_offset_avx2(const uint8_t *p, size_t bytes,
+                                                                        __m256i (*codes)(const uint8_t *), int offset,
+                                                                        const int8_t *xq, const float *xd,
+                                                                        const int16_t *xs, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    float corr = 0;
+    int nb = n / 32, b = 0;
+    for (; b + 2 <= nb; b += 2, p += 2 * bytes) {
+        float s0 = half_of(p) * xd[b], s1 = half_of(p + bytes) * xd[b + 1];
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * 32)),
+                x1 = _mm256_loadu_si256((const __m256i *)(xq + b * 32 + 32));
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(codes(p), x0)), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(s1), _mm256_cvtepi32_ps(udot(codes(p + bytes), x1)), a1);
+        corr += s0 * (float)(xs[2 * b] + xs[2 * b + 1]) + s1 * (float)(xs[2 * b + 2] + xs[2 * b + 3]);
+    }
+    for (; b < nb; b++, p += bytes) {
+        float s0 = half_of(p) * xd[b];
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(codes(p), x0)), a0);
+        corr += s0 * (float)(xs[2 * b] + xs[2 * b + 1]);
+    }
+    return hsum(_mm256_add_ps(a0, a1)) - (float)offset * corr;
+}
+
+AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
+                                int n) {
+    (void)x;
+    return dot_offset_avx2(w, 18, q4_codes, 8, xq, xd, xs, n);
+}
+
+AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
+                                int n) {
+    (void)x;
+    return dot_offset_avx2(w, 22, q5_codes, 16, xq, xd, xs, n);
+}
+
+/* Q4_K / Q5_K: per super-block, the 8 sub-block scales times their activation scales as one
+ * vector (a lane picked per sub-block) and the mins' share dmin·m·Σa as another, from the
+ * activations' sums; per sub-block, one integer dot in 8 lanes. */
+AVX2 static float dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *xd, const int16_t *xs, int n, int bits) {
     size_t bytes = bits == 4 ? 144 : 176;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
-    for (int b = 0; b < n / 256; b++, p += bytes, xq += 256, xd += 8) {
-        float d = half_of(p), dmin = half_of(p + 2);
+    for (int b = 0; b < n / 256; b++, p += bytes, xq += 256, xd += 8, xs += 16) {
+        uint8_t scb[8], mb[8];
+        veil_k4_scales_mins(p + 4, scb, mb);
+        __m256 xdv = _mm256_loadu_ps(xd);
+        __m256 scv = _mm256_mul_ps(_mm256_mul_ps(xdv, _mm256_set1_ps(half_of(p))),
+                                   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scb))));
+        __m256 mv = _mm256_mul_ps(_mm256_mul_ps(xdv, _mm256_set1_ps(half_of(p + 2))),
+                                  _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb))));
+        __m256i sums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xs), _mm256_set1_epi16(1));
+        macc = _mm256_fmadd_ps(mv, _mm256_cvtepi32_ps(sums), macc);
         const uint8_t *qs = bits == 4 ? p + 16 : p + 48;
         __m256i qh = bits == 5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
@@ -357,53 +395,64 @@ AVX2 static float dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *
                 q0 = _mm256_or_si256(q0, _mm256_slli_epi16(b0, 4));
                 q1 = _mm256_or_si256(q1, _mm256_slli_epi16(b1, 4));
             }
-            for (int h = 0; h < 2; h++) {
-                int j = 2 * c + h, sc, m;
-                veil_k4_scale_min(j, p + 4, &sc, &m);
-                __m256i a = _mm256_loadu_si256((const __m256i *)(xq + j * 32));
-                __m256 dots = _mm256_cvtepi32_ps(udot(h ? q1 : q0, a)), sums = _mm256_cvtepi32_ps(udot(ones, a));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(xd[j] * d * (float)sc), dots, acc);
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(-xd[j] * dmin * (float)m), sums, acc);
-            }
+            __m256i a0 = _mm256_loadu_si256((const __m256i *)(xq + c * 64)),
+                    a1 = _mm256_loadu_si256((const __m256i *)(xq + c * 64 + 32));
+            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv, _mm256_set1_epi32(2 * c)),
+                                  _mm256_cvtepi32_ps(udot(q0, a0)), acc);
+            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv, _mm256_set1_epi32(2 * c + 1)),
+                                  _mm256_cvtepi32_ps(udot(q1, a1)), acc);
         }
     }
-    return hsum(acc);
+    return hsum(acc) - hsum(macc);
 }
 
-AVX2 static float dot_q4_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+AVX2 static float dot_q4_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
+                                int n) {
     (void)x;
-    return dot_k45_avx2(w, xq, xd, n, 4);
+    return dot_k45_avx2(w, xq, xd, xs, n, 4);
 }
-AVX2 static float dot_q5_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+AVX2 static float dot_q5_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
+                                int n) {
     (void)x;
-    return dot_k45_avx2(w, xq, xd, n, 5);
+    return dot_k45_avx2(w, xq, xd, xs, n, 5);
 }
 
-AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, int n) {
+/* Q6_K: per super-block, its 16 scales times d and their activation scales as two vectors
+ * (scales 0–7 and 8–15), and the offset's share 32·Σ scale·Σa from the activations' sums; per 32
+ * elements one integer dot in 8 lanes, lanes 0–3 and 4–7 under their own scale. */
+AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
+                                int n) {
     (void)x;
     const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi8(1);
-    for (int b = 0; b < n / 256; b++, p += 210, xq += 256, xd += 8) {
-        float d = half_of(p + 208);
-        const int8_t *sc = (const int8_t *)(p + 192);
+    __m256 acc = _mm256_setzero_ps(), cacc = _mm256_setzero_ps();
+    const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    const __m256i lo_half = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_half = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+    for (int b = 0; b < n / 256; b++, p += 210, xq += 256, xd += 8, xs += 16) {
+        __m128i sc8 = _mm_loadu_si128((const __m128i *)(p + 192));
+        __m256 d = _mm256_set1_ps(half_of(p + 208)), xdv = _mm256_loadu_ps(xd);
+        __m256 sv[2] = {
+            _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, lo_half)),
+                          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8))),
+            _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, hi_half)),
+                          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8))))};
+        __m256i s16 = _mm256_loadu_si256((const __m256i *)xs);
+        cacc = _mm256_fmadd_ps(sv[0], _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16))), cacc);
+        cacc = _mm256_fmadd_ps(sv[1], _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1))), cacc);
         for (int h = 0; h < 2; h++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)(p + h * 64)),
                     l1 = _mm256_loadu_si256((const __m256i *)(p + h * 64 + 32)),
                     hb = _mm256_loadu_si256((const __m256i *)(p + 128 + h * 32));
-            for (int k = 0; k < 4; k++) { /* elements 32k…32k+31 of this half */
+            for (int k = 0; k < 4; k++) { /* 32-element group 4h + k: scales 8h + 2k, 8h + 2k + 1 */
                 __m256i lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(k & 1 ? l1 : l0, 4) : (k & 1 ? l1 : l0), m15);
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3);
                 __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                int e0 = h * 128 + k * 32; /* two groups of 16: lanes 0–3 and 4–7 */
-                __m256i a = _mm256_loadu_si256((const __m256i *)(xq + e0));
-                __m256i v = _mm256_sub_epi32(udot(q, a), _mm256_slli_epi32(udot(ones, a), 5));
-                float s0 = xd[e0 / 32] * d * (float)sc[e0 / 16], s1 = xd[e0 / 32] * d * (float)sc[e0 / 16 + 1];
-                acc = _mm256_fmadd_ps(_mm256_set_ps(s1, s1, s1, s1, s0, s0, s0, s0), _mm256_cvtepi32_ps(v), acc);
+                __m256i a = _mm256_loadu_si256((const __m256i *)(xq + h * 128 + k * 32));
+                __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
+                acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[h], pick), _mm256_cvtepi32_ps(udot(q, a)), acc);
             }
         }
     }
-    return hsum(acc);
+    return hsum(acc) - 32.0f * hsum(cacc);
 }
 
 /* The same sums in the same order as dot_q8_0_avx2 (even blocks into one

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "veil/engine.h"
+#include "engine_internal.h"
 
 float veil_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
@@ -133,16 +133,6 @@ static void dequant_q5_0(const uint8_t *p, float *y, size_t n) {
 }
 
 /* K formats: 6-bit scale and min per 32 elements, packed in 12 bytes. */
-void veil_k4_scale_min(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 static void pack_scales_k4(const int sc[8], const int m[8], uint8_t *q) {
     for (int j = 0; j < 4; j++) {
         q[j] = (uint8_t)((sc[j] & 63) | (sc[j + 4] >> 4) << 6);

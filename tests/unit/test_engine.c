@@ -210,6 +210,27 @@ static void test_half_formats(void **state) {
 /* The SIMD kernels equal the portable ones within rounding, for every
  * type, odd lengths included, and the four-token Q8_0 kernel equals four
  * single ones. */
+/* The word-wise decoder of Q4_K/Q5_K scales and mins gives what the
+ * byte-wise rule gives, for random packed bytes. */
+static void test_k4_scales_words(void **state) {
+    (void)state;
+    uint64_t r = 7;
+    for (int it = 0; it < 100000; it++) {
+        uint8_t q[12], sc[8], m[8];
+        for (int i = 0; i < 12; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            q[i] = (uint8_t)(r >> 56);
+        }
+        veil_k4_scales_mins(q, sc, m);
+        for (int j = 0; j < 8; j++) {
+            int s1, m1;
+            veil_k4_scale_min(j, q, &s1, &m1);
+            assert_int_equal(sc[j], s1);
+            assert_int_equal(m[j], m1);
+        }
+    }
+}
+
 static void test_kernels_agree(void **state) {
     (void)state;
     enum { N = 4864 };
@@ -217,13 +238,14 @@ static void test_kernels_agree(void **state) {
     static uint8_t row[N * 4];
     static int8_t xq[4][N];
     static float xd[4][N / 32];
+    static int16_t xs[4][N / 16];
     uint64_t r = 42;
     for (int i = 0; i < N; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         w[i] = (float)((int64_t)(r >> 11) % 2000 - 1000) / 997.0f;
         for (int t = 0; t < 4; t++) x[t][i] = sinf((float)(i * (t + 1))) * 2.5f;
     }
-    for (int t = 0; t < 4; t++) veil_quantize_act(x[t], N, xq[t], xd[t]);
+    for (int t = 0; t < 4; t++) veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
     static const uint32_t types[] = {VEIL_GGML_F32,  VEIL_GGML_F16,  VEIL_GGML_BF16, VEIL_GGML_Q8_0, VEIL_GGML_Q4_0,
                                      VEIL_GGML_Q5_0, VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
     static const int lens[] = {32, 96, 896, N};
@@ -232,8 +254,8 @@ static void test_kernels_agree(void **state) {
             int n = lens[l];
             if (veil_ggml_block_elems(types[k]) == 256 && n % 256) continue;
             veil_quantize_row(types[k], w, row, (size_t)n);
-            float a = veil_dot_variant(types[k], 0)(row, x[0], xq[0], xd[0], n);
-            float b = veil_dot_variant(types[k], 1)(row, x[0], xq[0], xd[0], n);
+            float a = veil_dot_variant(types[k], 0)(row, x[0], xq[0], xd[0], xs[0], n);
+            float b = veil_dot_variant(types[k], 1)(row, x[0], xq[0], xd[0], xs[0], n);
             /* exactly what the kernel stands for: the dequantized row times x, or for the
              * int8-activation types times the dequantized activations, in double */
             static float deq[N];
@@ -251,7 +273,7 @@ static void test_kernels_agree(void **state) {
         float o[4];
         veil_dot4_variant(simd)(row, xq[0], xd[0], N, N, o);
         for (int t = 0; t < 4; t++) {
-            float one = veil_dot_variant(VEIL_GGML_Q8_0, simd)(row, x[t], xq[t], xd[t], N);
+            float one = veil_dot_variant(VEIL_GGML_Q8_0, simd)(row, x[t], xq[t], xd[t], xs[t], N);
             assert_true(o[t] == one); /* bit-identical: batched and alone give the same tokens */
         }
     }
@@ -577,6 +599,7 @@ static void test_batched_equals_alone(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gguf_valid_and_truncated),
+        cmocka_unit_test(test_k4_scales_words),
         cmocka_unit_test(test_gguf_malformed),
         cmocka_unit_test(test_model_load_errors),
         cmocka_unit_test(test_half_formats),
