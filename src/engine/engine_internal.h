@@ -29,13 +29,17 @@ veil_dot_fn veil_dot_for(uint32_t type);
 const char *veil_kernels_name(void); /* "avx2" or "portable" */
 /* 1 for the types whose kernels take int8-quantized activations (all block-quantized ones). */
 int veil_type_quantizes_activations(uint32_t type);
-/* Four tokens' quantized activations (token t at xq + t·ld, xd + t·ld/32)
- * against one Q8_0 row. */
-typedef void (*veil_dot4_fn)(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]);
-veil_dot4_fn veil_dot4_q8_0(void);
+/* Four tokens' quantized activations (token t at xq + t·ld, xd + t·ld/32,
+ * xs + t·ld/16) against one row, the row unpacked once: each token's result
+ * is bit-identical to the single-token kernel's, so a generation's tokens do
+ * not depend on what it was batched with. */
+typedef void (*veil_dot4_fn)(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                             float out[4]);
+/* NULL for the types without one (the float types). */
+veil_dot4_fn veil_dot4_for(uint32_t type);
 /* A given variant (simd 0: portable; 1: the best this CPU has), for tests. */
 veil_dot_fn veil_dot_variant(uint32_t type, int simd);
-veil_dot4_fn veil_dot4_variant(int simd);
+veil_dot4_fn veil_dot4_variant(uint32_t type, int simd);
 /* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32),
  * and the sum of each 16 int8 values (sums[n/16]): the kernels of the types
  * whose values are an unsigned code minus an offset (Q4_0, Q5_0, the K types)

@@ -36,13 +36,14 @@ static void mm_worker(void *ctx, int ith, int nth) {
         const veil_mat *w = j->w[k];
         int lo = from > base ? from - base : 0, hi = to - base < w->rows ? to - base : w->rows;
         veil_dot_fn dot = veil_dot_for(w->type);
-        veil_dot4_fn dot4 = w->type == VEIL_GGML_Q8_0 ? veil_dot4_q8_0() : NULL;
+        veil_dot4_fn dot4 = veil_dot4_for(w->type);
         for (int r = lo; r < hi; r++) {
             const uint8_t *row = w->data + (size_t)r * w->row_bytes;
             int t = 0;
             for (; dot4 && t + 4 <= j->T; t += 4) {
                 float o[4];
-                dot4(row, j->xq + (size_t)t * j->cols, j->xd + (size_t)t * (j->cols / 32), j->cols, (size_t)j->cols, o);
+                dot4(row, j->xq + (size_t)t * j->cols, j->xd + (size_t)t * (j->cols / 32), j->xs + (size_t)t * (j->cols / 16),
+                     j->cols, (size_t)j->cols, o);
                 for (int u = 0; u < 4; u++) j->out[k][(size_t)(t + u) * w->rows + r] = o[u];
             }
             for (; t < j->T; t++)

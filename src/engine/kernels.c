@@ -189,11 +189,20 @@ static float dot_q6_k_c(const void *w, const float *x, const int8_t *xq, const f
     return s;
 }
 
-/* Four tokens at once against one Q8_0 row (prefill): the row is read and
- * prepared once for all four. */
-static void dot4_q8_0_c(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]) {
-    for (int t = 0; t < 4; t++) out[t] = dot_q8_0_c(w, NULL, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), NULL, n);
-}
+/* Four tokens against one row: the portable forms are the single-token
+ * ones, token by token. */
+#define DOT4_C(name, single)                                                                                           \
+    static void name(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,            \
+                     float out[4]) {                                                                                   \
+        for (int t = 0; t < 4; t++)                                                                                    \
+            out[t] = single(w, NULL, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), n);  \
+    }
+DOT4_C(dot4_q8_0_c, dot_q8_0_c)
+DOT4_C(dot4_q4_0_c, dot_q4_0_c)
+DOT4_C(dot4_q5_0_c, dot_q5_0_c)
+DOT4_C(dot4_q4_k_c, dot_q4_k_c)
+DOT4_C(dot4_q5_k_c, dot_q5_k_c)
+DOT4_C(dot4_q6_k_c, dot_q6_k_c)
 
 /* ---- AVX2 / FMA / F16C ---- */
 #if defined(__x86_64__)
@@ -330,60 +339,102 @@ AVX2 static inline __m256i udot(__m256i q, __m256i a) {
 
 /* Blocks of 32 unsigned codes with an f16 scale first, value = d·(code − offset) (Q4_0, Q5_0):
  * Σ code·a by maddubs (codes < 32: no int16 overflow, no sign juggling), and the offset's share,
- * offset·d·Σa, from the activations' sums; two blocks per step as in dot_blocks_avx2. */
-__attribute__((always_inline)) AVX2 static inline float dot_offset_avx2(const uint8_t *p, size_t bytes,
-                                                                        __m256i (*codes)(const uint8_t *), int offset,
-                                                                        const int8_t *xq, const float *xd,
-                                                                        const int16_t *xs, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    float corr = 0;
+ * offset·d·Σa, from the activations' sums; two blocks per step as in dot_blocks_avx2. For T
+ * tokens (1 or 4; token t at xq + t·ld, xd + t·ld/32, xs + t·ld/16) each block is unpacked once,
+ * and every token's sums are made in the same order whatever T is, so a token's result does not
+ * depend on the tokens computed with it. */
+__attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uint8_t *p, size_t bytes,
+                                                                       __m256i (*codes)(const uint8_t *), int offset,
+                                                                       const int8_t *xq, const float *xd,
+                                                                       const int16_t *xs, int n, size_t ld, int T,
+                                                                       float *out) {
+    __m256 a0[4], a1[4];
+    float corr[4];
+    for (int t = 0; t < T; t++) {
+        a0[t] = a1[t] = _mm256_setzero_ps();
+        corr[t] = 0;
+    }
     int nb = n / 32, b = 0;
     for (; b + 2 <= nb; b += 2, p += 2 * bytes) {
-        float s0 = half_of(p) * xd[b], s1 = half_of(p + bytes) * xd[b + 1];
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * 32)),
-                x1 = _mm256_loadu_si256((const __m256i *)(xq + b * 32 + 32));
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(codes(p), x0)), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(s1), _mm256_cvtepi32_ps(udot(codes(p + bytes), x1)), a1);
-        corr += s0 * (float)(xs[2 * b] + xs[2 * b + 1]) + s1 * (float)(xs[2 * b + 2] + xs[2 * b + 3]);
+        float d0 = half_of(p), d1 = half_of(p + bytes);
+        __m256i c0 = codes(p), c1 = codes(p + bytes);
+        for (int t = 0; t < T; t++) {
+            const int8_t *x = xq + (size_t)t * ld + b * 32;
+            const float *dd = xd + (size_t)t * (ld / 32);
+            const int16_t *ss = xs + (size_t)t * (ld / 16);
+            float s0 = d0 * dd[b], s1 = d1 * dd[b + 1];
+            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(c0, _mm256_loadu_si256((const __m256i *)x))),
+                                    a0[t]);
+            a1[t] = _mm256_fmadd_ps(_mm256_set1_ps(s1),
+                                    _mm256_cvtepi32_ps(udot(c1, _mm256_loadu_si256((const __m256i *)(x + 32)))), a1[t]);
+            corr[t] = fmaf(s1, (float)(ss[2 * b + 2] + ss[2 * b + 3]), fmaf(s0, (float)(ss[2 * b] + ss[2 * b + 1]), corr[t]));
+        }
     }
     for (; b < nb; b++, p += bytes) {
-        float s0 = half_of(p) * xd[b];
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(codes(p), x0)), a0);
-        corr += s0 * (float)(xs[2 * b] + xs[2 * b + 1]);
+        float d0 = half_of(p);
+        __m256i c0 = codes(p);
+        for (int t = 0; t < T; t++) {
+            const int16_t *ss = xs + (size_t)t * (ld / 16);
+            float s0 = d0 * xd[(size_t)t * (ld / 32) + b];
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 32));
+            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(c0, x0)), a0[t]);
+            corr[t] = fmaf(s0, (float)(ss[2 * b] + ss[2 * b + 1]), corr[t]);
+        }
     }
-    return hsum(_mm256_add_ps(a0, a1)) - (float)offset * corr;
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(a0[t], a1[t])) - (float)offset * corr[t];
 }
 
 AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
                                 int n) {
     (void)x;
-    return dot_offset_avx2(w, 18, q4_codes, 8, xq, xd, xs, n);
+    float o;
+    dot_offset_avx2(w, 18, q4_codes, 8, xq, xd, xs, n, 0, 1, &o);
+    return o;
 }
 
 AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
                                 int n) {
     (void)x;
-    return dot_offset_avx2(w, 22, q5_codes, 16, xq, xd, xs, n);
+    float o;
+    dot_offset_avx2(w, 22, q5_codes, 16, xq, xd, xs, n, 0, 1, &o);
+    return o;
+}
+
+AVX2 static void dot4_q4_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                                float out[4]) {
+    dot_offset_avx2(w, 18, q4_codes, 8, xq, xd, xs, n, ld, 4, out);
+}
+
+AVX2 static void dot4_q5_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                                float out[4]) {
+    dot_offset_avx2(w, 22, q5_codes, 16, xq, xd, xs, n, ld, 4, out);
 }
 
 /* Q4_K / Q5_K: per super-block, the 8 sub-block scales times their activation scales as one
  * vector (a lane picked per sub-block) and the mins' share dmin·m·Σa as another, from the
- * activations' sums; per sub-block, one integer dot in 8 lanes. */
-AVX2 static float dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *xd, const int16_t *xs, int n, int bits) {
+ * activations' sums; per sub-block, one integer dot in 8 lanes. T tokens as dot_offset_avx2. */
+__attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                                    const int16_t *xs, int n, size_t ld, int T,
+                                                                    int bits, float *out) {
     size_t bytes = bits == 4 ? 144 : 176;
-    __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
+    __m256 acc[4], macc[4];
+    for (int t = 0; t < T; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
-    for (int b = 0; b < n / 256; b++, p += bytes, xq += 256, xd += 8, xs += 16) {
+    for (int b = 0; b < n / 256; b++, p += bytes) {
         uint8_t scb[8], mb[8];
         veil_k4_scales_mins(p + 4, scb, mb);
-        __m256 xdv = _mm256_loadu_ps(xd);
-        __m256 scv = _mm256_mul_ps(_mm256_mul_ps(xdv, _mm256_set1_ps(half_of(p))),
-                                   _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scb))));
-        __m256 mv = _mm256_mul_ps(_mm256_mul_ps(xdv, _mm256_set1_ps(half_of(p + 2))),
-                                  _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb))));
-        __m256i sums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xs), _mm256_set1_epi16(1));
-        macc = _mm256_fmadd_ps(mv, _mm256_cvtepi32_ps(sums), macc);
+        __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scb)));
+        __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb)));
+        __m256 d = _mm256_set1_ps(half_of(p)), dmin = _mm256_set1_ps(half_of(p + 2));
+        __m256 scv[4];
+        for (int t = 0; t < T; t++) {
+            __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
+            scv[t] = _mm256_mul_ps(_mm256_mul_ps(xdv, d), scf);
+            __m256 mv = _mm256_mul_ps(_mm256_mul_ps(xdv, dmin), mf);
+            __m256i sums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + b * 16)),
+                                             _mm256_set1_epi16(1));
+            macc[t] = _mm256_fmadd_ps(mv, _mm256_cvtepi32_ps(sums), macc[t]);
+        }
         const uint8_t *qs = bits == 4 ? p + 16 : p + 48;
         __m256i qh = bits == 5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
@@ -395,49 +446,69 @@ AVX2 static float dot_k45_avx2(const uint8_t *p, const int8_t *xq, const float *
                 q0 = _mm256_or_si256(q0, _mm256_slli_epi16(b0, 4));
                 q1 = _mm256_or_si256(q1, _mm256_slli_epi16(b1, 4));
             }
-            __m256i a0 = _mm256_loadu_si256((const __m256i *)(xq + c * 64)),
-                    a1 = _mm256_loadu_si256((const __m256i *)(xq + c * 64 + 32));
-            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv, _mm256_set1_epi32(2 * c)),
-                                  _mm256_cvtepi32_ps(udot(q0, a0)), acc);
-            acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv, _mm256_set1_epi32(2 * c + 1)),
-                                  _mm256_cvtepi32_ps(udot(q1, a1)), acc);
+            for (int t = 0; t < T; t++) {
+                const int8_t *a = xq + (size_t)t * ld + b * 256 + c * 64;
+                acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv[t], _mm256_set1_epi32(2 * c)),
+                                         _mm256_cvtepi32_ps(udot(q0, _mm256_loadu_si256((const __m256i *)a))), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv[t], _mm256_set1_epi32(2 * c + 1)),
+                                         _mm256_cvtepi32_ps(udot(q1, _mm256_loadu_si256((const __m256i *)(a + 32)))),
+                                         acc[t]);
+            }
         }
     }
-    return hsum(acc) - hsum(macc);
+    for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - hsum(macc[t]);
 }
 
 AVX2 static float dot_q4_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
                                 int n) {
     (void)x;
-    return dot_k45_avx2(w, xq, xd, xs, n, 4);
+    float o;
+    dot_k45_avx2(w, xq, xd, xs, n, 0, 1, 4, &o);
+    return o;
 }
 AVX2 static float dot_q5_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
                                 int n) {
     (void)x;
-    return dot_k45_avx2(w, xq, xd, xs, n, 5);
+    float o;
+    dot_k45_avx2(w, xq, xd, xs, n, 0, 1, 5, &o);
+    return o;
+}
+AVX2 static void dot4_q4_k_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                                float out[4]) {
+    dot_k45_avx2(w, xq, xd, xs, n, ld, 4, 4, out);
+}
+AVX2 static void dot4_q5_k_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                                float out[4]) {
+    dot_k45_avx2(w, xq, xd, xs, n, ld, 4, 5, out);
 }
 
 /* Q6_K: per super-block, its 16 scales times d and their activation scales as two vectors
  * (scales 0–7 and 8–15), and the offset's share 32·Σ scale·Σa from the activations' sums; per 32
- * elements one integer dot in 8 lanes, lanes 0–3 and 4–7 under their own scale. */
-AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
-                                int n) {
-    (void)x;
-    const uint8_t *p = w;
-    __m256 acc = _mm256_setzero_ps(), cacc = _mm256_setzero_ps();
+ * elements one integer dot in 8 lanes, lanes 0–3 and 4–7 under their own scale. T tokens as
+ * dot_offset_avx2. */
+__attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                                  const int16_t *xs, int n, size_t ld, int T,
+                                                                  float *out) {
+    __m256 acc[4], cacc[4];
+    for (int t = 0; t < T; t++) acc[t] = cacc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     const __m256i lo_half = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_half = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
-    for (int b = 0; b < n / 256; b++, p += 210, xq += 256, xd += 8, xs += 16) {
+    for (int b = 0; b < n / 256; b++, p += 210) {
         __m128i sc8 = _mm_loadu_si128((const __m128i *)(p + 192));
-        __m256 d = _mm256_set1_ps(half_of(p + 208)), xdv = _mm256_loadu_ps(xd);
-        __m256 sv[2] = {
-            _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, lo_half)),
-                          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8))),
-            _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, hi_half)),
-                          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8))))};
-        __m256i s16 = _mm256_loadu_si256((const __m256i *)xs);
-        cacc = _mm256_fmadd_ps(sv[0], _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16))), cacc);
-        cacc = _mm256_fmadd_ps(sv[1], _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1))), cacc);
+        __m256 d = _mm256_set1_ps(half_of(p + 208));
+        __m256 sc_lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8)),
+               sc_hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8)));
+        __m256 sv[4][2];
+        for (int t = 0; t < T; t++) {
+            __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
+            sv[t][0] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, lo_half)), sc_lo);
+            sv[t][1] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, hi_half)), sc_hi);
+            __m256i s16 = _mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + b * 16));
+            cacc[t] = _mm256_fmadd_ps(sv[t][0], _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16))),
+                                      cacc[t]);
+            cacc[t] = _mm256_fmadd_ps(sv[t][1],
+                                      _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1))), cacc[t]);
+        }
         for (int h = 0; h < 2; h++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)(p + h * 64)),
                     l1 = _mm256_loadu_si256((const __m256i *)(p + h * 64 + 32)),
@@ -446,19 +517,37 @@ AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq,
                 __m256i lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(k & 1 ? l1 : l0, 4) : (k & 1 ? l1 : l0), m15);
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3);
                 __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                __m256i a = _mm256_loadu_si256((const __m256i *)(xq + h * 128 + k * 32));
                 __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
-                acc = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[h], pick), _mm256_cvtepi32_ps(udot(q, a)), acc);
+                for (int t = 0; t < T; t++) {
+                    __m256i a = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 256 + h * 128 + k * 32));
+                    acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[t][h], pick), _mm256_cvtepi32_ps(udot(q, a)),
+                                             acc[t]);
+                }
             }
         }
     }
-    return hsum(acc) - 32.0f * hsum(cacc);
+    for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - 32.0f * hsum(cacc[t]);
+}
+
+AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
+                                int n) {
+    (void)x;
+    float o;
+    dot_q6_k_t(w, xq, xd, xs, n, 0, 1, &o);
+    return o;
+}
+
+AVX2 static void dot4_q6_k_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                                float out[4]) {
+    dot_q6_k_t(w, xq, xd, xs, n, ld, 4, out);
 }
 
 /* The same sums in the same order as dot_q8_0_avx2 (even blocks into one
  * accumulator, odd into another), so that a token gets bit-identical
  * results whether it is computed alone or with three others. */
-AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd, int n, size_t ld, float out[4]) {
+AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                                float out[4]) {
+    (void)xs;
     const uint8_t *p = w;
     __m256 a0[4], a1[4];
     for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
@@ -479,15 +568,9 @@ AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd
 }
 #endif
 
-static veil_dot4_fn dot4_q8[2];
-
-veil_dot4_fn veil_dot4_q8_0(void) {
-    pthread_once(&once, init);
-    return dot4_q8[use_simd];
-}
-
 enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0, K_Q5_0, K_Q4_K, K_Q5_K, K_Q6_K, N_KERNELS };
-static veil_dot_fn dots[N_KERNELS][2]; /* [type][portable, simd] */
+static veil_dot_fn dots[N_KERNELS][2];   /* [type][portable, simd] */
+static veil_dot4_fn dots4[N_KERNELS][2]; /* NULL for the float types */
 
 static int kernel_of(uint32_t type) {
     switch (type) {
@@ -512,16 +595,25 @@ static void init(void) {
     for (uint32_t i = 0; i < 65536; i++) f16_table[i] = veil_f16_to_f32((uint16_t)i);
     static const veil_dot_fn portable[N_KERNELS] = {dot_f32_c,  dot_f16_c,  dot_bf16_c, dot_q8_0_c, dot_q4_0_c,
                                                     dot_q5_0_c, dot_q4_k_c, dot_q5_k_c, dot_q6_k_c};
-    for (int k = 0; k < N_KERNELS; k++) dots[k][0] = dots[k][1] = portable[k];
-    dot4_q8[0] = dot4_q8[1] = dot4_q8_0_c;
+    static const veil_dot4_fn portable4[N_KERNELS] = {NULL,        NULL,        NULL,        dot4_q8_0_c, dot4_q4_0_c,
+                                                      dot4_q5_0_c, dot4_q4_k_c, dot4_q5_k_c, dot4_q6_k_c};
+    for (int k = 0; k < N_KERNELS; k++) {
+        dots[k][0] = dots[k][1] = portable[k];
+        dots4[k][0] = dots4[k][1] = portable4[k];
+    }
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
         static const veil_dot_fn simd[N_KERNELS] = {dot_f32_avx2,  dot_f16_avx2,  dot_bf16_avx2,
                                                     dot_q8_0_avx2, dot_q4_0_avx2, dot_q5_0_avx2,
                                                     dot_q4_k_avx2, dot_q5_k_avx2, dot_q6_k_avx2};
-        for (int k = 0; k < N_KERNELS; k++) dots[k][1] = simd[k];
-        dot4_q8[1] = dot4_q8_0_avx2;
+        static const veil_dot4_fn simd4[N_KERNELS] = {NULL,           NULL,           NULL,
+                                                      dot4_q8_0_avx2, dot4_q4_0_avx2, dot4_q5_0_avx2,
+                                                      dot4_q4_k_avx2, dot4_q5_k_avx2, dot4_q6_k_avx2};
+        for (int k = 0; k < N_KERNELS; k++) {
+            dots[k][1] = simd[k];
+            dots4[k][1] = simd4[k];
+        }
         use_simd = 1;
     }
 #endif
@@ -534,9 +626,14 @@ veil_dot_fn veil_dot_variant(uint32_t type, int simd) {
     return dots[kernel_of(type)][simd ? 1 : 0];
 }
 
-veil_dot4_fn veil_dot4_variant(int simd) {
+veil_dot4_fn veil_dot4_variant(uint32_t type, int simd) {
     pthread_once(&once, init);
-    return dot4_q8[simd ? 1 : 0];
+    return dots4[kernel_of(type)][simd ? 1 : 0];
+}
+
+veil_dot4_fn veil_dot4_for(uint32_t type) {
+    pthread_once(&once, init);
+    return dots4[kernel_of(type)][use_simd];
 }
 
 veil_dot_fn veil_dot_for(uint32_t type) {
