@@ -350,6 +350,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uin
                                                                        float *out) {
     __m256 a0[4], a1[4];
     float corr[4];
+    #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
         a0[t] = a1[t] = _mm256_setzero_ps();
         corr[t] = 0;
@@ -358,6 +359,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uin
     for (; b + 2 <= nb; b += 2, p += 2 * bytes) {
         float d0 = half_of(p), d1 = half_of(p + bytes);
         __m256i c0 = codes(p), c1 = codes(p + bytes);
+        #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             const int8_t *x = xq + (size_t)t * ld + b * 32;
             const float *dd = xd + (size_t)t * (ld / 32);
@@ -373,6 +375,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uin
     for (; b < nb; b++, p += bytes) {
         float d0 = half_of(p);
         __m256i c0 = codes(p);
+        #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             const int16_t *ss = xs + (size_t)t * (ld / 16);
             float s0 = d0 * xd[(size_t)t * (ld / 32) + b];
@@ -381,6 +384,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uin
             corr[t] = fmaf(s0, (float)(ss[2 * b] + ss[2 * b + 1]), corr[t]);
         }
     }
+    #pragma GCC unroll 4
     for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(a0[t], a1[t])) - (float)offset * corr[t];
 }
 
@@ -418,6 +422,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
                                                                     int bits, float *out) {
     size_t bytes = bits == 4 ? 144 : 176;
     __m256 acc[4], macc[4];
+    #pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
     for (int b = 0; b < n / 256; b++, p += bytes) {
@@ -427,6 +432,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
         __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb)));
         __m256 d = _mm256_set1_ps(half_of(p)), dmin = _mm256_set1_ps(half_of(p + 2));
         __m256 scv[4];
+        #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
             scv[t] = _mm256_mul_ps(_mm256_mul_ps(xdv, d), scf);
@@ -446,6 +452,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
                 q0 = _mm256_or_si256(q0, _mm256_slli_epi16(b0, 4));
                 q1 = _mm256_or_si256(q1, _mm256_slli_epi16(b1, 4));
             }
+            #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
                 const int8_t *a = xq + (size_t)t * ld + b * 256 + c * 64;
                 acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv[t], _mm256_set1_epi32(2 * c)),
@@ -456,6 +463,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
             }
         }
     }
+    #pragma GCC unroll 4
     for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - hsum(macc[t]);
 }
 
@@ -490,6 +498,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
                                                                   const int16_t *xs, int n, size_t ld, int T,
                                                                   float *out) {
     __m256 acc[4], cacc[4];
+    #pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[t] = cacc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     const __m256i lo_half = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_half = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
@@ -499,6 +508,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
         __m256 sc_lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8)),
                sc_hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8)));
         __m256 sv[4][2];
+        #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
             sv[t][0] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, lo_half)), sc_lo);
@@ -518,6 +528,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3);
                 __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
                 __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
+                #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
                     __m256i a = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 256 + h * 128 + k * 32));
                     acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[t][h], pick), _mm256_cvtepi32_ps(udot(q, a)),
@@ -526,6 +537,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
             }
         }
     }
+    #pragma GCC unroll 4
     for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - 32.0f * hsum(cacc[t]);
 }
 
@@ -550,19 +562,26 @@ AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd
     (void)xs;
     const uint8_t *p = w;
     __m256 a0[4], a1[4];
+    #pragma GCC unroll 4
     for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
     size_t ldd = ld / 32;
-    int nb = n / 32;
-    for (int b = 0; b < nb; b++, p += 34) {
-        uint16_t dh;
-        memcpy(&dh, p, 2);
-        float dw = f16_table[dh];
-        int odd = (b & 1) && b < (nb & ~1);
+    int nb = n / 32, b = 0;
+    for (; b + 2 <= nb; b += 2, p += 68) {
+        float d0 = half_of(p), d1 = half_of(p + 34);
+        #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
-            __m256 v = q8_block(p, xq + (size_t)t * ld + (size_t)b * 32), s = _mm256_set1_ps(dw * xd[(size_t)t * ldd + b]);
-            if (odd) a1[t] = _mm256_fmadd_ps(s, v, a1[t]);
-            else a0[t] = _mm256_fmadd_ps(s, v, a0[t]);
+            const int8_t *x = xq + (size_t)t * ld + (size_t)b * 32;
+            const float *dd = xd + (size_t)t * ldd + b;
+            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dd[0]), q8_block(p, x), a0[t]);
+            a1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dd[1]), q8_block(p + 34, x + 32), a1[t]);
         }
+    }
+    for (; b < nb; b++, p += 34) {
+        float d0 = half_of(p);
+        #pragma GCC unroll 4
+        for (int t = 0; t < 4; t++)
+            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xd[(size_t)t * ldd + b]), q8_block(p, xq + (size_t)t * ld + (size_t)b * 32),
+                                    a0[t]);
     }
     for (int t = 0; t < 4; t++) out[t] = hsum(_mm256_add_ps(a0[t], a1[t]));
 }
