@@ -338,54 +338,72 @@ AVX2 static inline __m256i udot(__m256i q, __m256i a) {
 }
 
 /* Blocks of 32 unsigned codes with an f16 scale first, value = d·(code − offset) (Q4_0, Q5_0):
- * Σ code·a by maddubs (codes < 32: no int16 overflow, no sign juggling), and the offset's share,
- * offset·d·Σa, from the activations' sums; two blocks per step as in dot_blocks_avx2. For T
- * tokens (1 or 4; token t at xq + t·ld, xd + t·ld/32, xs + t·ld/16) each block is unpacked once,
- * and every token's sums are made in the same order whatever T is, so a token's result does not
+ * Σ code·a by maddubs (codes < 32: no int16 overflow, no sign juggling), two blocks per step as
+ * in dot_blocks_avx2; the offset's share, offset·Σ d·xd·Σa, is one vector dot per 64 blocks of
+ * the block scales (kept as they are read) with the activations' scales and sums. For T tokens
+ * (1 or 4; token t at xq + t·ld, xd + t·ld/32, xs + t·ld/16) each block is unpacked once, and
+ * every token's sums are made in the same order whatever T is, so a token's result does not
  * depend on the tokens computed with it. */
 __attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uint8_t *p, size_t bytes,
                                                                        __m256i (*codes)(const uint8_t *), int offset,
                                                                        const int8_t *xq, const float *xd,
                                                                        const int16_t *xs, int n, size_t ld, int T,
                                                                        float *out) {
-    __m256 a0[4], a1[4];
-    float corr[4];
-    #pragma GCC unroll 4
+    enum { CHUNK = 64 };
+    __m256 a0[4], a1[4], corr[4];
+    float corr_tail[4], dloc[CHUNK];
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
-        a0[t] = a1[t] = _mm256_setzero_ps();
-        corr[t] = 0;
+        a0[t] = a1[t] = corr[t] = _mm256_setzero_ps();
+        corr_tail[t] = 0;
     }
-    int nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 2 * bytes) {
-        float d0 = half_of(p), d1 = half_of(p + bytes);
-        __m256i c0 = codes(p), c1 = codes(p + bytes);
-        #pragma GCC unroll 4
+    int nb = n / 32;
+    for (int c0 = 0; c0 < nb; c0 += CHUNK) {
+        int c1 = c0 + CHUNK < nb ? c0 + CHUNK : nb, b = c0;
+        for (; b + 2 <= c1; b += 2, p += 2 * bytes) {
+            float d0 = half_of(p), d1 = half_of(p + bytes);
+            dloc[b - c0] = d0;
+            dloc[b - c0 + 1] = d1;
+            __m256i k0 = codes(p), k1 = codes(p + bytes);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const int8_t *x = xq + (size_t)t * ld + b * 32;
+                const float *dd = xd + (size_t)t * (ld / 32);
+                a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dd[b]),
+                                        _mm256_cvtepi32_ps(udot(k0, _mm256_loadu_si256((const __m256i *)x))), a0[t]);
+                a1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dd[b + 1]),
+                                        _mm256_cvtepi32_ps(udot(k1, _mm256_loadu_si256((const __m256i *)(x + 32)))), a1[t]);
+            }
+        }
+        for (; b < c1; b++, p += bytes) { /* an odd last block */
+            float d0 = half_of(p);
+            dloc[b - c0] = d0;
+            __m256i k0 = codes(p);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 32));
+                a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xd[(size_t)t * (ld / 32) + b]),
+                                        _mm256_cvtepi32_ps(udot(k0, x0)), a0[t]);
+            }
+        }
+        /* the offset's share of this chunk: 8 blocks per step, the rest one by one */
+#pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
-            const int8_t *x = xq + (size_t)t * ld + b * 32;
             const float *dd = xd + (size_t)t * (ld / 32);
             const int16_t *ss = xs + (size_t)t * (ld / 16);
-            float s0 = d0 * dd[b], s1 = d1 * dd[b + 1];
-            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(c0, _mm256_loadu_si256((const __m256i *)x))),
-                                    a0[t]);
-            a1[t] = _mm256_fmadd_ps(_mm256_set1_ps(s1),
-                                    _mm256_cvtepi32_ps(udot(c1, _mm256_loadu_si256((const __m256i *)(x + 32)))), a1[t]);
-            corr[t] = fmaf(s1, (float)(ss[2 * b + 2] + ss[2 * b + 3]), fmaf(s0, (float)(ss[2 * b] + ss[2 * b + 1]), corr[t]));
+            int e = c0;
+            for (; e + 8 <= c1; e += 8) {
+                __m256 sums = _mm256_cvtepi32_ps(
+                    _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(ss + 2 * e)), _mm256_set1_epi16(1)));
+                corr[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(dloc + (e - c0)), _mm256_loadu_ps(dd + e)), sums,
+                                          corr[t]);
+            }
+            for (; e < c1; e++) corr_tail[t] = fmaf(dloc[e - c0] * dd[e], (float)(ss[2 * e] + ss[2 * e + 1]), corr_tail[t]);
         }
     }
-    for (; b < nb; b++, p += bytes) {
-        float d0 = half_of(p);
-        __m256i c0 = codes(p);
-        #pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            const int16_t *ss = xs + (size_t)t * (ld / 16);
-            float s0 = d0 * xd[(size_t)t * (ld / 32) + b];
-            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 32));
-            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(udot(c0, x0)), a0[t]);
-            corr[t] = fmaf(s0, (float)(ss[2 * b] + ss[2 * b + 1]), corr[t]);
-        }
-    }
-    #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(a0[t], a1[t])) - (float)offset * corr[t];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        out[t] = hsum(_mm256_add_ps(a0[t], a1[t])) - (float)offset * (hsum(corr[t]) + corr_tail[t]);
 }
 
 AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
