@@ -309,28 +309,25 @@ AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq,
 
 /* Q4_0: 16 bytes of nibbles to 32 signed bytes (low nibbles first). */
 AVX2 static inline __m256i nibbles(const uint8_t *qs) {
-    __m128i v = _mm_loadu_si128((const __m128i *)qs);
-    __m128i lo = _mm_and_si128(v, _mm_set1_epi8(15)), hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15));
-    return _mm256_set_m128i(hi, lo);
+    /* the 16 bytes in both halves, the upper half shifted down by 4: no cross-lane shuffle */
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
 }
 
 
 /* Q5_0's fifth bits, bit i of qh to byte i as 0x10. */
-AVX2 static inline __m256i q5_high(uint32_t qh) {
+AVX2 static inline __m256i q5_high(const uint8_t *qh) {
     const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
                                           3, 3, 3, 3, 3, 3);
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
-    __m256i hb = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    /* broadcast straight from memory (a load, not a shuffle) */
+    __m256i hb = _mm256_shuffle_epi8(_mm256_castps_si256(_mm256_broadcast_ss((const float *)(const void *)qh)), shuf);
     return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit), _mm256_set1_epi8(0x10));
 }
 
 AVX2 static inline __m256i q4_codes(const uint8_t *p) { return nibbles(p + 2); }
 
-AVX2 static inline __m256i q5_codes(const uint8_t *p) {
-    uint32_t qh;
-    memcpy(&qh, p + 2, 4);
-    return _mm256_or_si256(nibbles(p + 6), q5_high(qh));
-}
+AVX2 static inline __m256i q5_codes(const uint8_t *p) { return _mm256_or_si256(nibbles(p + 6), q5_high(p + 2)); }
 
 /* Σ over 4-element groups of unsigned q times signed a, as 8 int32 lanes. */
 AVX2 static inline __m256i udot(__m256i q, __m256i a) {
