@@ -1,6 +1,7 @@
 /* The upstream backend: relays a generation to an OpenAI-compatible server
  * (vLLM, llama.cpp's server, SGLang, Ollama) over libcurl, always streaming,
  * and hands each delta to the sink as it arrives. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,22 @@ typedef struct upstream {
     char *url; /* .../chat/completions */
     char *auth;
     long timeout_s;
+    /* Connections (and DNS answers) kept and reused across requests and worker threads: a new
+     * connection costs a handshake (a TLS one for https upstreams) and the upstream an accept
+     * before the first token; a kept one answers at once. */
+    CURLSH *share;
+    pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
 } upstream;
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ctx) {
+    (void)h, (void)access;
+    pthread_mutex_lock(&((upstream *)ctx)->locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ctx) {
+    (void)h;
+    pthread_mutex_unlock(&((upstream *)ctx)->locks[data]);
+}
 
 typedef struct call {
     veil_upstream_events ev; /* what the event stream says */
@@ -117,6 +133,8 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
         goto out;
     }
     curl_easy_setopt(c.curl, CURLOPT_URL, u->url);
+    if (u->share)
+        curl_easy_setopt(c.curl, CURLOPT_SHARE, u->share);
     curl_easy_setopt(c.curl, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c.curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c.curl, CURLOPT_WRITEFUNCTION, on_data);
@@ -163,6 +181,11 @@ static void upstream_free(veil_backend *b) {
         return;
     upstream *u = b->impl;
     if (u) {
+        if (u->share) {
+            curl_share_cleanup(u->share);
+            for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+                pthread_mutex_destroy(&u->locks[i]);
+        }
         free(u->url);
         free(u->auth);
         free(u);
@@ -190,6 +213,21 @@ veil_backend *veil_upstream_backend_new(const char *base_url, const char *key, l
             sprintf(u->auth, "Authorization: Bearer %s", key);
     }
     u->timeout_s = timeout_s > 0 ? timeout_s : 60;
+    if ((u->share = curl_share_init())) {
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_init(&u->locks[i], NULL);
+        /* without a shared cache each request simply connects anew */
+        if (curl_share_setopt(u->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+            curl_share_setopt(u->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+            curl_share_setopt(u->share, CURLSHOPT_USERDATA, u) != CURLSHE_OK ||
+            curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+            curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+            curl_share_cleanup(u->share);
+            for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+                pthread_mutex_destroy(&u->locks[i]);
+            u->share = NULL;
+        }
+    }
     b->name = "upstream";
     b->generate = generate;
     b->free = upstream_free;
