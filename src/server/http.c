@@ -64,6 +64,39 @@ typedef struct server {
     veil_ephemeral_pool *eph; /* E2EE: ephemeral keys made ahead on idle CPU time */
 } server;
 
+/* An answer being gathered: grows by doubling; its bytes are wiped when it
+ * moves or is freed (answers may be private: no stale copies). */
+typedef struct answer_text {
+    char *p;
+    size_t len, cap;
+} answer_text;
+
+static void text_append(answer_text *t, const char *s, size_t n) {
+    if (!n)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *b = malloc(cap);
+        if (!b)
+            return;
+        if (t->p)
+            memcpy(b, t->p, t->len);
+        veil_free_secret(t->p, t->cap);
+        t->p = b;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void text_free(answer_text *t) {
+    veil_free_secret(t->p, t->cap);
+    memset(t, 0, sizeof *t);
+}
+
 /* One piece of output waiting for the loop. */
 typedef struct piece {
     struct piece *next;
@@ -116,14 +149,12 @@ struct stream {
     char fail_msg[300], fail_code[48], finish[32];
     long prompt_tokens, completion_tokens;
     /* non-streaming answers are gathered here */
-    char *content, *reasoning;
-    size_t content_len, reasoning_len;
+    answer_text content, reasoning;
     /* where a streamed answer's time to first byte goes: the worker started, the backend's first
      * piece arrived (worker side, under mu), the first piece went out (loop side) */
     double t_worker, t_first_piece, t_first_out;
     /* NEAR's non-streaming E2EE answer, gathered on the worker and sealed there once */
-    char *w_content, *w_reasoning;
-    size_t w_content_len, w_reasoning_len;
+    answer_text w_content, w_reasoning;
 };
 
 static double now_s(void) {
@@ -582,10 +613,10 @@ static void stream_unlink_and_free(stream *st) {
         veil_free_secret(p->reasoning, p->reasoning_len);
         free(p);
     }
-    veil_free_secret(st->content, st->content_len);
-    veil_free_secret(st->reasoning, st->reasoning_len);
-    veil_free_secret(st->w_content, st->w_content_len);
-    veil_free_secret(st->w_reasoning, st->w_reasoning_len);
+    text_free(&st->content);
+    text_free(&st->reasoning);
+    text_free(&st->w_content);
+    text_free(&st->w_reasoning);
     veil_chat_request_clear(&st->creq);
     drop_request(st);
     free_buffers(st);
@@ -734,21 +765,6 @@ static void finish_request(stream *st, int status) {
     st->ended = 1;
 }
 
-static void append(char **buf, size_t *len, const char *s, size_t n) {
-    if (!n)
-        return;
-    char *b = malloc(*len + n + 1);
-    if (!b)
-        return;
-    if (*buf)
-        memcpy(b, *buf, *len);
-    memcpy(b + *len, s, n);
-    b[*len + n] = '\0';
-    veil_free_secret(*buf, *len); /* answers may be private: no stale copies */
-    *buf = b;
-    *len += n;
-}
-
 /* Signs the completed response and stores the signature, off the loop:
  * text = sha256hex(request) ":" sha256hex(every response byte, the held-back
  * final bytes included), EIP-191 signed by the instance key; the NEAR
@@ -865,8 +881,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     for (piece *p = list, *n; p; p = n) {
         n = p->next;
         if (!st->ended) {
-            append(&st->content, &st->content_len, p->content, p->content_len);
-            append(&st->reasoning, &st->reasoning_len, p->reasoning, p->reasoning_len);
+            text_append(&st->content, p->content, p->content_len);
+            text_append(&st->reasoning, p->reasoning, p->reasoning_len);
         }
         veil_free_secret(p->content, p->content_len);
         veil_free_secret(p->reasoning, p->reasoning_len);
@@ -935,10 +951,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
             }
         } else {
             /* under E2EE (NEAR) content and reasoning arrive sealed by the worker */
-            json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content", st->content ? st->content : "",
-                                    st->content_len);
-            if (st->reasoning_len)
-                json_object_set_new(msg, "reasoning_content", json_stringn(st->reasoning, st->reasoning_len));
+            json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content", st->content.p ? st->content.p : "",
+                                    st->content.len);
+            if (st->reasoning.len)
+                json_object_set_new(msg, "reasoning_content", json_stringn(st->reasoning.p, st->reasoning.len));
             json_t *resp = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s, s:n}], s:o}", "id", st->id, "object",
                                      "chat.completion", "created", (json_int_t)st->created, "model", st->creq.model->id,
                                      "choices", "index", 0, "message", msg, "finish_reason", st->finish, "logprobs",
@@ -1129,8 +1145,8 @@ static char *seal(stream *st, const char *text, size_t n) {
 static void sink_piece_e2ee(void *ctx, const char *c, size_t cl, const char *r, size_t rl) {
     stream *st = ctx;
     if (st->creq.e2ee_near && !st->creq.stream) { /* NEAR non-streaming: one sealed answer, at the end */
-        append(&st->w_content, &st->w_content_len, c, cl);
-        append(&st->w_reasoning, &st->w_reasoning_len, r, rl);
+        text_append(&st->w_content, c, cl);
+        text_append(&st->w_reasoning, r, rl);
         return;
     }
     char *hc = seal(st, c, cl), *hr = seal(st, r, rl);
@@ -1148,13 +1164,11 @@ static void sink_piece_e2ee(void *ctx, const char *c, size_t cl, const char *r, 
  * on the worker, and handed to the loop as ciphertext. */
 static void sink_done_e2ee(void *ctx, const char *finish, long pt, long ct) {
     stream *st = ctx;
-    if (st->creq.e2ee_near && !st->creq.stream && (st->w_content_len || st->w_reasoning_len)) {
-        char *hc = seal(st, st->w_content, st->w_content_len), *hr = seal(st, st->w_reasoning, st->w_reasoning_len);
-        int ok = (hc || !st->w_content_len) && (hr || !st->w_reasoning_len);
-        veil_free_secret(st->w_content, st->w_content_len);
-        veil_free_secret(st->w_reasoning, st->w_reasoning_len);
-        st->w_content = st->w_reasoning = NULL;
-        st->w_content_len = st->w_reasoning_len = 0;
+    if (st->creq.e2ee_near && !st->creq.stream && (st->w_content.len || st->w_reasoning.len)) {
+        char *hc = seal(st, st->w_content.p, st->w_content.len), *hr = seal(st, st->w_reasoning.p, st->w_reasoning.len);
+        int ok = (hc || !st->w_content.len) && (hr || !st->w_reasoning.len);
+        text_free(&st->w_content);
+        text_free(&st->w_reasoning);
         if (ok)
             sink_piece(ctx, hc ? hc : "", hc ? strlen(hc) : 0, hr ? hr : "", hr ? strlen(hr) : 0);
         free(hc);
