@@ -1022,7 +1022,7 @@ static void sink_flush(void *ctx) {
          * loop waits for one to send the first piece; so the worker waits (at most 5 ms) for the
          * loop to take it. */
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += 5000000;
         if (until.tv_nsec >= 1000000000) {
             until.tv_sec++;
@@ -1399,7 +1399,11 @@ static size_t handle_chat(server *s, struct evhttp_request *req, double t0, int 
         return send_error(s, req, 500, "Internal server error", NULL);
     }
     pthread_mutex_init(&st->mu, NULL);
-    pthread_cond_init(&st->first_out, NULL);
+    pthread_condattr_t ca; /* its wait is timed on the monotonic clock: a clock change cannot stretch it */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->first_out, &ca);
+    pthread_condattr_destroy(&ca);
     st->wake = event_new(s->base, -1, 0, on_wake, st);
     evhttp_connection_set_closecb(st->conn, on_close, st);
     pthread_mutex_lock(&s->mu);
