@@ -110,7 +110,7 @@ static void *stream_main(void *arg) {
 }
 
 /* Aggregate decode tokens/s of K streams at once. */
-static double streams_rate(veil_llm *m, const int32_t *prompt, int n_prompt, int n_gen, int k) {
+static double streams_rate(veil_llm *m, const int32_t *prompt, int n_prompt, int n_gen, int k, double *steps_per_pass) {
     stream_job jobs[64];
     pthread_t th[64];
     pthread_barrier_t ready;
@@ -120,12 +120,17 @@ static double streams_rate(veil_llm *m, const int32_t *prompt, int n_prompt, int
         pthread_create(&th[i], NULL, stream_main, &jobs[i]);
     }
     double t0 = 1e300, t1 = 0;
+    uint64_t p0, s0, p1, s1;
+    veil_llm_batch_stats(m, &p0, &s0);
     for (int i = 0; i < k; i++) {
         pthread_join(th[i], NULL);
         if (jobs[i].t_start < t0) t0 = jobs[i].t_start;
         if (jobs[i].t_end > t1) t1 = jobs[i].t_end;
     }
     pthread_barrier_destroy(&ready);
+    veil_llm_batch_stats(m, &p1, &s1);
+    if (p1 > p0)
+        *steps_per_pass = (double)(s1 - s0) / (double)(p1 - p0);
     return (double)k * n_gen / (t1 - t0);
 }
 
@@ -224,9 +229,11 @@ static int bench_engine(int argc, char **argv) {
         veil_llm_session_free(s);
         pf[r] = n_prompt / (t1 - t0);
         dc[r] = n_gen / (t2 - t1);
-        if (streams > 1) mc[r] = streams_rate(m, prompt, n_prompt, n_gen, streams);
+        double spp = 0;
+        if (streams > 1) mc[r] = streams_rate(m, prompt, n_prompt, n_gen, streams, &spp);
         printf("  round %d: bandwidth %.2f GB/s, prefill %.2f tok/s, decode %.2f tok/s", r + 1, bw[r], pf[r], dc[r]);
-        if (streams > 1) printf(", %d streams %.2f tok/s (%.2f x one)", streams, mc[r], mc[r] / dc[r]);
+        if (streams > 1)
+            printf(", %d streams %.2f tok/s (%.2f x one, %.2f steps per pass)", streams, mc[r], mc[r] / dc[r], spp);
         putchar('\n');
         fflush(stdout);
     }
