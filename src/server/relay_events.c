@@ -23,12 +23,17 @@ void veil_upstream_events_clear(veil_upstream_events *ev) { shape_clear(ev); }
  * a split only if the event with another string there parses to the same
  * chunk with that string as its content. */
 static void shape_learn(veil_upstream_events *ev, const char *data, size_t len, json_t *chunk, json_t *content) {
-    if (ev->before && ev->hits == 0)
-        ev->fruitless++;
+    if (ev->before)
+        ev->fruitless = ev->hits ? 0 : ev->fruitless + 1;
     shape_clear(ev);
     ev->hits = 0;
     if (ev->fruitless >= 4)
-        return; /* this upstream's events differ in more than their content */
+        return; /* this upstream's events differ in more than their content, or are spelled unlike jansson's */
+    /* each place tried costs a parse of the event: only small events, a few places each (an
+     * event with its content's spelling everywhere must not cost a parse per spelling) */
+    if (len > 4096)
+        return;
+    int tries = 0;
     int is_x = json_string_length(content) == 1 && json_string_value(content)[0] == 'x';
     const char *probe = is_x ? "\"y\"" : "\"x\"";
     json_t *probe_str = json_string(is_x ? "y" : "x"), *expect = json_deep_copy(chunk);
@@ -39,7 +44,9 @@ static void shape_learn(veil_upstream_events *ev, const char *data, size_t len, 
         char *lit = json_dumps(content, flags[f]);
         size_t ll = lit ? strlen(lit) : 0;
         const char *at = data;
-        while (lit && (size_t)(data + len - at) >= ll && (at = memmem(at, (size_t)(data + len - at), lit, ll))) {
+        while (lit && tries < 8 && (size_t)(data + len - at) >= ll &&
+               (at = memmem(at, (size_t)(data + len - at), lit, ll))) {
+            tries++;
             size_t b = (size_t)(at - data), a = len - b - ll;
             char *doc = malloc(b + 3 + a);
             if (!doc)
@@ -65,6 +72,8 @@ static void shape_learn(veil_upstream_events *ev, const char *data, size_t len, 
     }
     json_decref(probe_str);
     json_decref(expect);
+    if (!ev->before)
+        ev->fruitless++; /* no place found: a try that failed counts as one that did not pay */
 }
 
 /* An event of the learned shape: hands its content on and returns 1; 0 when

@@ -118,7 +118,7 @@ typedef struct veil_upstream_events {
     char *before, *after;
     size_t before_len, after_len;
     int hits;      /* events matched since it was learned */
-    int fruitless; /* shapes learned that no event matched: after a few, learning stops */
+    int fruitless; /* learns in a row that no event paid for: after four, learning stops */
 } veil_upstream_events;
 
 /* Reads one event's data (len bytes, untrusted). Returns 1 when it was an

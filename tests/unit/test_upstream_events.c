@@ -160,6 +160,39 @@ static void changing_events_stop_learning(void **state) {
     veil_upstream_events_clear(&b.ev);
 }
 
+/* Content spelled unlike jansson (an ASCII letter written as a backslash-u escape): no place is found,
+ * learning stops after four tries, and every event still comes out whole. A large event with its
+ * content's spelling everywhere is read without a parse per spelling. */
+static void unlearnable_and_large_events(void **state) {
+    (void)state;
+    reader a, b;
+    reader_init(&a, 0);
+    reader_init(&b, 1);
+    for (int i = 0; i < 10; i++) {
+        const char *e = EVENT("\"\\u0063af\\u00e9\"");
+        assert_int_equal(feed(&a, e), feed(&b, e));
+    }
+    assert_null(a.ev.before);
+    assert_int_equal(a.ev.fruitless, 4);
+    assert_string_equal(a.seen.log, b.seen.log);
+    assert_int_equal(a.seen.pieces, 10);
+    veil_upstream_events_clear(&a.ev);
+    veil_upstream_events_clear(&b.ev);
+    /* 20,000 copies of "a" in an extra field, then the content "a" */
+    enum { COPIES = 20000 };
+    char *big = malloc(COPIES * 4 + 200);
+    assert_non_null(big);
+    size_t n = (size_t)sprintf(big, "{\"x\":[");
+    for (int i = 0; i < COPIES; i++) n += (size_t)sprintf(big + n, "%s\"a\"", i ? "," : "");
+    n += (size_t)sprintf(big + n, "],\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}");
+    reader_init(&a, 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(feed(&a, big), 0);
+    assert_string_equal(a.seen.log, "a|;a|;a|;");
+    assert_null(a.ev.before); /* too large to learn from */
+    veil_upstream_events_clear(&a.ev);
+    free(big);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(openai_stream),
@@ -167,6 +200,7 @@ int main(void) {
         cmocka_unit_test(error_event),
         cmocka_unit_test(content_spelled_elsewhere),
         cmocka_unit_test(changing_events_stop_learning),
+        cmocka_unit_test(unlearnable_and_large_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
