@@ -278,42 +278,58 @@ AVX2 static inline __m256 q8_block(const uint8_t *p, const int8_t *a) {
     return int_block(_mm256_loadu_si256((const __m256i *)(p + 2)), a);
 }
 
-/* Blocks of 32 with an f16 scale first (Q8_0, Q5_0): two blocks per step
- * into two accumulators, so that the loads and unpacking of one overlap the
- * multiplies of the other; even blocks in a0, odd in a1 (dot4_q8_0_avx2
- * keeps this order). */
-__attribute__((always_inline)) AVX2 static inline float dot_blocks_avx2(const uint8_t *p, size_t bytes,
-                                                                        __m256 (*block)(const uint8_t *, const int8_t *),
-                                                                        const int8_t *xq, const float *xd, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+/* Q8_0: two blocks per step into two accumulators, so that the loads of one
+ * overlap the multiplies of the other; even blocks in a0, odd in a1. For T
+ * tokens (1 or 4; token t at xq + t·ld, xd + t·ld/32) each token's sums are
+ * made in the same order whatever T is, so a token's result does not depend
+ * on the tokens computed with it. */
+__attribute__((always_inline)) AVX2 static inline void dot_q8_0_t(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                                  int n, size_t ld, int T, float *out) {
+    __m256 a0[4], a1[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) a0[t] = a1[t] = _mm256_setzero_ps();
+    size_t ldd = ld / 32;
     int nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 2 * bytes) {
-        uint16_t d0, d1;
-        memcpy(&d0, p, 2);
-        memcpy(&d1, p + bytes, 2);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), block(p, xq + b * 32), a0);
-        a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d1] * xd[b + 1]), block(p + bytes, xq + b * 32 + 32), a1);
+    for (; b + 2 <= nb; b += 2, p += 68) {
+        float d0 = half_of(p), d1 = half_of(p + 34);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const int8_t *x = xq + (size_t)t * ld + (size_t)b * 32;
+            const float *dd = xd + (size_t)t * ldd + b;
+            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dd[0]), q8_block(p, x), a0[t]);
+            a1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dd[1]), q8_block(p + 34, x + 32), a1[t]);
+        }
     }
-    for (; b < nb; b++, p += bytes) {
-        uint16_t d0;
-        memcpy(&d0, p, 2);
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_table[d0] * xd[b]), block(p, xq + b * 32), a0);
+    for (; b < nb; b++, p += 34) {
+        float d0 = half_of(p);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xd[(size_t)t * ldd + b]),
+                                    q8_block(p, xq + (size_t)t * ld + (size_t)b * 32), a0[t]);
     }
-    return hsum(_mm256_add_ps(a0, a1));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(a0[t], a1[t]));
 }
 
 AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
     (void)x, (void)xs;
-    return dot_blocks_avx2(w, 34, q8_block, xq, xd, n);
+    float o;
+    dot_q8_0_t(w, xq, xd, n, 0, 1, &o);
+    return o;
 }
 
-/* Q4_0: 16 bytes of nibbles to 32 signed bytes (low nibbles first). */
+AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                                float out[4]) {
+    (void)xs;
+    dot_q8_0_t(w, xq, xd, n, ld, 4, out);
+}
+
+/* Q4_0/Q5_0: 16 bytes of nibbles to 32 unsigned codes (low nibbles first). */
 AVX2 static inline __m256i nibbles(const uint8_t *qs) {
     /* the 16 bytes in both halves, the upper half shifted down by 4: no cross-lane shuffle */
     __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
     return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
 }
-
 
 /* Q5_0's fifth bits, bit i of qh to byte i as 0x10. */
 AVX2 static inline __m256i q5_high(const uint8_t *qh) {
@@ -336,7 +352,7 @@ AVX2 static inline __m256i udot(__m256i q, __m256i a) {
 
 /* Blocks of 32 unsigned codes with an f16 scale first, value = d·(code − offset) (Q4_0, Q5_0):
  * Σ code·a by maddubs (codes < 32: no int16 overflow, no sign juggling), two blocks per step as
- * in dot_blocks_avx2; the offset's share, offset·Σ d·xd·Σa, is one vector dot per 64 blocks of
+ * in dot_q8_0_t; the offset's share, offset·Σ d·xd·Σa, is one vector dot per 64 blocks of
  * the block scales (kept as they are read) with the activations' scales and sums. For T tokens
  * (1 or 4; token t at xq + t·ld, xd + t·ld/32, xs + t·ld/16) each block is unpacked once, and
  * every token's sums are made in the same order whatever T is, so a token's result does not
@@ -437,7 +453,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
                                                                     int bits, float *out) {
     size_t bytes = bits == 4 ? 144 : 176;
     __m256 acc[4], macc[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
     for (int b = 0; b < n / 256; b++, p += bytes) {
@@ -447,7 +463,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
         __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb)));
         __m256 d = _mm256_set1_ps(half_of(p)), dmin = _mm256_set1_ps(half_of(p + 2));
         __m256 scv[4];
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
             scv[t] = _mm256_mul_ps(_mm256_mul_ps(xdv, d), scf);
@@ -467,7 +483,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
                 q0 = _mm256_or_si256(q0, _mm256_slli_epi16(b0, 4));
                 q1 = _mm256_or_si256(q1, _mm256_slli_epi16(b1, 4));
             }
-            #pragma GCC unroll 4
+#pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
                 const int8_t *a = xq + (size_t)t * ld + b * 256 + c * 64;
                 acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv[t], _mm256_set1_epi32(2 * c)),
@@ -478,7 +494,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
             }
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - hsum(macc[t]);
 }
 
@@ -513,7 +529,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
                                                                   const int16_t *xs, int n, size_t ld, int T,
                                                                   float *out) {
     __m256 acc[4], cacc[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[t] = cacc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     const __m256i lo_half = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_half = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
@@ -523,7 +539,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
         __m256 sc_lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc8)),
                sc_hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc8, 8)));
         __m256 sv[4][2];
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
             sv[t][0] = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_permutevar8x32_ps(xdv, lo_half)), sc_lo);
@@ -543,7 +559,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3);
                 __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
                 __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
-                #pragma GCC unroll 4
+#pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
                     __m256i a = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 256 + h * 128 + k * 32));
                     acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[t][h], pick), _mm256_cvtepi32_ps(udot(q, a)),
@@ -552,7 +568,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
             }
         }
     }
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - 32.0f * hsum(cacc[t]);
 }
 
@@ -569,37 +585,6 @@ AVX2 static void dot4_q6_k_avx2(const void *w, const int8_t *xq, const float *xd
     dot_q6_k_t(w, xq, xd, xs, n, ld, 4, out);
 }
 
-/* The same sums in the same order as dot_q8_0_avx2 (even blocks into one
- * accumulator, odd into another), so that a token gets bit-identical
- * results whether it is computed alone or with three others. */
-AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
-                                float out[4]) {
-    (void)xs;
-    const uint8_t *p = w;
-    __m256 a0[4], a1[4];
-    #pragma GCC unroll 4
-    for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
-    size_t ldd = ld / 32;
-    int nb = n / 32, b = 0;
-    for (; b + 2 <= nb; b += 2, p += 68) {
-        float d0 = half_of(p), d1 = half_of(p + 34);
-        #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++) {
-            const int8_t *x = xq + (size_t)t * ld + (size_t)b * 32;
-            const float *dd = xd + (size_t)t * ldd + b;
-            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * dd[0]), q8_block(p, x), a0[t]);
-            a1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * dd[1]), q8_block(p + 34, x + 32), a1[t]);
-        }
-    }
-    for (; b < nb; b++, p += 34) {
-        float d0 = half_of(p);
-        #pragma GCC unroll 4
-        for (int t = 0; t < 4; t++)
-            a0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * xd[(size_t)t * ldd + b]), q8_block(p, xq + (size_t)t * ld + (size_t)b * 32),
-                                    a0[t]);
-    }
-    for (int t = 0; t < 4; t++) out[t] = hsum(_mm256_add_ps(a0[t], a1[t]));
-}
 #endif
 
 enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0, K_Q5_0, K_Q4_K, K_Q5_K, K_Q6_K, N_KERNELS };
