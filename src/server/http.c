@@ -721,15 +721,22 @@ static void hash_buffer(EVP_MD_CTX *h, struct evbuffer *b) {
     }
 }
 
-static void flush_events(stream *st) {
-    if (st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone) {
+/* Writes what st->out gathered (hashed for the signature first) and, with
+ * `written`, has libevent call it once those bytes are on the socket. Returns
+ * 1 when something was written. */
+static int flush_events_then(stream *st, void (*written)(struct evhttp_connection *, void *)) {
+    int wrote = st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone;
+    if (wrote) {
         if (st->resp_hash && !st->finalized) /* the final bytes were hashed by the signing thread */
             hash_buffer(st->resp_hash, st->out);
-        evhttp_send_reply_chunk(st->req, st->out);
+        evhttp_send_reply_chunk_with_cb(st->req, st->out, written, written ? st : NULL);
     }
     if (st->out)
         evbuffer_drain(st->out, evbuffer_get_length(st->out));
+    return wrote;
 }
+
+static void flush_events(stream *st) { flush_events_then(st, NULL); }
 
 static void start_stream(stream *st) {
     if (st->started || !st->req || st->client_gone)
@@ -889,14 +896,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
         free(p);
     }
     if (!st->finalizing) {
-        if (formatted && !st->t_first_out && st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone) {
-            /* the first piece: its writer waits until libevent has written it to the socket */
-            if (st->resp_hash)
-                hash_buffer(st->resp_hash, st->out);
-            evhttp_send_reply_chunk_with_cb(st->req, st->out, first_written, st);
+        /* the first piece: its worker waits until libevent has written it to the socket */
+        int first = formatted && !st->t_first_out;
+        if (flush_events_then(st, first ? first_written : NULL) && first)
             st->t_first_out = now_s();
-        }
-        flush_events(st);
     }
     if (st->finalized && !st->ended) {
         /* the signature is stored: the held-back final bytes go out */
