@@ -176,16 +176,21 @@ out:
     veil_buf_free(&c.error);
 }
 
+static void share_free(upstream *u) {
+    if (!u->share)
+        return;
+    curl_share_cleanup(u->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&u->locks[i]);
+    u->share = NULL;
+}
+
 static void upstream_free(veil_backend *b) {
     if (!b)
         return;
     upstream *u = b->impl;
     if (u) {
-        if (u->share) {
-            curl_share_cleanup(u->share);
-            for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-                pthread_mutex_destroy(&u->locks[i]);
-        }
+        share_free(u);
         free(u->url);
         free(u->auth);
         free(u);
@@ -221,12 +226,8 @@ veil_backend *veil_upstream_backend_new(const char *base_url, const char *key, l
             curl_share_setopt(u->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
             curl_share_setopt(u->share, CURLSHOPT_USERDATA, u) != CURLSHE_OK ||
             curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-            curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
-            curl_share_cleanup(u->share);
-            for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-                pthread_mutex_destroy(&u->locks[i]);
-            u->share = NULL;
-        }
+            curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK)
+            share_free(u);
     }
     b->name = "upstream";
     b->generate = generate;
