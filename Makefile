@@ -82,12 +82,15 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/veil/*.h src/*/*.
 	$(FUZZ_CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS) \
 		-o $@ $< $(LIB_SRCS) $(LIBS)
 
-# build/veil with its shared libraries and their loader, to run where veil's
-# dependencies are not installed (scripts/gpu-check on a lent GPU machine).
-devbundle: $(BUILD)/veil
+# build/veil, the engine's unit tests, the mock upstream and curl with their
+# shared libraries and loader, to run where veil's dependencies are not
+# installed (scripts/gpu-check and scripts/bench-check on a lent machine).
+DEVBUNDLE_BINS := $(BUILD)/veil $(BUILD)/tests/test_engine $(BUILD)/bench/mock_upstream
+devbundle: $(DEVBUNDLE_BINS)
 	rm -rf $(BUILD)/devbundle && mkdir -p $(BUILD)/devbundle/lib
-	cp $(BUILD)/veil $(BUILD)/devbundle/
-	for l in $$(ldd $(BUILD)/veil | awk '/=>/ {print $$3} /ld-linux/ {print $$1}'); do cp -L $$l $(BUILD)/devbundle/lib/; done
+	cp $(DEVBUNDLE_BINS) $$(command -v curl) $(BUILD)/devbundle/
+	for l in $$(ldd $(DEVBUNDLE_BINS) $$(command -v curl) | awk '/=>/ {print $$3} /ld-linux/ {print $$1}' | sort -u); do \
+		cp -L $$l $(BUILD)/devbundle/lib/; done
 
 clean:
 	rm -rf build build-san

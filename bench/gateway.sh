@@ -5,6 +5,7 @@
 # Prints tokens/s both ways (median), their ratio (target >= 0.9), and the
 # time to first byte of each (p50; target: veil adds < 1 ms).
 # Usage: [SETTLE=seconds] [MOCK=c|python] bench/gateway.sh [TOKENS] [ROUNDS]   (needs make bench)
+# VEIL, MOCK_BIN and PYTHON name other binaries (scripts/bench-check runs them from a bundle).
 # MOCK=c (the default) is build/bench/mock_upstream, a libevent server that writes as fast as it
 # can; MOCK=python is the integration tests' mock, which is slower than veil and noisier.
 # SETTLE pauses around each request through veil, so that it does not start
@@ -13,12 +14,14 @@ set -euo pipefail
 N=${1:-20000}
 R=${2:-7}
 VEIL=${VEIL:-build/veil}
+MOCK_BIN=${MOCK_BIN:-build/bench/mock_upstream}
+PYTHON=${PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 if [ "${MOCK:-c}" = c ]; then
-    build/bench/mock_upstream "$tmp/port" &
+    "$MOCK_BIN" "$tmp/port" &
 else
-    /usr/bin/python3 tests/integration/mock_upstream.py "$tmp/port" &
+    "$PYTHON" tests/integration/mock_upstream.py "$tmp/port" &
 fi
 while [ ! -s "$tmp/port" ]; do sleep 0.05; done
 UP=$(cat "$tmp/port")
@@ -40,7 +43,7 @@ for _ in $(seq "$R"); do
     run "http://127.0.0.1:$PORT/api/v1/chat/completions" bench >>"$tmp/veil"
     sleep "${SETTLE:-0}"
 done
-/usr/bin/python3 - "$N" "$tmp/direct" "$tmp/veil" "$tmp/serve.out" "$tmp/serve.err" <<'PY'
+"$PYTHON" - "$N" "$tmp/direct" "$tmp/veil" "$tmp/serve.out" "$tmp/serve.err" <<'PY'
 import re, statistics, sys
 n = int(sys.argv[1])
 def load(p):

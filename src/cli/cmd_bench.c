@@ -150,8 +150,9 @@ static void help(void) {
          "Prefill tokens/s (a prompt of N random tokens, default 64), decode tokens/s (N greedy\n"
          "tokens, default 32) and decode efficiency against the memory read bandwidth of N threads\n"
          "(default 1), measured alternately for --rounds rounds (default 5); prints the medians.\n"
-         "The engine uses N threads too; VEIL_NO_SIMD=1 measures the portable kernels. --streams K also\n"
-         "decodes K streams at once (their steps batched into shared passes) and compares their\n"
+         "The engine uses N threads too, and the best kernels this CPU runs (avx512vnni, avx2 or\n"
+         "portable; VEIL_KERNELS=avx2 or VEIL_KERNELS=portable measures a lower level). --streams K\n"
+         "also decodes K streams at once (their steps batched into shared passes) and compares their\n"
          "total tokens/s with one stream's.");
 }
 

@@ -26,7 +26,7 @@ typedef float (*veil_dot_fn)(const void *w, const float *x, const int8_t *xq, co
 /* The dot product of a weight row of `type` with activations: x (floats)
  * or, for the block-quantized types, xq/xd/xs (x quantized by veil_quantize_act). */
 veil_dot_fn veil_dot_for(uint32_t type);
-const char *veil_kernels_name(void); /* "avx2" or "portable" */
+const char *veil_kernels_name(void); /* "avx512vnni", "avx2" or "portable" */
 /* 1 for the types whose kernels take int8-quantized activations (all block-quantized ones). */
 int veil_type_quantizes_activations(uint32_t type);
 /* Four tokens' quantized activations (token t at xq + t·ld, xd + t·ld/32,
@@ -37,9 +37,13 @@ typedef void (*veil_dot4_fn)(const void *w, const int8_t *xq, const float *xd, c
                              float out[4]);
 /* NULL for the types without one (the float types). */
 veil_dot4_fn veil_dot4_for(uint32_t type);
-/* A given variant (simd 0: portable; 1: the best this CPU has), for tests. */
-veil_dot_fn veil_dot_variant(uint32_t type, int simd);
-veil_dot4_fn veil_dot4_variant(uint32_t type, int simd);
+/* A given level of kernels (0 portable, 1 AVX2, 2 AVX-512 VNNI; named by
+ * veil_kernel_level_name), for tests: NULL where this CPU lacks it (and for
+ * dot4, for the float types). */
+enum { VEIL_KERNEL_LEVELS = 3 };
+veil_dot_fn veil_dot_variant(uint32_t type, int level);
+veil_dot4_fn veil_dot4_variant(uint32_t type, int level);
+const char *veil_kernel_level_name(int level);
 /* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32),
  * and the sum of each 16 int8 values (sums[n/16]): the kernels of the types
  * whose values are an unsigned code minus an offset (Q4_0, Q5_0, the K types)

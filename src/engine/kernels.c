@@ -1,6 +1,8 @@
 /* Dot products of weight rows with activations, per weight type, in a
- * portable form and in AVX2/FMA/F16C forms chosen at run time from the CPU
- * (VEIL_NO_SIMD=1 forces the portable ones, which the tests also run).
+ * portable form, AVX2/FMA/F16C forms and AVX-512 VNNI forms, the best this
+ * CPU runs chosen at run time (VEIL_KERNELS=portable|avx2 caps it,
+ * VEIL_NO_SIMD=1 forces the portable ones; the tests run every form the
+ * CPU has).
  * Q8_0 rows multiply activations quantized once per step to int8 blocks of
  * 32 with a float scale, as the weights are. */
 #include <math.h>
@@ -15,7 +17,6 @@
 #include "engine_internal.h"
 
 static float f16_table[65536];
-static int use_simd;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void);
 
@@ -445,6 +446,28 @@ AVX2 static void dot4_q5_0_avx2(const void *w, const int8_t *xq, const float *xd
     dot_offset_avx2(w, 22, q5_codes, 16, xq, xd, xs, n, ld, 4, out);
 }
 
+/* A Q4_K/Q5_K super-block's header (block b of the row, at p) for T tokens: the 8 sub-block
+ * scales times d and token t's activation scales into scv[t], the mins' share dmin·m·Σa added to
+ * macc[t] from the activations' sums. */
+__attribute__((always_inline)) AVX2 static inline void k45_head(const uint8_t *p, int b, const float *xd,
+                                                                const int16_t *xs, size_t ld, int T, __m256 *scv,
+                                                                __m256 *macc) {
+    uint8_t scb[8], mb[8];
+    veil_k4_scales_mins(p + 4, scb, mb);
+    __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scb)));
+    __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb)));
+    __m256 d = _mm256_set1_ps(half_of(p)), dmin = _mm256_set1_ps(half_of(p + 2));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
+        scv[t] = _mm256_mul_ps(_mm256_mul_ps(xdv, d), scf);
+        __m256 mv = _mm256_mul_ps(_mm256_mul_ps(xdv, dmin), mf);
+        __m256i sums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + b * 16)),
+                                         _mm256_set1_epi16(1));
+        macc[t] = _mm256_fmadd_ps(mv, _mm256_cvtepi32_ps(sums), macc[t]);
+    }
+}
+
 /* Q4_K / Q5_K: per super-block, the 8 sub-block scales times their activation scales as one
  * vector (a lane picked per sub-block) and the mins' share dmin·m·Σa as another, from the
  * activations' sums; per sub-block, one integer dot in 8 lanes. T tokens as dot_offset_avx2. */
@@ -457,21 +480,8 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
     for (int t = 0; t < T; t++) acc[t] = macc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
     for (int b = 0; b < n / 256; b++, p += bytes) {
-        uint8_t scb[8], mb[8];
-        veil_k4_scales_mins(p + 4, scb, mb);
-        __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)scb)));
-        __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)mb)));
-        __m256 d = _mm256_set1_ps(half_of(p)), dmin = _mm256_set1_ps(half_of(p + 2));
         __m256 scv[4];
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
-            scv[t] = _mm256_mul_ps(_mm256_mul_ps(xdv, d), scf);
-            __m256 mv = _mm256_mul_ps(_mm256_mul_ps(xdv, dmin), mf);
-            __m256i sums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + b * 16)),
-                                             _mm256_set1_epi16(1));
-            macc[t] = _mm256_fmadd_ps(mv, _mm256_cvtepi32_ps(sums), macc[t]);
-        }
+        k45_head(p, b, xd, xs, ld, T, scv, macc);
         const uint8_t *qs = bits == 4 ? p + 16 : p + 48;
         __m256i qh = bits == 5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
@@ -585,11 +595,260 @@ AVX2 static void dot4_q6_k_avx2(const void *w, const int8_t *xq, const float *xd
     dot_q6_k_t(w, xq, xd, xs, n, ld, 4, out);
 }
 
+
+/* ---- AVX-512 (F, BW, VL, VNNI) ----
+ * The same block math as the AVX2 forms, 64 weights per vector: vpdpbusd multiplies unsigned
+ * codes by int8 activations and sums each 4 into an int32 lane in one instruction (exact, no
+ * int16 stage), and the two halves of a vector carry two blocks (Q8_0, Q4_0, Q5_0) or two
+ * sub-blocks (the K types), each lane then scaled by its block's scale picked with one permute.
+ * T tokens (1 or 4) as in the AVX2 forms: every token's sums are made in the same order whatever
+ * T is. The float types keep their AVX2 forms. */
+#define AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+AVX512 static inline __m512i join256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+/* Σ over 4-element groups of unsigned q times signed a, as 16 int32 lanes. */
+AVX512 static inline __m512 udot512(__m512i q, __m512i a) {
+    return _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a));
+}
+
+enum { BLK_Q8_0, BLK_Q4_0, BLK_Q5_0 };
+
+/* The unsigned codes of the block at p (low half) and, when two, of the one after it (high
+ * half); for Q8_0 the weights' magnitudes, with their signs in *neg for the activations. */
+__attribute__((always_inline)) AVX512 static inline __m512i codes512(const uint8_t *p, size_t bytes, int kind,
+                                                                     int two, __mmask64 *neg) {
+    if (kind == BLK_Q8_0) {
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(p + 2));
+        __m256i hi = two ? _mm256_loadu_si256((const __m256i *)(p + bytes + 2)) : _mm256_setzero_si256();
+        __m512i w = join256(lo, hi);
+        *neg = _mm512_movepi8_mask(w);
+        return _mm512_abs_epi8(w); /* −128 becomes 128 as an unsigned byte: still exact */
+    }
+    size_t qs = kind == BLK_Q4_0 ? 2 : 6;
+    __m512i c = join256(nibbles(p + qs), two ? nibbles(p + bytes + qs) : _mm256_setzero_si256());
+    if (kind == BLK_Q5_0) { /* bit i of qh is the fifth bit of element i: a byte mask */
+        uint32_t h0, h1 = 0;
+        memcpy(&h0, p + 2, 4);
+        if (two) memcpy(&h1, p + bytes + 2, 4);
+        c = _mm512_mask_add_epi8(c, _cvtu64_mask64((uint64_t)h0 | (uint64_t)h1 << 32), c, _mm512_set1_epi8(16));
+    }
+    return c;
+}
+
+/* One step of dot_blocks512: the (one or two) blocks of q against token t's activations at x,
+ * their scales picked from dd (block j of the chunk in lane j) by idx. */
+__attribute__((always_inline)) AVX512 static inline __m512 blocks_step(__m512i q, __mmask64 neg, int kind,
+                                                                       __m512i x, __m512i idx, __m512 dd, __m512 acc) {
+    if (kind == BLK_Q8_0) x = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+    return _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, dd), udot512(q, x), acc);
+}
+
+/* Blocks of 32 with an f16 scale first (Q8_0, Q4_0, Q5_0), in chunks of 16 blocks: the chunk's
+ * scales times each token's activation scales as one vector, then two blocks per step (four per
+ * loop turn, into two accumulators); value = d·(code − offset), the offset's share taken per
+ * chunk from the activations' sums as in dot_offset_avx2. */
+__attribute__((always_inline)) AVX512 static inline void dot_blocks512(const uint8_t *p, const int8_t *xq,
+                                                                       const float *xd, const int16_t *xs, int n,
+                                                                       size_t ld, int T, size_t bytes, int kind,
+                                                                       int offset, float *out) {
+    __m512 acc0[4], acc1[4], corr[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc0[t] = acc1[t] = corr[t] = _mm512_setzero_ps();
+    const __m512i step2 = _mm512_set1_epi32(2), first = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    size_t ldd = ld / 32, lds = ld / 16;
+    int nb = n / 32;
+    for (int c0 = 0; c0 < nb; c0 += 16) {
+        int m = nb - c0 < 16 ? nb - c0 : 16;
+        float dl[16];
+        for (int i = 0; i < 16; i++) dl[i] = i < m ? half_of(p + (size_t)i * bytes) : 0.0f;
+        __mmask16 km = (__mmask16)((1u << m) - 1);
+        __m512 dv = _mm512_loadu_ps(dl), dd[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            dd[t] = _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(km, xd + (size_t)t * ldd + c0));
+            if (offset) {
+                __mmask32 k2 = (__mmask32)(m == 16 ? 0xffffffffu : (1u << 2 * m) - 1);
+                __m512i s = _mm512_maskz_loadu_epi16(k2, xs + (size_t)t * lds + 2 * c0);
+                corr[t] = _mm512_fmadd_ps(dd[t], _mm512_cvtepi32_ps(_mm512_madd_epi16(s, _mm512_set1_epi16(1))), corr[t]);
+            }
+        }
+        __m512i idx = first;
+        int j = 0;
+        for (; j + 4 <= m; j += 4, p += 4 * bytes) {
+            __mmask64 n0 = 0, n1 = 0;
+            __m512i q0 = codes512(p, bytes, kind, 1, &n0), q1 = codes512(p + 2 * bytes, bytes, kind, 1, &n1);
+            __m512i idx1 = _mm512_add_epi32(idx, step2);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const int8_t *x = xq + (size_t)t * ld + (size_t)(c0 + j) * 32;
+                acc0[t] = blocks_step(q0, n0, kind, _mm512_loadu_si512(x), idx, dd[t], acc0[t]);
+                acc1[t] = blocks_step(q1, n1, kind, _mm512_loadu_si512(x + 64), idx1, dd[t], acc1[t]);
+            }
+            idx = _mm512_add_epi32(idx1, step2);
+        }
+        if (j + 2 <= m) {
+            __mmask64 n0 = 0;
+            __m512i q0 = codes512(p, bytes, kind, 1, &n0);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                acc0[t] = blocks_step(q0, n0, kind, _mm512_loadu_si512(xq + (size_t)t * ld + (size_t)(c0 + j) * 32), idx,
+                                      dd[t], acc0[t]);
+            j += 2, p += 2 * bytes;
+            idx = _mm512_add_epi32(idx, step2);
+        }
+        if (j < m) { /* an odd last block: the high half empty (zero codes, zero scale) */
+            __mmask64 n0 = 0;
+            __m512i q0 = codes512(p, bytes, kind, 0, &n0);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++)
+                acc1[t] = blocks_step(q0, n0, kind,
+                                      _mm512_maskz_loadu_epi8(0xffffffffull, xq + (size_t)t * ld + (size_t)(c0 + j) * 32),
+                                      idx, dd[t], acc1[t]);
+            p += bytes;
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) -
+                 (offset ? (float)offset * _mm512_reduce_add_ps(corr[t]) : 0.0f);
+}
+
+
+/* Q4_K / Q5_K: per super-block the scales and the mins' share as in dot_k45_avx2; per 32 bytes of
+ * nibbles, one vector of 64 codes: the low nibbles (sub-block 2c) in the low half, the high ones
+ * (sub-block 2c + 1) in the high half, against 64 contiguous activations. */
+__attribute__((always_inline)) AVX512 static inline void dot_k45_512(const uint8_t *p, const int8_t *xq,
+                                                                     const float *xd, const int16_t *xs, int n,
+                                                                     size_t ld, int T, int bits, float *out) {
+    size_t bytes = bits == 4 ? 144 : 176;
+    __m512 acc0[4], acc1[4];
+    __m256 macc[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        acc0[t] = acc1[t] = _mm512_setzero_ps();
+        macc[t] = _mm256_setzero_ps();
+    }
+    const __m512i m15 = _mm512_set1_epi8(15), halves = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+    for (int b = 0; b < n / 256; b++, p += bytes) {
+        __m256 sc8[4];
+        __m512 scv[4];
+        k45_head(p, b, xd, xs, ld, T, sc8, macc);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) scv[t] = _mm512_castps256_ps512(sc8[t]); /* lanes 0–7 used */
+        const uint8_t *qs = bits == 4 ? p + 16 : p + 48;
+        __m512i qh = bits == 5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16)))
+                               : _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + c * 32)));
+            __m512i q = _mm512_and_si512(_mm512_srlv_epi64(v, halves), m15);
+            if (bits == 5) { /* bit 2c (low half) or 2c + 1 (high half) of qh[i] */
+                const __m512i sel = join256(_mm256_set1_epi8((char)(1 << 2 * c)), _mm256_set1_epi8((char)(1 << (2 * c + 1))));
+                q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh, sel), q, _mm512_set1_epi8(16));
+            }
+            const __m512i idx = _mm512_setr_epi32(2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c, 2 * c + 1,
+                                                  2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1, 2 * c + 1);
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                __m512i a = _mm512_loadu_si512(xq + (size_t)t * ld + b * 256 + c * 64);
+                __m512 s = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, scv[t]), udot512(q, a),
+                                           c & 1 ? acc1[t] : acc0[t]);
+                if (c & 1)
+                    acc1[t] = s;
+                else
+                    acc0[t] = s;
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) - hsum(macc[t]);
+}
+
+/* Q6_K: per super-block its 16 scales times d and their activation scales as one vector, the
+ * offset's share 32·Σ scale·Σa from the activations' sums; per 64 bytes of low bits (two 32-element
+ * groups), one vector of codes, lanes 0–3, 4–7, 8–11, 12–15 under four consecutive scales. */
+__attribute__((always_inline)) AVX512 static inline void dot_q6_k_512(const uint8_t *p, const int8_t *xq,
+                                                                      const float *xd, const int16_t *xs, int n,
+                                                                      size_t ld, int T, float *out) {
+    __m512 acc0[4], acc1[4], cacc[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) acc0[t] = acc1[t] = cacc[t] = _mm512_setzero_ps();
+    const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3);
+    const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    for (int b = 0; b < n / 256; b++, p += 210) {
+        __m512 scf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192))));
+        __m512 dsc = _mm512_mul_ps(_mm512_set1_ps(half_of(p + 208)), scf);
+        __m512 sv[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256 xdv = _mm256_loadu_ps(xd + (size_t)t * (ld / 32) + b * 8);
+            sv[t] = _mm512_mul_ps(_mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(xdv)), dsc);
+            __m256i s16 = _mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + b * 16));
+            cacc[t] = _mm512_fmadd_ps(sv[t], _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(s16)), cacc[t]);
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i l = _mm512_loadu_si512(p + h * 64);
+            __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 128 + h * 32)));
+#pragma GCC unroll 2
+            for (int kk = 0; kk < 2; kk++) { /* groups 4h + 2kk (low half) and 4h + 2kk + 1 (high half) */
+                __m512i lo = _mm512_and_si512(kk ? _mm512_srli_epi16(l, 4) : l, m15);
+                __m512i hi = _mm512_and_si512(
+                    _mm512_srlv_epi64(hb, _mm512_setr_epi64(4 * kk, 4 * kk, 4 * kk, 4 * kk, 4 * kk + 2, 4 * kk + 2,
+                                                            4 * kk + 2, 4 * kk + 2)),
+                    m3);
+                __m512i q = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+                int s0 = 8 * h + 4 * kk;
+                const __m512i idx = _mm512_setr_epi32(s0, s0, s0, s0, s0 + 1, s0 + 1, s0 + 1, s0 + 1, s0 + 2, s0 + 2,
+                                                      s0 + 2, s0 + 2, s0 + 3, s0 + 3, s0 + 3, s0 + 3);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    __m512i a = _mm512_loadu_si512(xq + (size_t)t * ld + b * 256 + h * 128 + kk * 64);
+                    __m512 s = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, sv[t]), udot512(q, a), kk ? acc1[t] : acc0[t]);
+                    if (kk)
+                        acc1[t] = s;
+                    else
+                        acc0[t] = s;
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) - 32.0f * _mm512_reduce_add_ps(cacc[t]);
+}
+
+/* The one-token and four-token entry points of a T-generic AVX-512 kernel; the arguments after
+ * its name are the kernel's own, each followed by a comma. */
+#define ENTRIES512(name, kernel, ...)                                                                                  \
+    AVX512 static float dot_##name##_avx512(const void *w, const float *x, const int8_t *xq, const float *xd,         \
+                                            const int16_t *xs, int n) {                                                \
+        (void)x;                                                                                                       \
+        float o;                                                                                                       \
+        kernel(w, xq, xd, xs, n, 0, 1, __VA_ARGS__ & o);                                                               \
+        return o;                                                                                                      \
+    }                                                                                                                  \
+    AVX512 static void dot4_##name##_avx512(const void *w, const int8_t *xq, const float *xd, const int16_t *xs,      \
+                                            int n, size_t ld, float out[4]) {                                         \
+        kernel(w, xq, xd, xs, n, ld, 4, __VA_ARGS__ out);                                                              \
+    }
+ENTRIES512(q8_0, dot_blocks512, 34, BLK_Q8_0, 0, )
+ENTRIES512(q4_0, dot_blocks512, 18, BLK_Q4_0, 8, )
+ENTRIES512(q5_0, dot_blocks512, 22, BLK_Q5_0, 16, )
+ENTRIES512(q4_k, dot_k45_512, 4, )
+ENTRIES512(q5_k, dot_k45_512, 5, )
+ENTRIES512(q6_k, dot_q6_k_512, )
+
 #endif
 
 enum { K_F32, K_F16, K_BF16, K_Q8_0, K_Q4_0, K_Q5_0, K_Q4_K, K_Q5_K, K_Q6_K, N_KERNELS };
-static veil_dot_fn dots[N_KERNELS][2];   /* [type][portable, simd] */
-static veil_dot4_fn dots4[N_KERNELS][2]; /* NULL for the float types */
+static const char *const level_names[VEIL_KERNEL_LEVELS] = {"portable", "avx2", "avx512vnni"};
+static veil_dot_fn dots[N_KERNELS][VEIL_KERNEL_LEVELS];   /* NULL where this CPU lacks the level */
+static veil_dot4_fn dots4[N_KERNELS][VEIL_KERNEL_LEVELS]; /* NULL for the float types too */
+static int levels = 1;                          /* how many of them this CPU runs */
 
 static int kernel_of(uint32_t type) {
     switch (type) {
@@ -610,16 +869,22 @@ int veil_type_quantizes_activations(uint32_t type) {
            type == VEIL_GGML_Q5_K || type == VEIL_GGML_Q6_K;
 }
 
+/* This CPU runs the kernels of `level` (and those below it). */
+static void set_level(int level, const veil_dot_fn *d, const veil_dot4_fn *d4) {
+    for (int k = 0; k < N_KERNELS; k++) {
+        dots[k][level] = d[k];
+        dots4[k][level] = d4[k];
+    }
+    levels = level + 1;
+}
+
 static void init(void) {
     for (uint32_t i = 0; i < 65536; i++) f16_table[i] = veil_f16_to_f32((uint16_t)i);
     static const veil_dot_fn portable[N_KERNELS] = {dot_f32_c,  dot_f16_c,  dot_bf16_c, dot_q8_0_c, dot_q4_0_c,
                                                     dot_q5_0_c, dot_q4_k_c, dot_q5_k_c, dot_q6_k_c};
     static const veil_dot4_fn portable4[N_KERNELS] = {NULL,        NULL,        NULL,        dot4_q8_0_c, dot4_q4_0_c,
                                                       dot4_q5_0_c, dot4_q4_k_c, dot4_q5_k_c, dot4_q6_k_c};
-    for (int k = 0; k < N_KERNELS; k++) {
-        dots[k][0] = dots[k][1] = portable[k];
-        dots4[k][0] = dots4[k][1] = portable4[k];
-    }
+    set_level(0, portable, portable4);
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
@@ -629,40 +894,53 @@ static void init(void) {
         static const veil_dot4_fn simd4[N_KERNELS] = {NULL,           NULL,           NULL,
                                                       dot4_q8_0_avx2, dot4_q4_0_avx2, dot4_q5_0_avx2,
                                                       dot4_q4_k_avx2, dot4_q5_k_avx2, dot4_q6_k_avx2};
-        for (int k = 0; k < N_KERNELS; k++) {
-            dots[k][1] = simd[k];
-            dots4[k][1] = simd4[k];
+        set_level(1, simd, simd4);
+        /* libgcc's checks include the OS saving the 512-bit state */
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
+            static const veil_dot_fn v512[N_KERNELS] = {dot_f32_avx2,    dot_f16_avx2,    dot_bf16_avx2,
+                                                        dot_q8_0_avx512, dot_q4_0_avx512, dot_q5_0_avx512,
+                                                        dot_q4_k_avx512, dot_q5_k_avx512, dot_q6_k_avx512};
+            static const veil_dot4_fn v512_4[N_KERNELS] = {NULL,             NULL,             NULL,
+                                                           dot4_q8_0_avx512, dot4_q4_0_avx512, dot4_q5_0_avx512,
+                                                           dot4_q4_k_avx512, dot4_q5_k_avx512, dot4_q6_k_avx512};
+            set_level(2, v512, v512_4);
         }
-        use_simd = 1;
     }
 #endif
-    const char *e = getenv("VEIL_NO_SIMD");
-    if (e && *e && strcmp(e, "0") != 0) use_simd = 0;
+    /* VEIL_KERNELS=portable|avx2|avx512vnni caps the level (to compare them on one machine);
+     * VEIL_NO_SIMD=1 is VEIL_KERNELS=portable. */
+    const char *e = getenv("VEIL_NO_SIMD"), *k = getenv("VEIL_KERNELS");
+    if (e && *e && strcmp(e, "0") != 0) levels = 1;
+    for (int l = 0; k && l < levels; l++)
+        if (strcmp(k, level_names[l]) == 0) levels = l + 1;
 }
 
-veil_dot_fn veil_dot_variant(uint32_t type, int simd) {
+veil_dot_fn veil_dot_variant(uint32_t type, int level) {
     pthread_once(&once, init);
-    return dots[kernel_of(type)][simd ? 1 : 0];
+    return level >= 0 && level < VEIL_KERNEL_LEVELS ? dots[kernel_of(type)][level] : NULL;
 }
 
-veil_dot4_fn veil_dot4_variant(uint32_t type, int simd) {
+veil_dot4_fn veil_dot4_variant(uint32_t type, int level) {
     pthread_once(&once, init);
-    return dots4[kernel_of(type)][simd ? 1 : 0];
+    return level >= 0 && level < VEIL_KERNEL_LEVELS ? dots4[kernel_of(type)][level] : NULL;
 }
+
+const char *veil_kernel_level_name(int level) { return level >= 0 && level < VEIL_KERNEL_LEVELS ? level_names[level] : NULL; }
 
 veil_dot4_fn veil_dot4_for(uint32_t type) {
     pthread_once(&once, init);
-    return dots4[kernel_of(type)][use_simd];
+    return dots4[kernel_of(type)][levels - 1];
 }
 
 veil_dot_fn veil_dot_for(uint32_t type) {
     pthread_once(&once, init);
-    return dots[kernel_of(type)][use_simd];
+    return dots[kernel_of(type)][levels - 1];
 }
 
 const char *veil_engine_kernels(void) { return veil_kernels_name(); }
 
 const char *veil_kernels_name(void) {
     pthread_once(&once, init);
-    return use_simd ? "avx2" : "portable";
+    return level_names[levels - 1];
 }

@@ -249,13 +249,13 @@ static void test_kernels_agree(void **state) {
     static const uint32_t types[] = {VEIL_GGML_F32,  VEIL_GGML_F16,  VEIL_GGML_BF16, VEIL_GGML_Q8_0, VEIL_GGML_Q4_0,
                                      VEIL_GGML_Q5_0, VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
     static const int lens[] = {32, 96, 896, N};
+    int bad = 0;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t l = 0; l < 4; l++) {
             int n = lens[l];
             if (veil_ggml_block_elems(types[k]) == 256 && n % 256) continue;
             veil_quantize_row(types[k], w, row, (size_t)n);
             float a = veil_dot_variant(types[k], 0)(row, x[0], xq[0], xd[0], xs[0], n);
-            float b = veil_dot_variant(types[k], 1)(row, x[0], xq[0], xd[0], xs[0], n);
             /* exactly what the kernel stands for: the dequantized row times x, or for the
              * int8-activation types times the dequantized activations, in double */
             static float deq[N];
@@ -264,26 +264,47 @@ static void test_kernels_agree(void **state) {
             int int8 = veil_ggml_block_elems(types[k]) > 1;
             for (int i = 0; i < n; i++) want += (double)deq[i] * (int8 ? (double)xq[0][i] * xd[0][i / 32] : x[0][i]);
             assert_true(fabs(a - want) <= 1e-4 * (1.0 + fabs(want)));
-            if (!(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a))))
-                print_message("type %s, n %d: portable %g, simd %g\n", veil_ggml_type_name(types[k]), n, (double)a, (double)b);
-            assert_true(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a)));
+            for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
+                veil_dot_fn f = veil_dot_variant(types[k], level);
+                if (!f) continue; /* this CPU lacks the level: said below */
+                float b = f(row, x[0], xq[0], xd[0], xs[0], n);
+                if (!(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a)))) { /* every disagreement said, then failed */
+                    print_message("type %s, n %d: portable %g, %s %g\n", veil_ggml_type_name(types[k]), n, (double)a,
+                                  veil_kernel_level_name(level), (double)b);
+                    bad++;
+                }
+            }
         }
     /* four tokens against one row, for every type that has such a kernel */
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
-        for (int simd = 0; simd < 2; simd++) {
-            veil_dot4_fn dot4 = veil_dot4_variant(types[k], simd);
+        for (int level = 0; level < VEIL_KERNEL_LEVELS; level++) {
+            if (!veil_dot_variant(types[k], level)) continue;
+            veil_dot4_fn dot4 = veil_dot4_variant(types[k], level);
             if (!dot4) {
                 assert_true(veil_ggml_block_elems(types[k]) == 1); /* only the float types go without */
                 continue;
             }
-            veil_quantize_row(types[k], w, row, N);
-            float o[4];
-            dot4(row, xq[0], xd[0], xs[0], N, N, o);
-            for (int t = 0; t < 4; t++) {
-                float one = veil_dot_variant(types[k], simd)(row, x[t], xq[t], xd[t], xs[t], N);
-                assert_true(o[t] == one); /* bit-identical: batched and alone give the same tokens */
+            for (size_t l = 0; l < 4; l++) {
+                int n = lens[l]; /* token t's first n activations at xq[0] + t·N */
+                if (veil_ggml_block_elems(types[k]) == 256 && n % 256) continue;
+                veil_quantize_row(types[k], w, row, (size_t)n);
+                float o[4];
+                dot4(row, xq[0], xd[0], xs[0], n, N, o);
+                for (int t = 0; t < 4; t++) {
+                    float one = veil_dot_variant(types[k], level)(row, x[t], xq[t], xd[t], xs[t], n);
+                    if (o[t] != one) { /* bit-identical: batched and alone give the same tokens */
+                        print_message("type %s, n %d, %s: token %d alone %.9g, of four %.9g\n",
+                                      veil_ggml_type_name(types[k]), n, veil_kernel_level_name(level), t, (double)one,
+                                      (double)o[t]);
+                        bad++;
+                    }
+                }
             }
         }
+    for (int level = 1; level < VEIL_KERNEL_LEVELS; level++)
+        if (!veil_dot_variant(VEIL_GGML_Q8_0, level))
+            print_message("kernels: %s not compared (this CPU lacks it)\n", veil_kernel_level_name(level));
+    assert_int_equal(bad, 0);
 }
 
 /* Greedy generation does not depend on the number of threads. */
