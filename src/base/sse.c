@@ -60,16 +60,13 @@ static veil_rc dispatch(veil_sse *p, veil_err *err) {
     return stop ? veil_err_set(err, VEIL_ERR_INVALID_ARG, "event stream reader stopped") : VEIL_OK;
 }
 
-/* One complete line. */
-static veil_rc line(veil_sse *p, veil_err *err) {
-    char *l = p->line;
-    size_t n = p->line_len;
-    p->line_len = 0;
+/* One complete line (l: n bytes, its end not included). */
+static veil_rc line(veil_sse *p, const char *l, size_t n, veil_err *err) {
     if (n == 0)
         return dispatch(p, err);
     if (l[0] == ':')
         return VEIL_OK; /* comment, often a keep-alive */
-    char *colon = memchr(l, ':', n);
+    const char *colon = memchr(l, ':', n);
     size_t name_len = colon ? (size_t)(colon - l) : n;
     const char *value = colon ? colon + 1 : l + n;
     size_t value_len = colon ? n - name_len - 1 : 0;
@@ -95,14 +92,34 @@ static veil_rc line(veil_sse *p, veil_err *err) {
     return VEIL_OK;
 }
 
+/* The next CR or LF at or after `from` (before end), from the two kept
+ * search results *cr and *lf, each searched again only once passed: so a
+ * buffer is scanned once for each of them however many lines it holds. */
+static const char *line_end(const char *from, const char *end, const char **cr, const char **lf, int *searched) {
+    if (!*searched || (*cr && *cr < from))
+        *cr = memchr(from, '\r', (size_t)(end - from));
+    if (!*searched || (*lf && *lf < from))
+        *lf = memchr(from, '\n', (size_t)(end - from));
+    *searched = 1;
+    if (!*cr)
+        return *lf;
+    if (!*lf)
+        return *cr;
+    return *cr < *lf ? *cr : *lf;
+}
+
 veil_rc veil_sse_feed(veil_sse *p, const char *buf, size_t n, veil_err *err) {
-    for (size_t i = 0; i < n; i++) {
+    const char *end = buf + n, *cr = NULL, *lf = NULL;
+    int searched = 0;
+    size_t i = 0;
+    while (i < n) {
         unsigned char c = (unsigned char)buf[i];
         if (!p->started) {
             /* a UTF-8 byte order mark may open the stream */
             static const unsigned char bom[3] = {0xef, 0xbb, 0xbf};
             if (p->line_len < 3 && c == bom[p->line_len]) {
                 p->line[p->line_len++] = (char)c;
+                i++;
                 if (p->line_len == 3) {
                     p->line_len = 0;
                     p->started = 1;
@@ -113,19 +130,34 @@ veil_rc veil_sse_feed(veil_sse *p, const char *buf, size_t n, veil_err *err) {
         }
         if (p->after_cr) {
             p->after_cr = 0;
-            if (c == '\n')
+            if (c == '\n') {
+                i++;
                 continue;
+            }
         }
-        if (c == '\r' || c == '\n') {
-            p->after_cr = c == '\r';
-            veil_rc rc = line(p, err);
-            if (rc != VEIL_OK)
-                return rc;
-            continue;
-        }
-        if (p->line_len >= p->max)
+        /* the rest of the line: up to its end, or to the end of buf */
+        const char *eol = line_end(buf + i, end, &cr, &lf, &searched);
+        size_t span = eol ? (size_t)(eol - (buf + i)) : n - i;
+        if (p->line_len + span > p->max)
             return veil_err_set(err, VEIL_ERR_MALFORMED, "event stream line is longer than %zu bytes", p->max);
-        p->line[p->line_len++] = (char)c;
+        if (!eol) { /* kept for the next feed */
+            memcpy(p->line + p->line_len, buf + i, span);
+            p->line_len += span;
+            break;
+        }
+        const char *l = buf + i; /* a line wholly in buf is read where it is */
+        size_t ln = span;
+        if (p->line_len) {
+            memcpy(p->line + p->line_len, buf + i, span);
+            l = p->line;
+            ln = p->line_len + span;
+        }
+        p->line_len = 0;
+        p->after_cr = *eol == '\r';
+        i += span + 1;
+        veil_rc rc = line(p, l, ln, err);
+        if (rc != VEIL_OK)
+            return rc;
     }
     return VEIL_OK;
 }
