@@ -1,7 +1,8 @@
 /* Reads an OpenAI-compatible upstream's chat.completion.chunk events for the
  * upstream backend (veil_upstream_events in server.h). An event is parsed
  * whole by jansson unless it has the learned shape of this stream's content
- * events, when only its content string is decoded (jansson again): relaying
+ * events, when only its content string is decoded (by jansson, or copied when it
+ * is plain printable ASCII, see veil_json_plain): relaying
  * a fast upstream, parsing every ~150-byte event into a tree cost more than
  * everything else veil does per token. */
 #include <stdlib.h>
@@ -82,7 +83,14 @@ static int shape_match(veil_upstream_events *ev, const char *data, size_t len) {
     if (!ev->before || len < ev->before_len + ev->after_len + 2 || memcmp(data, ev->before, ev->before_len) ||
         memcmp(data + len - ev->after_len, ev->after, ev->after_len))
         return 0;
-    json_t *s = json_loadb(data + ev->before_len, len - ev->before_len - ev->after_len, JSON_DECODE_ANY, NULL);
+    const char *mid = data + ev->before_len;
+    size_t mid_len = len - ev->before_len - ev->after_len;
+    if (mid_len > 2 && mid[0] == '"' && mid[mid_len - 1] == '"' && veil_json_plain(mid + 1, mid_len - 2)) {
+        ev->hits++; /* the string's bytes are its text */
+        ev->sink->piece(ev->sink->ctx, mid + 1, mid_len - 2, "", 0);
+        return 1;
+    }
+    json_t *s = json_loadb(mid, mid_len, JSON_DECODE_ANY, NULL);
     size_t n = json_string_length(s);
     int ok = json_is_string(s) && n;
     if (ok) {

@@ -98,6 +98,20 @@ typedef struct veil_gen_sink {
 
 /* ---- the upstream's event stream (relay_events.c) ---- */
 
+/* 1 when s[0..n) is printable ASCII other than '"' and '\\': then a JSON
+ * string of these bytes is exactly them between quotes, whether decoded or
+ * encoded (jansson writes them as they are), so the relay copies them and
+ * leaves other strings to jansson. Checked without an early exit so that
+ * the compiler vectorizes it. */
+static inline int veil_json_plain(const char *s, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bad |= (c < 0x20) | (c > 0x7e) | (c == '"') | (c == '\\');
+    }
+    return !bad;
+}
+
 /* What an OpenAI-compatible upstream's stream of chat.completion.chunk
  * events says, read one event's data at a time: content and reasoning go to
  * the sink as they come; the finish reason, token counts, an error event and

@@ -193,6 +193,52 @@ static void unlearnable_and_large_events(void **state) {
     free(big);
 }
 
+/* veil_json_plain against jansson: every string it calls plain is written by jansson as its
+ * bytes between quotes, and those quoted bytes load back as the string; every byte it refuses
+ * is one jansson escapes or one a quoted copy would get wrong. */
+static void plain_strings_match_jansson(void **state) {
+    (void)state;
+    uint64_t r = 5;
+    int plain = 0, refused = 0;
+    for (int it = 0; it < 20000; it++) {
+        char s[24];
+        size_t n = (size_t)(it % 24);
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            /* mostly printable ASCII, now and then any byte */
+            s[i] = (char)((r >> 60) ? 0x20 + (r >> 33) % 95 : (r >> 40) & 0xff);
+        }
+        json_t *j = json_stringn_nocheck(s, n);
+        char out[256];
+        size_t w = json_dumpb(j, out, sizeof out, JSON_ENCODE_ANY);
+        json_decref(j);
+        int is_plain = veil_json_plain(s, n);
+        int verbatim = w == n + 2 && out[0] == '"' && !memcmp(out + 1, s, n) && out[n + 1] == '"';
+        if (is_plain) {
+            plain++;
+            assert_true(verbatim);
+            char q[32];
+            q[0] = '"';
+            memcpy(q + 1, s, n);
+            q[n + 1] = '"';
+            json_t *back = json_loadb(q, n + 2, JSON_DECODE_ANY, NULL);
+            assert_non_null(back);
+            assert_int_equal(json_string_length(back), n);
+            assert_memory_equal(json_string_value(back), s, n);
+            json_decref(back);
+        } else {
+            refused++;
+            for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') goto found;
+            }
+            fail_msg("a plain string refused");
+        found:;
+        }
+    }
+    assert_true(plain > 1000 && refused > 1000); /* both sides were exercised */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(openai_stream),
@@ -201,6 +247,7 @@ int main(void) {
         cmocka_unit_test(content_spelled_elsewhere),
         cmocka_unit_test(changing_events_stop_learning),
         cmocka_unit_test(unlearnable_and_large_events),
+        cmocka_unit_test(plain_strings_match_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
