@@ -49,6 +49,9 @@ const char *veil_kernel_level_name(int level);
  * whose values are an unsigned code minus an offset (Q4_0, Q5_0, the K types)
  * take the offset's share from these sums once instead of per block. */
 void veil_quantize_act(const float *x, int n, int8_t *q, float *d, int16_t *sums);
+/* The same at a given level (as veil_dot_variant's), for tests: the same bytes at every level;
+ * does nothing where this CPU lacks the level. */
+void veil_quantize_act_level(int level, const float *x, int n, int8_t *q, float *d, int16_t *sums);
 
 /* Scale and min j (0–7) of a Q4_K/Q5_K block's 12 packed bytes: 6 bits
  * each, j < 4 in the low bits of bytes j and j + 4, j ≥ 4 split between a

@@ -20,7 +20,7 @@ static float f16_table[65536];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void init(void);
 
-void veil_quantize_act(const float *x, int n, int8_t *q, float *d, int16_t *sums) {
+static void quantize_act_c(const float *x, int n, int8_t *q, float *d, int16_t *sums) {
     for (int b = 0; b < n / 32; b++) {
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
@@ -215,6 +215,38 @@ AVX2 static float hsum(__m256 v) {
     lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
+}
+
+/* quantize_act_c's arithmetic, 32 values at a time: the same maximum, the same scale, the
+ * same product rounded to nearest even (cvtps2dq as lrintf), so the same bytes for finite x. */
+AVX2 static void quantize_act_avx2(const float *x, int n, int8_t *q, float *d, int16_t *sums) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16),
+               v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float amax = _mm_cvtss_f32(h);
+        float sc = amax / 127.0f, is = sc != 0 ? 1.0f / sc : 0;
+        d[b] = sc;
+        __m256 vis = _mm256_set1_ps(is);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vis)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vis)),
+                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vis)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vis));
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        _mm256_storeu_si256((__m256i *)(q + b * 32), _mm256_permutevar8x32_epi32(p, order));
+        /* the sums of values 0–15 and 16–31, from the int32s */
+        __m256i s01 = _mm256_add_epi32(i0, i1), s23 = _mm256_add_epi32(i2, i3);
+        __m256i hs = _mm256_hadd_epi32(s01, s23); /* per lane: s01 pairs, s23 pairs */
+        hs = _mm256_hadd_epi32(hs, hs);
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(hs), _mm256_extracti128_si256(hs, 1));
+        sums[b * 2] = (int16_t)_mm_extract_epi32(t, 0);
+        sums[b * 2 + 1] = (int16_t)_mm_extract_epi32(t, 1);
+    }
 }
 
 AVX2 static float dot_f32_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
@@ -849,6 +881,7 @@ static const char *const level_names[VEIL_KERNEL_LEVELS] = {"portable", "avx2", 
 static veil_dot_fn dots[N_KERNELS][VEIL_KERNEL_LEVELS];   /* NULL where this CPU lacks the level */
 static veil_dot4_fn dots4[N_KERNELS][VEIL_KERNEL_LEVELS]; /* NULL for the float types too */
 static int levels = 1;                          /* how many of them this CPU runs */
+static void (*quantize_act[VEIL_KERNEL_LEVELS])(const float *, int, int8_t *, float *, int16_t *);
 
 static int kernel_of(uint32_t type) {
     switch (type) {
@@ -885,6 +918,7 @@ static void init(void) {
     static const veil_dot4_fn portable4[N_KERNELS] = {NULL,        NULL,        NULL,        dot4_q8_0_c, dot4_q4_0_c,
                                                       dot4_q5_0_c, dot4_q4_k_c, dot4_q5_k_c, dot4_q6_k_c};
     set_level(0, portable, portable4);
+    quantize_act[0] = quantize_act_c;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
@@ -895,6 +929,7 @@ static void init(void) {
                                                       dot4_q8_0_avx2, dot4_q4_0_avx2, dot4_q5_0_avx2,
                                                       dot4_q4_k_avx2, dot4_q5_k_avx2, dot4_q6_k_avx2};
         set_level(1, simd, simd4);
+        quantize_act[1] = quantize_act_avx2;
         /* libgcc's checks include the OS saving the 512-bit state */
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
@@ -905,6 +940,7 @@ static void init(void) {
                                                            dot4_q8_0_avx512, dot4_q4_0_avx512, dot4_q5_0_avx512,
                                                            dot4_q4_k_avx512, dot4_q5_k_avx512, dot4_q6_k_avx512};
             set_level(2, v512, v512_4);
+            quantize_act[2] = quantize_act_avx2;
         }
     }
 #endif
@@ -924,6 +960,16 @@ veil_dot_fn veil_dot_variant(uint32_t type, int level) {
 veil_dot4_fn veil_dot4_variant(uint32_t type, int level) {
     pthread_once(&once, init);
     return level >= 0 && level < VEIL_KERNEL_LEVELS ? dots4[kernel_of(type)][level] : NULL;
+}
+
+void veil_quantize_act(const float *x, int n, int8_t *q, float *d, int16_t *sums) {
+    pthread_once(&once, init);
+    quantize_act[levels - 1](x, n, q, d, sums);
+}
+
+void veil_quantize_act_level(int level, const float *x, int n, int8_t *q, float *d, int16_t *sums) {
+    pthread_once(&once, init);
+    if (level >= 0 && level < VEIL_KERNEL_LEVELS && quantize_act[level]) quantize_act[level](x, n, q, d, sums);
 }
 
 const char *veil_kernel_level_name(int level) { return level >= 0 && level < VEIL_KERNEL_LEVELS ? level_names[level] : NULL; }

@@ -231,6 +231,35 @@ static void test_k4_scales_words(void **state) {
     }
 }
 
+/* Activation quantization gives the same bytes, scales and sums at every kernel level. */
+static void test_quantize_levels_agree(void **state) {
+    (void)state;
+    enum { N = 4864 };
+    static float x[N];
+    static int8_t q0[N], q1[N];
+    static float d0[N / 32], d1[N / 32];
+    static int16_t s0[N / 16], s1[N / 16];
+    uint64_t r = 9;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < N; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            float scale = powf(10.0f, (float)((r >> 20) % 9) - 4.0f); /* 1e-4 … 1e4 */
+            x[i] = ((float)((int64_t)(r >> 33) % 20001 - 10000) / 10000.0f) * scale;
+            if (i / 32 == round) x[i] = 0; /* one all-zero block */
+            if (i % 97 == 0) x[i] = (float)(i % 5) - 2.0f + 0.5f; /* ties: x·(1/s) may land on .5 */
+        }
+        veil_quantize_act_level(0, x, N, q0, d0, s0);
+        for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
+            if (!veil_dot_variant(VEIL_GGML_Q8_0, level)) continue;
+            memset(q1, 0x55, sizeof q1);
+            veil_quantize_act_level(level, x, N, q1, d1, s1);
+            assert_memory_equal(q0, q1, sizeof q0);
+            assert_memory_equal(d0, d1, sizeof d0);
+            assert_memory_equal(s0, s1, sizeof s0);
+        }
+    }
+}
+
 static void test_kernels_agree(void **state) {
     (void)state;
     enum { N = 4864 };
@@ -659,6 +688,7 @@ int main(void) {
         cmocka_unit_test(test_gguf_malformed),
         cmocka_unit_test(test_model_load_errors),
         cmocka_unit_test(test_half_formats),
+        cmocka_unit_test(test_quantize_levels_agree),
         cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_batched_equals_alone),
