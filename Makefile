@@ -82,10 +82,10 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/veil/*.h src/*/*.
 	$(FUZZ_CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS) \
 		-o $@ $< $(LIB_SRCS) $(LIBS)
 
-# build/veil, the engine's unit tests, the mock upstream and curl with their
+# build/veil, the engine's unit tests, the kernel benchmark, the mock upstream and curl with their
 # shared libraries and loader, to run where veil's dependencies are not
 # installed (scripts/gpu-check and scripts/bench-check on a lent machine).
-DEVBUNDLE_BINS := $(BUILD)/veil $(BUILD)/tests/test_engine $(BUILD)/bench/mock_upstream
+DEVBUNDLE_BINS := $(BUILD)/veil $(BUILD)/tests/test_engine $(BUILD)/bench/mock_upstream $(BUILD)/bench/kernels
 devbundle: $(DEVBUNDLE_BINS)
 	rm -rf $(BUILD)/devbundle && mkdir -p $(BUILD)/devbundle/lib
 	cp $(DEVBUNDLE_BINS) $$(command -v curl) $(BUILD)/devbundle/

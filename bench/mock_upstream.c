@@ -2,16 +2,21 @@
  * streams "FAST <n>" answers as fast as libevent can write them, so that the
  * gateway benchmark measures veil rather than a Python mock. Each token is
  * its own SSE event and its own chunk, as a real server's are.
+ * It writes with TCP_NODELAY, as the servers veil fronts do (asyncio's, under
+ * vLLM and SGLang, and Go's, under Ollama, set it on every connection);
+ * MOCK_NAGLE=1 leaves Nagle's algorithm on, see docs/benchmarks.md.
  * Usage: build/bench/mock_upstream PORTFILE   (binds a free port, writes it there) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #define BATCH 64 /* events handed to libevent per write callback */
@@ -76,6 +81,11 @@ static void on_request(struct evhttp_request *req, void *arg) {
     a->req = req;
     a->n = f ? strtol(f + 5, NULL, 10) : 10;
     free(body);
+    if (!getenv("MOCK_NAGLE")) {
+        int one = 1;
+        evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evhttp_request_get_connection(req)));
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/event-stream");
     evhttp_send_reply_start(req, 200, "OK");
     event_chunk(req, "{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"mock\","
