@@ -186,6 +186,9 @@ typedef struct veil_synth_opts {
 
 /* Fills dims from a preset: "tiny", "0.5b", "1.5b". Returns 0 when unknown. */
 int veil_synth_preset(veil_synth_opts *o, const char *preset);
+/* Options for a "tiny" model of this architecture and tensor type (seed 0,
+ * no name, every other option unset): callers change what they need. */
+veil_synth_opts veil_synth_tiny(veil_arch arch, uint32_t type);
 /* Writes a valid GGUF with deterministic random weights, a real vocabulary
  * learned from built-in text, and the architecture's chat template. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_synth_write(const veil_synth_opts *o, const char *path, veil_err *err);

@@ -62,10 +62,7 @@ static int cmd_synth(int argc, char **argv) {
         {"name", required_argument, NULL, 'n'},   {"rope-scale", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    veil_synth_opts o;
-    memset(&o, 0, sizeof o);
-    o.type = VEIL_GGML_F32;
-    veil_synth_preset(&o, "tiny");
+    veil_synth_opts o = veil_synth_tiny(VEIL_ARCH_QWEN2, VEIL_GGML_F32); /* --arch is required */
     const char *arch = NULL, *out = NULL;
     int c, hd_set = 0;
     opterr = 0;

@@ -108,11 +108,7 @@ static int add_default_model(serve_state *st) {
     snprintf(path, sizeof path, "%s/veil-tiny.gguf", dir);
     if (access(path, R_OK) != 0) {
         cli_mkdir_p(dir);
-        veil_synth_opts o;
-        memset(&o, 0, sizeof o);
-        veil_synth_preset(&o, "tiny");
-        o.arch = VEIL_ARCH_QWEN2;
-        o.type = VEIL_GGML_F32;
+        veil_synth_opts o = veil_synth_tiny(VEIL_ARCH_QWEN2, VEIL_GGML_F32);
         o.seed = 1;
         o.name = "veil-tiny";
         veil_err err;

@@ -21,6 +21,15 @@ int veil_synth_preset(veil_synth_opts *o, const char *preset) {
     return 1;
 }
 
+veil_synth_opts veil_synth_tiny(veil_arch arch, uint32_t type) {
+    veil_synth_opts o;
+    memset(&o, 0, sizeof o);
+    veil_synth_preset(&o, "tiny");
+    o.arch = arch;
+    o.type = type;
+    return o;
+}
+
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

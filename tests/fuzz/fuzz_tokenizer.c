@@ -19,12 +19,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     for (int i = 0; i < 3; i++) {
         char path[96];
         snprintf(path, sizeof path, "/tmp/veil-fuzz-tok-%d-%d.gguf", (int)getpid(), i);
-        veil_synth_opts o;
-        memset(&o, 0, sizeof o);
-        veil_synth_preset(&o, "tiny");
-        o.arch = kinds[i].arch;
+        veil_synth_opts o = veil_synth_tiny(kinds[i].arch, VEIL_GGML_F16);
         o.spm = kinds[i].spm;
-        o.type = VEIL_GGML_F16;
         o.n_layers = 1;
         if (veil_synth_write(&o, path, NULL) != VEIL_OK || veil_llm_load(&models[i], path, NULL) != VEIL_OK) abort();
         unlink(path);

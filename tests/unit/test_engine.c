@@ -16,11 +16,7 @@ static char model_path[64];
 static int setup(void **state) {
     (void)state;
     snprintf(model_path, sizeof model_path, "/tmp/veil-test-engine-%d.gguf", (int)getpid());
-    veil_synth_opts o;
-    memset(&o, 0, sizeof o);
-    veil_synth_preset(&o, "tiny");
-    o.arch = VEIL_ARCH_QWEN3;
-    o.type = VEIL_GGML_F32;
+    veil_synth_opts o = veil_synth_tiny(VEIL_ARCH_QWEN3, VEIL_GGML_F32);
     o.seed = 7;
     return veil_synth_write(&o, model_path, NULL) == VEIL_OK ? 0 : -1;
 }
@@ -635,11 +631,7 @@ static void test_batched_equals_alone(void **state) {
     (void)state;
     char path[80];
     snprintf(path, sizeof path, "/tmp/veil-test-engine-q8-%d.gguf", (int)getpid());
-    veil_synth_opts o;
-    memset(&o, 0, sizeof o);
-    veil_synth_preset(&o, "tiny");
-    o.arch = VEIL_ARCH_QWEN2;
-    o.type = VEIL_GGML_Q8_0;
+    veil_synth_opts o = veil_synth_tiny(VEIL_ARCH_QWEN2, VEIL_GGML_Q8_0);
     o.seed = 3;
     assert_int_equal(veil_synth_write(&o, path, NULL), VEIL_OK);
     veil_llm *m;
