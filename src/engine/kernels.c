@@ -507,37 +507,40 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
                                                                     const int16_t *xs, int n, size_t ld, int T,
                                                                     int bits, float *out) {
     size_t bytes = bits == 4 ? 144 : 176;
-    __m256 acc[4], macc[4];
+    __m256 acc[4], acc1[4], macc[4]; /* even sub-blocks into acc, odd into acc1: two chains */
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) acc[t] = macc[t] = _mm256_setzero_ps();
-    const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi8(1);
+    for (int t = 0; t < T; t++) acc[t] = acc1[t] = macc[t] = _mm256_setzero_ps();
+    const __m256i m15 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
     for (int b = 0; b < n / 256; b++, p += bytes) {
         __m256 scv[4];
         k45_head(p, b, xd, xs, ld, T, scv, macc);
         const uint8_t *qs = bits == 4 ? p + 16 : p + 48;
         __m256i qh = bits == 5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(qs + c * 32));
             __m256i q0 = _mm256_and_si256(v, m15), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
-            if (bits == 5) { /* bit 2c of qh[i] is the fifth bit of sub-block 2c's element i */
-                __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), ones);
-                __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), ones);
-                q0 = _mm256_or_si256(q0, _mm256_slli_epi16(b0, 4));
-                q1 = _mm256_or_si256(q1, _mm256_slli_epi16(b1, 4));
+            if (bits == 5) { /* bit 2c (2c + 1) of qh[i] is the fifth bit of sub-block 2c's (2c + 1's) element i,
+                              * moved to bit 4 by one shift within its byte */
+                int s0 = 4 - 2 * c, s1 = 3 - 2 * c;
+                __m256i h0 = s0 >= 0 ? _mm256_slli_epi16(qh, s0) : _mm256_srli_epi16(qh, -s0);
+                __m256i h1 = s1 >= 0 ? _mm256_slli_epi16(qh, s1) : _mm256_srli_epi16(qh, -s1);
+                q0 = _mm256_or_si256(q0, _mm256_and_si256(h0, m16));
+                q1 = _mm256_or_si256(q1, _mm256_and_si256(h1, m16));
             }
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
                 const int8_t *a = xq + (size_t)t * ld + b * 256 + c * 64;
                 acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv[t], _mm256_set1_epi32(2 * c)),
                                          _mm256_cvtepi32_ps(udot(q0, _mm256_loadu_si256((const __m256i *)a))), acc[t]);
-                acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv[t], _mm256_set1_epi32(2 * c + 1)),
-                                         _mm256_cvtepi32_ps(udot(q1, _mm256_loadu_si256((const __m256i *)(a + 32)))),
-                                         acc[t]);
+                acc1[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(scv[t], _mm256_set1_epi32(2 * c + 1)),
+                                          _mm256_cvtepi32_ps(udot(q1, _mm256_loadu_si256((const __m256i *)(a + 32)))),
+                                          acc1[t]);
             }
         }
     }
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - hsum(macc[t]);
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc[t], acc1[t])) - hsum(macc[t]);
 }
 
 AVX2 static float dot_q4_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
@@ -570,10 +573,10 @@ AVX2 static void dot4_q5_k_avx2(const void *w, const int8_t *xq, const float *xd
 __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                   const int16_t *xs, int n, size_t ld, int T,
                                                                   float *out) {
-    __m256 acc[4], cacc[4];
+    __m256 acc[4], acc1[4], cacc[4];
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) acc[t] = cacc[t] = _mm256_setzero_ps();
-    const __m256i m15 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    for (int t = 0; t < T; t++) acc[t] = acc1[t] = cacc[t] = _mm256_setzero_ps();
+    const __m256i m15 = _mm256_set1_epi8(15), m48 = _mm256_set1_epi8(0x30);
     const __m256i lo_half = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_half = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
     for (int b = 0; b < n / 256; b++, p += 210) {
         __m128i sc8 = _mm_loadu_si128((const __m128i *)(p + 192));
@@ -592,26 +595,33 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
             cacc[t] = _mm256_fmadd_ps(sv[t][1],
                                       _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1))), cacc[t]);
         }
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i l0 = _mm256_loadu_si256((const __m256i *)(p + h * 64)),
                     l1 = _mm256_loadu_si256((const __m256i *)(p + h * 64 + 32)),
                     hb = _mm256_loadu_si256((const __m256i *)(p + 128 + h * 32));
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) { /* 32-element group 4h + k: scales 8h + 2k, 8h + 2k + 1 */
                 __m256i lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(k & 1 ? l1 : l0, 4) : (k & 1 ? l1 : l0), m15);
-                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m3);
-                __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                /* bits 2k, 2k + 1 of hb's bytes to bits 4, 5: one shift (none for k = 2) and a mask */
+                __m256i hs = k < 2 ? _mm256_slli_epi16(hb, 4 - 2 * k) : k == 2 ? hb : _mm256_srli_epi16(hb, 2);
+                __m256i q = _mm256_or_si256(lo, _mm256_and_si256(hs, m48));
                 __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
 #pragma GCC unroll 4
-                for (int t = 0; t < T; t++) {
+                for (int t = 0; t < T; t++) { /* even groups into acc, odd into acc1 */
                     __m256i a = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 256 + h * 128 + k * 32));
-                    acc[t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[t][h], pick), _mm256_cvtepi32_ps(udot(q, a)),
-                                             acc[t]);
+                    __m256 s = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[t][h], pick), _mm256_cvtepi32_ps(udot(q, a)),
+                                               k & 1 ? acc1[t] : acc[t]);
+                    if (k & 1)
+                        acc1[t] = s;
+                    else
+                        acc[t] = s;
                 }
             }
         }
     }
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) out[t] = hsum(acc[t]) - 32.0f * hsum(cacc[t]);
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc[t], acc1[t])) - 32.0f * hsum(cacc[t]);
 }
 
 AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
