@@ -209,6 +209,22 @@ DOT4_C(dot4_q6_k_c, dot_q6_k_c)
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
+/* The one-token and four-token entry points (dot_NAME_LEVEL, dot4_NAME_LEVEL, with the target
+ * attribute ATTR) of a T-generic kernel taking (w, xq, xd, xs, n, ld, T, its own arguments…, out);
+ * the arguments after the kernel's name are its own, each followed by a comma. */
+#define KERNEL_ENTRIES(ATTR, LEVEL, name, kernel, ...)                                                                 \
+    ATTR static float dot_##name##_##LEVEL(const void *w, const float *x, const int8_t *xq, const float *xd,          \
+                                           const int16_t *xs, int n) {                                                 \
+        (void)x;                                                                                                       \
+        float o;                                                                                                       \
+        kernel(w, xq, xd, xs, n, 0, 1, __VA_ARGS__ & o);                                                               \
+        return o;                                                                                                      \
+    }                                                                                                                  \
+    ATTR static void dot4_##name##_##LEVEL(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, \
+                                           size_t ld, float out[4]) {                                                  \
+        kernel(w, xq, xd, xs, n, ld, 4, __VA_ARGS__ out);                                                              \
+    }
+
 AVX2 static float hsum(__m256 v) {
     __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
     lo = _mm_add_ps(lo, hi);
@@ -317,7 +333,9 @@ AVX2 static inline __m256 q8_block(const uint8_t *p, const int8_t *a) {
  * made in the same order whatever T is, so a token's result does not depend
  * on the tokens computed with it. */
 __attribute__((always_inline)) AVX2 static inline void dot_q8_0_t(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                                  int n, size_t ld, int T, float *out) {
+                                                                  const int16_t *xs, int n, size_t ld, int T,
+                                                                  float *out) {
+    (void)xs; /* signed weights: no offset to take from the sums */
     __m256 a0[4], a1[4];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) a0[t] = a1[t] = _mm256_setzero_ps();
@@ -344,18 +362,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q8_0_t(const uint8_t 
     for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(a0[t], a1[t]));
 }
 
-AVX2 static float dot_q8_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs, int n) {
-    (void)x, (void)xs;
-    float o;
-    dot_q8_0_t(w, xq, xd, n, 0, 1, &o);
-    return o;
-}
-
-AVX2 static void dot4_q8_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
-                                float out[4]) {
-    (void)xs;
-    dot_q8_0_t(w, xq, xd, n, ld, 4, out);
-}
+KERNEL_ENTRIES(AVX2, avx2, q8_0, dot_q8_0_t, )
 
 /* Q4_0/Q5_0: 16 bytes of nibbles to 32 unsigned codes (low nibbles first). */
 AVX2 static inline __m256i nibbles(const uint8_t *qs) {
@@ -390,10 +397,10 @@ AVX2 static inline __m256i udot(__m256i q, __m256i a) {
  * (1 or 4; token t at xq + t·ld, xd + t·ld/32, xs + t·ld/16) each block is unpacked once, and
  * every token's sums are made in the same order whatever T is, so a token's result does not
  * depend on the tokens computed with it. */
-__attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uint8_t *p, size_t bytes,
+__attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uint8_t *p, const int8_t *xq,
+                                                                       const float *xd, const int16_t *xs, int n,
+                                                                       size_t ld, int T, size_t bytes,
                                                                        __m256i (*codes)(const uint8_t *), int offset,
-                                                                       const int8_t *xq, const float *xd,
-                                                                       const int16_t *xs, int n, size_t ld, int T,
                                                                        float *out) {
     enum { CHUNK = 64 };
     __m256 a0[4], a1[4], corr[4];
@@ -452,31 +459,8 @@ __attribute__((always_inline)) AVX2 static inline void dot_offset_avx2(const uin
         out[t] = hsum(_mm256_add_ps(a0[t], a1[t])) - (float)offset * (hsum(corr[t]) + corr_tail[t]);
 }
 
-AVX2 static float dot_q4_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
-                                int n) {
-    (void)x;
-    float o;
-    dot_offset_avx2(w, 18, q4_codes, 8, xq, xd, xs, n, 0, 1, &o);
-    return o;
-}
-
-AVX2 static float dot_q5_0_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
-                                int n) {
-    (void)x;
-    float o;
-    dot_offset_avx2(w, 22, q5_codes, 16, xq, xd, xs, n, 0, 1, &o);
-    return o;
-}
-
-AVX2 static void dot4_q4_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
-                                float out[4]) {
-    dot_offset_avx2(w, 18, q4_codes, 8, xq, xd, xs, n, ld, 4, out);
-}
-
-AVX2 static void dot4_q5_0_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
-                                float out[4]) {
-    dot_offset_avx2(w, 22, q5_codes, 16, xq, xd, xs, n, ld, 4, out);
-}
+KERNEL_ENTRIES(AVX2, avx2, q4_0, dot_offset_avx2, 18, q4_codes, 8, )
+KERNEL_ENTRIES(AVX2, avx2, q5_0, dot_offset_avx2, 22, q5_codes, 16, )
 
 /* A Q4_K/Q5_K super-block's header (block b of the row, at p) for T tokens: the 8 sub-block
  * scales times d and token t's activation scales into scv[t], the mins' share dmin·m·Σa added to
@@ -543,28 +527,8 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
     for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc[t], acc1[t])) - hsum(macc[t]);
 }
 
-AVX2 static float dot_q4_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
-                                int n) {
-    (void)x;
-    float o;
-    dot_k45_avx2(w, xq, xd, xs, n, 0, 1, 4, &o);
-    return o;
-}
-AVX2 static float dot_q5_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
-                                int n) {
-    (void)x;
-    float o;
-    dot_k45_avx2(w, xq, xd, xs, n, 0, 1, 5, &o);
-    return o;
-}
-AVX2 static void dot4_q4_k_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
-                                float out[4]) {
-    dot_k45_avx2(w, xq, xd, xs, n, ld, 4, 4, out);
-}
-AVX2 static void dot4_q5_k_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
-                                float out[4]) {
-    dot_k45_avx2(w, xq, xd, xs, n, ld, 4, 5, out);
-}
+KERNEL_ENTRIES(AVX2, avx2, q4_k, dot_k45_avx2, 4, )
+KERNEL_ENTRIES(AVX2, avx2, q5_k, dot_k45_avx2, 5, )
 
 /* Q6_K: per super-block, its 16 scales times d and their activation scales as two vectors
  * (scales 0–7 and 8–15), and the offset's share 32·Σ scale·Σa from the activations' sums; per 32
@@ -573,9 +537,9 @@ AVX2 static void dot4_q5_k_avx2(const void *w, const int8_t *xq, const float *xd
 __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                   const int16_t *xs, int n, size_t ld, int T,
                                                                   float *out) {
-    __m256 acc[4], acc1[4], cacc[4];
+    __m256 acc[2][4], cacc[4]; /* even groups in acc[0], odd in acc[1]: two chains */
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) acc[t] = acc1[t] = cacc[t] = _mm256_setzero_ps();
+    for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = cacc[t] = _mm256_setzero_ps();
     const __m256i m15 = _mm256_set1_epi8(15), m48 = _mm256_set1_epi8(0x30);
     const __m256i lo_half = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_half = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
     for (int b = 0; b < n / 256; b++, p += 210) {
@@ -608,34 +572,19 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
                 __m256i q = _mm256_or_si256(lo, _mm256_and_si256(hs, m48));
                 __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
 #pragma GCC unroll 4
-                for (int t = 0; t < T; t++) { /* even groups into acc, odd into acc1 */
+                for (int t = 0; t < T; t++) {
                     __m256i a = _mm256_loadu_si256((const __m256i *)(xq + (size_t)t * ld + b * 256 + h * 128 + k * 32));
-                    __m256 s = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[t][h], pick), _mm256_cvtepi32_ps(udot(q, a)),
-                                               k & 1 ? acc1[t] : acc[t]);
-                    if (k & 1)
-                        acc1[t] = s;
-                    else
-                        acc[t] = s;
+                    acc[k & 1][t] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(sv[t][h], pick),
+                                                    _mm256_cvtepi32_ps(udot(q, a)), acc[k & 1][t]);
                 }
             }
         }
     }
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc[t], acc1[t])) - 32.0f * hsum(cacc[t]);
+    for (int t = 0; t < T; t++) out[t] = hsum(_mm256_add_ps(acc[0][t], acc[1][t])) - 32.0f * hsum(cacc[t]);
 }
 
-AVX2 static float dot_q6_k_avx2(const void *w, const float *x, const int8_t *xq, const float *xd, const int16_t *xs,
-                                int n) {
-    (void)x;
-    float o;
-    dot_q6_k_t(w, xq, xd, xs, n, 0, 1, &o);
-    return o;
-}
-
-AVX2 static void dot4_q6_k_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
-                                float out[4]) {
-    dot_q6_k_t(w, xq, xd, xs, n, ld, 4, out);
-}
+KERNEL_ENTRIES(AVX2, avx2, q6_k, dot_q6_k_t, )
 
 
 /* ---- AVX-512 (F, BW, VL, VNNI) ----
@@ -766,11 +715,11 @@ __attribute__((always_inline)) AVX512 static inline void dot_k45_512(const uint8
                                                                      const float *xd, const int16_t *xs, int n,
                                                                      size_t ld, int T, int bits, float *out) {
     size_t bytes = bits == 4 ? 144 : 176;
-    __m512 acc0[4], acc1[4];
+    __m512 acc[2][4]; /* even chunks in acc[0], odd in acc[1]: two chains */
     __m256 macc[4];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
-        acc0[t] = acc1[t] = _mm512_setzero_ps();
+        acc[0][t] = acc[1][t] = _mm512_setzero_ps();
         macc[t] = _mm256_setzero_ps();
     }
     const __m512i m15 = _mm512_set1_epi8(15), halves = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
@@ -796,17 +745,12 @@ __attribute__((always_inline)) AVX512 static inline void dot_k45_512(const uint8
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
                 __m512i a = _mm512_loadu_si512(xq + (size_t)t * ld + b * 256 + c * 64);
-                __m512 s = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, scv[t]), udot512(q, a),
-                                           c & 1 ? acc1[t] : acc0[t]);
-                if (c & 1)
-                    acc1[t] = s;
-                else
-                    acc0[t] = s;
+                acc[c & 1][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, scv[t]), udot512(q, a), acc[c & 1][t]);
             }
         }
     }
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) - hsum(macc[t]);
+    for (int t = 0; t < T; t++) out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][t], acc[1][t])) - hsum(macc[t]);
 }
 
 /* Q6_K: per super-block its 16 scales times d and their activation scales as one vector, the
@@ -815,9 +759,9 @@ __attribute__((always_inline)) AVX512 static inline void dot_k45_512(const uint8
 __attribute__((always_inline)) AVX512 static inline void dot_q6_k_512(const uint8_t *p, const int8_t *xq,
                                                                       const float *xd, const int16_t *xs, int n,
                                                                       size_t ld, int T, float *out) {
-    __m512 acc0[4], acc1[4], cacc[4];
+    __m512 acc[2][4], cacc[4]; /* groups 4h + 2kk in acc[kk]: two chains */
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) acc0[t] = acc1[t] = cacc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = cacc[t] = _mm512_setzero_ps();
     const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3);
     const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     for (int b = 0; b < n / 256; b++, p += 210) {
@@ -849,40 +793,22 @@ __attribute__((always_inline)) AVX512 static inline void dot_q6_k_512(const uint
 #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
                     __m512i a = _mm512_loadu_si512(xq + (size_t)t * ld + b * 256 + h * 128 + kk * 64);
-                    __m512 s = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, sv[t]), udot512(q, a), kk ? acc1[t] : acc0[t]);
-                    if (kk)
-                        acc1[t] = s;
-                    else
-                        acc0[t] = s;
+                    acc[kk][t] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, sv[t]), udot512(q, a), acc[kk][t]);
                 }
             }
         }
     }
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++)
-        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[t], acc1[t])) - 32.0f * _mm512_reduce_add_ps(cacc[t]);
+        out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][t], acc[1][t])) - 32.0f * _mm512_reduce_add_ps(cacc[t]);
 }
 
-/* The one-token and four-token entry points of a T-generic AVX-512 kernel; the arguments after
- * its name are the kernel's own, each followed by a comma. */
-#define ENTRIES512(name, kernel, ...)                                                                                  \
-    AVX512 static float dot_##name##_avx512(const void *w, const float *x, const int8_t *xq, const float *xd,         \
-                                            const int16_t *xs, int n) {                                                \
-        (void)x;                                                                                                       \
-        float o;                                                                                                       \
-        kernel(w, xq, xd, xs, n, 0, 1, __VA_ARGS__ & o);                                                               \
-        return o;                                                                                                      \
-    }                                                                                                                  \
-    AVX512 static void dot4_##name##_avx512(const void *w, const int8_t *xq, const float *xd, const int16_t *xs,      \
-                                            int n, size_t ld, float out[4]) {                                         \
-        kernel(w, xq, xd, xs, n, ld, 4, __VA_ARGS__ out);                                                              \
-    }
-ENTRIES512(q8_0, dot_blocks512, 34, BLK_Q8_0, 0, )
-ENTRIES512(q4_0, dot_blocks512, 18, BLK_Q4_0, 8, )
-ENTRIES512(q5_0, dot_blocks512, 22, BLK_Q5_0, 16, )
-ENTRIES512(q4_k, dot_k45_512, 4, )
-ENTRIES512(q5_k, dot_k45_512, 5, )
-ENTRIES512(q6_k, dot_q6_k_512, )
+KERNEL_ENTRIES(AVX512, avx512, q8_0, dot_blocks512, 34, BLK_Q8_0, 0, )
+KERNEL_ENTRIES(AVX512, avx512, q4_0, dot_blocks512, 18, BLK_Q4_0, 8, )
+KERNEL_ENTRIES(AVX512, avx512, q5_0, dot_blocks512, 22, BLK_Q5_0, 16, )
+KERNEL_ENTRIES(AVX512, avx512, q4_k, dot_k45_512, 4, )
+KERNEL_ENTRIES(AVX512, avx512, q5_k, dot_k45_512, 5, )
+KERNEL_ENTRIES(AVX512, avx512, q6_k, dot_q6_k_512, )
 
 #endif
 
