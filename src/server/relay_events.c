@@ -83,19 +83,19 @@ static int shape_match(veil_upstream_events *ev, const char *data, size_t len) {
     if (!ev->before || len < ev->before_len + ev->after_len + 2 || memcmp(data, ev->before, ev->before_len) ||
         memcmp(data + len - ev->after_len, ev->after, ev->after_len))
         return 0;
-    const char *mid = data + ev->before_len;
-    size_t mid_len = len - ev->before_len - ev->after_len;
-    if (mid_len > 2 && mid[0] == '"' && mid[mid_len - 1] == '"' && veil_json_plain(mid + 1, mid_len - 2)) {
-        ev->hits++; /* the string's bytes are its text */
-        ev->sink->piece(ev->sink->ctx, mid + 1, mid_len - 2, "", 0);
-        return 1;
+    const char *mid = data + ev->before_len, *text = mid + 1;
+    size_t mid_len = len - ev->before_len - ev->after_len, n = mid_len - 2;
+    json_t *s = NULL;
+    /* a plain string's bytes are its text; any other is decoded by jansson */
+    if (!(mid_len > 2 && mid[0] == '"' && mid[mid_len - 1] == '"' && veil_json_plain(text, n))) {
+        s = json_loadb(mid, mid_len, JSON_DECODE_ANY, NULL);
+        text = json_string_value(s);
+        n = json_string_length(s);
     }
-    json_t *s = json_loadb(mid, mid_len, JSON_DECODE_ANY, NULL);
-    size_t n = json_string_length(s);
-    int ok = json_is_string(s) && n;
+    int ok = text && n;
     if (ok) {
         ev->hits++;
-        ev->sink->piece(ev->sink->ctx, json_string_value(s), n, "", 0);
+        ev->sink->piece(ev->sink->ctx, text, n, "", 0);
     }
     json_decref(s);
     return ok;

@@ -142,7 +142,6 @@ int veil_upstream_event(veil_upstream_events *ev, const char *data, size_t len);
 
 void veil_upstream_events_clear(veil_upstream_events *ev);
 
-
 typedef struct veil_backend {
     const char *name;
     /* Runs one generation to its end on the calling (worker) thread,
