@@ -114,7 +114,8 @@ void veil_llm_batch_stats(const veil_llm *m, uint64_t *passes, uint64_t *steps);
 /* Threads for the model's matrix work (default: $VEIL_THREADS, else the
  * online CPUs). Returns the number in use. Not while generations run. */
 int veil_llm_set_threads(veil_llm *m, int n);
-/* The kernels this CPU runs: "avx2" or "portable". */
+/* The kernels in use: the best this CPU runs ("avx512vnni", "avx2" or
+ * "portable"), or the level $VEIL_KERNELS caps it at. */
 const char *veil_engine_kernels(void);
 
 /* ---- sampling ---- */

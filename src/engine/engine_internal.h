@@ -26,7 +26,6 @@ typedef float (*veil_dot_fn)(const void *w, const float *x, const int8_t *xq, co
 /* The dot product of a weight row of `type` with activations: x (floats)
  * or, for the block-quantized types, xq/xd/xs (x quantized by veil_quantize_act). */
 veil_dot_fn veil_dot_for(uint32_t type);
-const char *veil_kernels_name(void); /* "avx512vnni", "avx2" or "portable" */
 /* 1 for the types whose kernels take int8-quantized activations (all block-quantized ones). */
 int veil_type_quantizes_activations(uint32_t type);
 /* Four tokens' quantized activations (token t at xq + t·ld, xd + t·ld/32,

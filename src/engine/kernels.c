@@ -920,9 +920,7 @@ veil_dot_fn veil_dot_for(uint32_t type) {
     return dots[kernel_of(type)][levels - 1];
 }
 
-const char *veil_engine_kernels(void) { return veil_kernels_name(); }
-
-const char *veil_kernels_name(void) {
+const char *veil_engine_kernels(void) {
     pthread_once(&once, init);
     return level_names[levels - 1];
 }
