@@ -21,6 +21,8 @@
 typedef struct mm_job {
     const veil_mat *w[3];
     float *out[3]; /* out[k][t * rows_k + r] */
+    veil_dot_fn dot[3];   /* each matrix's kernels, chosen once per job */
+    veil_dot4_fn dot4[3];
     int n_w, T, cols, total;
     atomic_int next; /* the first row no thread has taken */
     const float *x;                 /* x[t * cols + c] */
@@ -33,8 +35,8 @@ static void mm_rows(const mm_job *j, int from, int to) {
     for (int k = 0; k < j->n_w && from < to; k++) {
         const veil_mat *w = j->w[k];
         int lo = from > base ? from - base : 0, hi = to - base < w->rows ? to - base : w->rows;
-        veil_dot_fn dot = veil_dot_for(w->type);
-        veil_dot4_fn dot4 = veil_dot4_for(w->type);
+        veil_dot_fn dot = j->dot[k];
+        veil_dot4_fn dot4 = j->dot4[k];
         for (int r = lo; r < hi; r++) {
             const uint8_t *row = w->data + (size_t)r * w->row_bytes;
             int t = 0;
@@ -121,10 +123,12 @@ veil_workspace *veil_workspace_new(const veil_llm *m) {
 static void matmul(const veil_llm *m, int T, const float *x, int cols, int n_w, const veil_mat *w0, float *o0,
                    const veil_mat *w1, float *o1, const veil_mat *w2, float *o2) {
     veil_workspace *ws = m->ws;
-    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, n_w, T, cols, 0, 0, x, ws->xq, ws->xd, ws->xs};
+    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, {NULL}, {NULL}, n_w, T, cols, 0, 0, x, ws->xq, ws->xd, ws->xs};
     int need_q = 0;
     for (int k = 0; k < n_w; k++) {
         j.total += j.w[k]->rows;
+        j.dot[k] = veil_dot_for(j.w[k]->type);
+        j.dot4[k] = veil_dot4_for(j.w[k]->type);
         need_q |= veil_type_quantizes_activations(j.w[k]->type);
     }
     if (need_q)
