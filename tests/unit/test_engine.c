@@ -203,9 +203,6 @@ static void test_half_formats(void **state) {
     for (int i = 0; i < 32; i++) assert_true(fabsf(back[i] - src[i]) <= 3.0f / 127);
 }
 
-/* The SIMD kernels equal the portable ones within rounding, for every
- * type, odd lengths included, and the four-token Q8_0 kernel equals four
- * single ones. */
 /* The word-wise decoder of Q4_K/Q5_K scales and mins gives what the
  * byte-wise rule gives, for random packed bytes. */
 static void test_k4_scales_words(void **state) {
@@ -256,6 +253,9 @@ static void test_quantize_levels_agree(void **state) {
     }
 }
 
+/* Every kernel level this CPU runs equals the portable kernels within
+ * rounding, for every type, odd lengths included, and each type's
+ * four-token kernel equals four single ones bit for bit at every level. */
 static void test_kernels_agree(void **state) {
     (void)state;
     enum { N = 4864 };
