@@ -58,6 +58,21 @@ static double time_dot4(veil_dot4_fn f, const uint8_t *w, size_t rb, const int8_
     return best;
 }
 
+/* Eight interleaved rows per call, T tokens. */
+static double time_dot8(veil_dot8_fn f, const uint8_t *w, size_t rb, const int8_t *xq, const float *xd,
+                        const int16_t *xs, int T, double budget) {
+    double best = 1e9, end = now() + budget;
+    static float o[4 * ROWS];
+    do {
+        double t0 = now();
+        for (int r = 0; r < ROWS; r += 8) f(w + (size_t)r * rb, xq, xd, xs, COLS, COLS, T, o + r, ROWS);
+        sink = o[0] + o[ROWS - 1];
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    } while (now() < end);
+    return best;
+}
+
 int main(int argc, char **argv) {
     double seconds = 0.3;
     for (int i = 1; i < argc; i++) {
@@ -100,6 +115,18 @@ int main(int argc, char **argv) {
             if (level == 0) base1 = t1, base4 = t4;
             printf("%-6s %-11s %14.3f %14.3f %9.2fx %11.2fx %11.2fx\n", veil_ggml_type_name(types[k]),
                    veil_kernel_level_name(level), t1, t4, 4 * t4 / t1, base1 / t1, base4 / t4);
+            veil_dot8_fn f8 = veil_dot8_variant(types[k], level);
+            if (!f8) continue;
+            uint8_t *w8 = malloc(rb * ROWS);
+            if (!w8) return 1;
+            for (int row = 0; row < ROWS; row += 8) veil_x8_pack(types[k], w + row * rb, COLS, w8 + row * rb);
+            t1 = time_dot8(f8, w8, rb, xq, xd, xs, 1, seconds) * 1e9 / ((double)ROWS * COLS / 32);
+            t4 = time_dot8(f8, w8, rb, xq, xd, xs, 4, seconds) * 1e9 / ((double)ROWS * COLS / 32) / 4;
+            char name[32];
+            snprintf(name, sizeof name, "%s x8", veil_kernel_level_name(level));
+            printf("%-6s %-11s %14.3f %14.3f %9.2fx %11.2fx %11.2fx\n", veil_ggml_type_name(types[k]), name, t1, t4,
+                   4 * t4 / t1, base1 / t1, base4 / t4);
+            free(w8);
         }
         free(w);
     }

@@ -12,6 +12,7 @@ typedef struct veil_mat {
     uint32_t type;
     int rows, cols;
     size_t row_bytes;
+    int x8; /* rows interleaved eight at a time (interleave.c) */
 } veil_mat;
 
 typedef struct veil_layer {
@@ -43,6 +44,8 @@ enum { VEIL_KERNEL_LEVELS = 3 };
 veil_dot_fn veil_dot_variant(uint32_t type, int level);
 veil_dot4_fn veil_dot4_variant(uint32_t type, int level);
 const char *veil_kernel_level_name(int level);
+/* The level in use. */
+int veil_kernel_level(void);
 /* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32),
  * and the sum of each 16 int8 values (sums[n/16]): the kernels of the types
  * whose values are an unsigned code minus an offset (Q4_0, Q5_0, the K types)
@@ -51,6 +54,23 @@ void veil_quantize_act(const float *x, int n, int8_t *q, float *d, int16_t *sums
 /* The same at a given level (as veil_dot_variant's), for tests: the same bytes at every level;
  * does nothing where this CPU lacks the level. */
 void veil_quantize_act_level(int level, const float *x, int n, int8_t *q, float *d, int16_t *sums);
+
+/* ---- rows interleaved eight at a time (interleave.c) ---- */
+/* 1 for the types that have the layout (Q8_0, Q4_0, Q5_0). */
+int veil_x8_type(uint32_t type);
+/* Eight rows of cols (rows one after another at src) to the interleaved layout at dst (the same bytes). */
+void veil_x8_pack(uint32_t type, const uint8_t *src, int cols, uint8_t *dst);
+/* Row r (0–7) of eight interleaved rows back to its own blocks. */
+void veil_x8_unpack_row(uint32_t type, const uint8_t *group, int r, int cols, uint8_t *dst);
+/* Eight interleaved rows against T tokens' quantized activations (token t at
+ * xq + t·ld, xd + t·ld/32, xs + t·ld/16): out[t·ldo + row], equal bit for bit
+ * to the portable row kernel's results. */
+typedef void (*veil_dot8_fn)(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, size_t ld,
+                             int T, float *out, size_t ldo);
+/* The kernel of a level (NULL where that level has none or this CPU lacks it), and of the level in use:
+ * a matrix is interleaved at load time where this is not NULL. */
+veil_dot8_fn veil_dot8_variant(uint32_t type, int level);
+veil_dot8_fn veil_dot8_for(uint32_t type);
 
 /* Scale and min j (0–7) of a Q4_K/Q5_K block's 12 packed bytes: 6 bits
  * each, j < 4 in the low bits of bytes j and j + 4, j ≥ 4 split between a
@@ -109,10 +129,9 @@ struct veil_llm {
     float *out_norm;
     float *inv_freq; /* head_dim / 2 RoPE frequencies */
     veil_layer *layers;
+    void **owned; /* matrices' interleaved copies */
+    int n_owned;
 };
-
-/* Row r of W as floats. */
-void veil_mat_row(const veil_mat *w, int r, float *out);
 
 /* The text side of a generation: detokenized bytes in, whole UTF-8
  * characters out (invalid sequences as U+FFFD), <think>…</think> routed to

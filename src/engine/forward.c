@@ -23,52 +23,55 @@ typedef struct mm_job {
     float *out[3]; /* out[k][t * rows_k + r] */
     veil_dot_fn dot[3];   /* each matrix's kernels, chosen once per job */
     veil_dot4_fn dot4[3];
-    int n_w, T, cols, total;
-    atomic_int next; /* the first row no thread has taken */
+    veil_dot8_fn dot8[3]; /* for a matrix whose rows are interleaved eight at a time */
+    int n_w, T, cols;
+    int chunk, chunks;    /* rows a thread takes at a time (a multiple of 16), chunks in all */
+    atomic_int next;      /* the first chunk no thread has taken */
     const float *x;                 /* x[t * cols + c] */
     const int8_t *xq; const float *xd; const int16_t *xs; /* quantized x: xq[t * cols], xd[t * cols / 32], xs[t * cols / 16] */
 } mm_job;
 
-/* Rows [from, to) of the matrices laid end to end. */
-static void mm_rows(const mm_job *j, int from, int to) {
-    int base = 0;
-    for (int k = 0; k < j->n_w && from < to; k++) {
-        const veil_mat *w = j->w[k];
-        int lo = from > base ? from - base : 0, hi = to - base < w->rows ? to - base : w->rows;
-        veil_dot_fn dot = j->dot[k];
-        veil_dot4_fn dot4 = j->dot4[k];
-        for (int r = lo; r < hi; r++) {
-            const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-            int t = 0;
-            for (; dot4 && t + 4 <= j->T; t += 4) {
-                float o[4];
-                dot4(row, j->xq + (size_t)t * j->cols, j->xd + (size_t)t * (j->cols / 32), j->xs + (size_t)t * (j->cols / 16),
-                     j->cols, (size_t)j->cols, o);
-                for (int u = 0; u < 4; u++) j->out[k][(size_t)(t + u) * w->rows + r] = o[u];
-            }
-            for (; t < j->T; t++)
-                j->out[k][(size_t)t * w->rows + r] =
-                    dot(row, j->x + (size_t)t * j->cols, j->xq + (size_t)t * j->cols, j->xd + (size_t)t * (j->cols / 32),
-                        j->xs + (size_t)t * (j->cols / 16), j->cols);
+/* Rows [lo, hi) of matrix k. */
+static void mm_rows(const mm_job *j, int k, int lo, int hi) {
+    const veil_mat *w = j->w[k];
+    size_t ld = (size_t)j->cols;
+    if (j->dot8[k]) { /* eight rows a call; lo and hi are multiples of 8 */
+        for (int r = lo; r < hi; r += 8)
+            j->dot8[k](w->data + (size_t)r * w->row_bytes, j->xq, j->xd, j->xs, j->cols, ld, j->T, j->out[k] + r,
+                       (size_t)w->rows);
+        return;
+    }
+    veil_dot_fn dot = j->dot[k];
+    veil_dot4_fn dot4 = j->dot4[k];
+    for (int r = lo; r < hi; r++) {
+        const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+        int t = 0;
+        for (; dot4 && t + 4 <= j->T; t += 4) {
+            float o[4];
+            dot4(row, j->xq + t * ld, j->xd + t * (ld / 32), j->xs + t * (ld / 16), j->cols, ld, o);
+            for (int u = 0; u < 4; u++) j->out[k][(size_t)(t + u) * w->rows + r] = o[u];
         }
-        base += w->rows;
+        for (; t < j->T; t++)
+            j->out[k][(size_t)t * w->rows + r] =
+                dot(row, j->x + t * ld, j->xq + t * ld, j->xd + t * (ld / 32), j->xs + t * (ld / 16), j->cols);
     }
 }
 
 /* Threads take the rows a chunk at a time, so that one slowed down (a busier core, a
  * later wake-up) leaves its share to the others instead of holding up the pass (the
  * threads' waits in a decode step fell from 12 % to 6 % of its time); chunks are
- * multiples of 16 rows, 64 bytes of each token's out. */
+ * multiples of 16 rows within one matrix, 64 bytes of each token's out. */
 static void mm_worker(void *ctx, int ith, int nth) {
-    (void)ith;
+    (void)ith, (void)nth;
     mm_job *j = ctx;
-    int chunk = j->total / (nth * 8);
-    chunk = chunk < 16 ? 16 : (chunk + 15) & ~15;
     for (;;) {
-        int from = atomic_fetch_add(&j->next, chunk);
-        if (from >= j->total)
+        int c = atomic_fetch_add(&j->next, 1);
+        if (c >= j->chunks)
             break;
-        mm_rows(j, from, from + chunk < j->total ? from + chunk : j->total);
+        int k = 0, from = c * j->chunk;
+        while (from >= j->w[k]->rows) /* the chunks of each matrix follow those of the one before */
+            from -= (j->w[k]->rows + j->chunk - 1) / j->chunk * j->chunk, k++;
+        mm_rows(j, k, from, from + j->chunk < j->w[k]->rows ? from + j->chunk : j->w[k]->rows);
     }
 }
 
@@ -77,6 +80,7 @@ struct veil_workspace {
     pthread_mutex_t mu;
     float *x, *xb, *xb2, *hb, *hb2, *q, *k, *v; /* [BATCH][…] */
     int8_t *xq;
+    uint8_t *row; /* an embedding row's bytes */
     float *xd;
     int16_t *xs;
     float *att;    /* [threads][model context], made for the pool it was sized for */
@@ -94,7 +98,7 @@ struct veil_llm_session {
 void veil_workspace_free(veil_workspace *w) {
     if (!w) return;
     free(w->x), free(w->xb), free(w->xb2), free(w->hb), free(w->hb2);
-    free(w->q), free(w->k), free(w->v), free(w->att), free(w->logits), free(w->xq), free(w->xd), free(w->xs);
+    free(w->q), free(w->k), free(w->v), free(w->att), free(w->logits), free(w->xq), free(w->xd), free(w->xs), free(w->row);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -112,7 +116,8 @@ veil_workspace *veil_workspace_new(const veil_llm *m) {
     w->hb = calloc(B * in->ff, 4), w->hb2 = calloc(B * in->ff, 4);
     w->q = calloc(B * qd, 4), w->k = calloc(B * kvd, 4), w->v = calloc(B * kvd, 4);
     w->xq = calloc(B * wide, 1), w->xd = calloc(B * wide / 32 + 1, 4), w->xs = calloc(B * wide / 16 + 1, 2);
-    if (!w->x || !w->xb || !w->xb2 || !w->hb || !w->hb2 || !w->q || !w->k || !w->v || !w->xq || !w->xd || !w->xs) {
+    w->row = malloc(m->tok_embd.row_bytes);
+    if (!w->row || !w->x || !w->xb || !w->xb2 || !w->hb || !w->hb2 || !w->q || !w->k || !w->v || !w->xq || !w->xd || !w->xs) {
         veil_workspace_free(w);
         return NULL;
     }
@@ -123,14 +128,18 @@ veil_workspace *veil_workspace_new(const veil_llm *m) {
 static void matmul(const veil_llm *m, int T, const float *x, int cols, int n_w, const veil_mat *w0, float *o0,
                    const veil_mat *w1, float *o1, const veil_mat *w2, float *o2) {
     veil_workspace *ws = m->ws;
-    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, {NULL}, {NULL}, n_w, T, cols, 0, 0, x, ws->xq, ws->xd, ws->xs};
-    int need_q = 0;
+    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, {NULL}, {NULL}, {NULL}, n_w, T, cols, 0, 0, 0, x, ws->xq, ws->xd, ws->xs};
+    int need_q = 0, total = 0, nth = veil_pool_threads(m->pool);
     for (int k = 0; k < n_w; k++) {
-        j.total += j.w[k]->rows;
+        total += j.w[k]->rows;
         j.dot[k] = veil_dot_for(j.w[k]->type);
         j.dot4[k] = veil_dot4_for(j.w[k]->type);
+        j.dot8[k] = j.w[k]->x8 ? veil_dot8_for(j.w[k]->type) : NULL;
         need_q |= veil_type_quantizes_activations(j.w[k]->type);
     }
+    j.chunk = total / (nth * 8);
+    j.chunk = j.chunk < 16 ? 16 : (j.chunk + 15) & ~15;
+    for (int k = 0; k < n_w; k++) j.chunks += (j.w[k]->rows + j.chunk - 1) / j.chunk;
     if (need_q)
         for (int t = 0; t < T; t++)
             veil_quantize_act(x + (size_t)t * cols, cols, ws->xq + (size_t)t * cols, ws->xd + (size_t)t * (cols / 32),
@@ -138,8 +147,14 @@ static void matmul(const veil_llm *m, int T, const float *x, int cols, int n_w, 
     veil_pool_run(m->pool, mm_worker, &j);
 }
 
-void veil_mat_row(const veil_mat *w, int r, float *out) {
-    veil_dequantize_row(w->type, w->data + (size_t)r * w->row_bytes, out, (size_t)w->cols);
+/* Row r of W as floats (scratch: row_bytes, for a row of interleaved ones). */
+static void mat_row(const veil_mat *w, int r, float *out, uint8_t *scratch) {
+    if (!w->x8) {
+        veil_dequantize_row(w->type, w->data + (size_t)r * w->row_bytes, out, (size_t)w->cols);
+        return;
+    }
+    veil_x8_unpack_row(w->type, w->data + (size_t)(r & ~7) * w->row_bytes, r & 7, w->cols, scratch);
+    veil_dequantize_row(w->type, scratch, out, (size_t)w->cols);
 }
 
 void veil_llm_session_free(veil_llm_session *s) {
@@ -263,7 +278,7 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
     }
     for (int t = 0; t < T; t++) {
         if (!grow_cache(ss[t], pos[t] + 1)) return 0;
-        veil_mat_row(&m->tok_embd, tok[t], ws->x + (size_t)t * dim);
+        mat_row(&m->tok_embd, tok[t], ws->x + (size_t)t * dim, ws->row);
     }
     for (int l = 0; l < in->n_layers; l++) {
         const veil_layer *L = &m->layers[l];

@@ -910,6 +910,11 @@ void veil_quantize_act_level(int level, const float *x, int n, int8_t *q, float 
 
 const char *veil_kernel_level_name(int level) { return level >= 0 && level < VEIL_KERNEL_LEVELS ? level_names[level] : NULL; }
 
+int veil_kernel_level(void) {
+    pthread_once(&once, init);
+    return levels - 1;
+}
+
 veil_dot4_fn veil_dot4_for(uint32_t type) {
     pthread_once(&once, init);
     return dots4[kernel_of(type)][levels - 1];

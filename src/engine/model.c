@@ -1,9 +1,11 @@
 /* Loading a model: hyperparameters from the architecture's metadata keys,
  * and every tensor checked for its name, shape and type before any use. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "engine_internal.h"
@@ -88,8 +90,64 @@ static int bind_vec(veil_llm *m, const char *name, int n, int required, float **
     return 1;
 }
 
+/* The matrices interleaved at load, packed by the model's threads a run of groups at a time. */
+typedef struct pack_job {
+    const veil_gguf *g;
+    veil_mat **w;
+    uint8_t **dst;
+    int n;
+    atomic_int next; /* the first run no thread has taken, counted across the matrices */
+} pack_job;
+enum { PACK_RUN = 64 }; /* groups of eight rows */
+
+static void pack_worker(void *ctx, int ith, int nth) {
+    (void)ith, (void)nth;
+    pack_job *j = ctx;
+    for (;;) {
+        int run = atomic_fetch_add(&j->next, 1), k = 0;
+        while (k < j->n && run >= (j->w[k]->rows / 8 + PACK_RUN - 1) / PACK_RUN)
+            run -= (j->w[k]->rows / 8 + PACK_RUN - 1) / PACK_RUN, k++;
+        if (k == j->n) return;
+        const veil_mat *w = j->w[k];
+        int g0 = run * PACK_RUN, g1 = g0 + PACK_RUN < w->rows / 8 ? g0 + PACK_RUN : w->rows / 8;
+        size_t gb = 8 * w->row_bytes;
+        for (int g = g0; g < g1; g++) veil_x8_pack(w->type, w->data + g * gb, w->cols, j->dst[k] + g * gb);
+        /* the file's pages read (those wholly inside the run) go back as the packing goes, so that
+         * the model is not in memory twice at any time; the mapping reads them again if anything looks */
+        const uint8_t *src = w->data + g0 * gb, *end = w->data + g1 * gb;
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)src + page - 1) & ~(page - 1),
+                  hi = (uintptr_t)end & ~(page - 1);
+        if (j->g->mapped && src >= j->g->base && end <= j->g->base + j->g->size && lo < hi)
+            madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+}
+
+/* Interleaves the rows of the matrices in j eight at a time (interleave.c) where the kernels
+ * in use have a kernel for that layout and the matrix's type, into copies. 0 when out of memory. */
+static int interleave(veil_llm *m, pack_job *j) {
+    int n = 0;
+    for (int k = 0; k < j->n; k++) {
+        veil_mat *w = j->w[k];
+        void *p;
+        if (w->rows % 8 || !veil_dot8_for(w->type)) continue;
+        if (posix_memalign(&p, 64, (size_t)w->rows * w->row_bytes)) return 0;
+        m->owned[m->n_owned++] = p;
+        j->w[n] = w, j->dst[n++] = p;
+    }
+    j->n = n;
+    j->g = m->g;
+    veil_pool_run(m->pool, pack_worker, j);
+    for (int k = 0; k < n; k++) {
+        j->w[k]->data = j->dst[k];
+        j->w[k]->x8 = 1;
+    }
+    return 1;
+}
+
 void veil_llm_free(veil_llm *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     for (int l = 0; m->layers && l < m->info.n_layers; l++) {
         veil_layer *L = &m->layers[l];
         free(L->attn_norm), free(L->ffn_norm), free(L->q_norm), free(L->k_norm);
@@ -241,6 +299,25 @@ veil_rc veil_llm_load(veil_llm **out, const char *path, veil_err *err) {
         rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    int tied = m->output.data == m->tok_embd.data;
+    size_t n_mats = (size_t)in->n_layers * 7 + 1; /* 7 matrices a layer and the output */
+    pack_job pj = {NULL, calloc(n_mats, sizeof *pj.w), calloc(n_mats, sizeof *pj.dst), 0, 0};
+    int ok = pj.w && pj.dst && (m->owned = calloc(n_mats, sizeof *m->owned));
+    if (ok) {
+        pj.w[pj.n++] = &m->output;
+        for (int l = 0; l < in->n_layers; l++) {
+            veil_layer *L = &m->layers[l];
+            veil_mat *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (int i = 0; i < 7; i++) pj.w[pj.n++] = all[i];
+        }
+        ok = interleave(m, &pj);
+    }
+    free(pj.w), free(pj.dst);
+    if (!ok) {
+        rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (tied) m->tok_embd = m->output; /* the row lookups read the output's interleaved rows */
     /* main type: the type holding the most matrix bytes */
     uint64_t by_type[32] = {0};
     for (uint64_t i = 0; i < m->g->n_tensors; i++)

@@ -332,6 +332,69 @@ static void test_kernels_agree(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* Rows interleaved eight at a time: packing and unpacking give back every row's bytes, and
+ * the interleaved kernels equal the portable row kernel bit for bit, for any number of tokens,
+ * on raw random codes (Q8_0's −128 and every Q5_0 fifth-bit pattern among them). */
+static void test_interleaved_rows(void **state) {
+    (void)state;
+    enum { ROWS = 16, N = 896, T = 6 };
+    static uint8_t rows[ROWS * N / 32 * 34], packed[ROWS * N / 32 * 34], back[N / 32 * 34]; /* Q8_0 the widest */
+    static float x[T][N], out[T][ROWS];
+    static int8_t xq[T][N];
+    static float xd[T][N / 32];
+    static int16_t xs[T][N / 16];
+    uint64_t r = 7;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            /* token 3 is all zeros; token 4 at full scale (±127 after quantizing) */
+            x[t][i] = t == 3 ? 0.0f : t == 4 ? (i % 3 ? 5.0f : -5.0f) : (float)((int64_t)(r >> 11) % 2001 - 1000) / 250.0f;
+        }
+    for (int t = 0; t < T; t++) veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
+    static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0};
+    static const int lens[] = {32, 96, N};
+    int bad = 0, compared = 0;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t l = 0; l < 3; l++) {
+            int n = lens[l];
+            size_t bytes = veil_ggml_block_bytes(types[k]), rb = (size_t)n / 32 * bytes;
+            for (size_t i = 0; i < ROWS * rb; i++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                rows[i] = (uint8_t)(r >> 33);
+            }
+            for (size_t i = 0; i < ROWS * rb; i += bytes) { /* finite f16 scales, 2^-10 to 2^-3, either sign */
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                uint16_t h = (uint16_t)(((r >> 40) & 0x8000) | ((5 + (r >> 20) % 8) << 10) | ((r >> 30) & 0x3ff));
+                memcpy(rows + i, &h, 2);
+            }
+            for (int g = 0; g < ROWS; g += 8) veil_x8_pack(types[k], rows + g * rb, n, packed + g * rb);
+            for (int row = 0; row < ROWS; row++) {
+                veil_x8_unpack_row(types[k], packed + (row / 8 * 8) * rb, row % 8, n, back);
+                assert_memory_equal(back, rows + row * rb, rb);
+            }
+            for (int level = 0; level < VEIL_KERNEL_LEVELS; level++) {
+                veil_dot8_fn f8 = veil_dot8_variant(types[k], level);
+                if (!f8) continue;
+                compared++;
+                for (int nt = 1; nt <= T; nt++) { /* token t at xq[0] + t·N */
+                    for (int g = 0; g < ROWS; g += 8) f8(packed + g * rb, xq[0], xd[0], xs[0], n, N, nt, out[0] + g, ROWS);
+                    for (int t = 0; t < nt; t++)
+                        for (int row = 0; row < ROWS; row++) {
+                            float want = veil_dot_variant(types[k], 0)(rows + row * rb, x[t], xq[t], xd[t], xs[t], n);
+                            if (memcmp(&want, &out[t][row], sizeof want) != 0) {
+                                if (bad++ < 10)
+                                    print_message("%s x8, %s, n %d, %d tokens: row %d token %d: %.9g, portable %.9g\n",
+                                                  veil_kernel_level_name(level), veil_ggml_type_name(types[k]), n, nt,
+                                                  row, t, (double)out[t][row], (double)want);
+                            }
+                        }
+                }
+            }
+        }
+    if (!compared) print_message("interleaved kernels: none on this CPU, only the layout checked\n");
+    assert_int_equal(bad, 0);
+}
+
 /* Greedy generation does not depend on the number of threads. */
 static void test_threads_agree(void **state) {
     (void)state;
@@ -682,6 +745,7 @@ int main(void) {
         cmocka_unit_test(test_half_formats),
         cmocka_unit_test(test_quantize_levels_agree),
         cmocka_unit_test(test_kernels_agree),
+        cmocka_unit_test(test_interleaved_rows),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_text_utf8_and_stop),
