@@ -27,26 +27,62 @@
 #include "veil/gguf.h"
 
 int veil_x8_type(uint32_t type) {
-    return type == VEIL_GGML_Q8_0 || type == VEIL_GGML_Q4_0 || type == VEIL_GGML_Q5_0;
+    return type == VEIL_GGML_Q8_0 || type == VEIL_GGML_Q4_0 || type == VEIL_GGML_Q5_0 || type == VEIL_GGML_Q4_K ||
+           type == VEIL_GGML_Q6_K;
 }
 
-/* Where the parts of a group lie: codes after the scales (and Q5_0's fifth bits). */
-static size_t codes_at(uint32_t type) { return type == VEIL_GGML_Q5_0 ? 48 : 16; }
+/* Where row r's block bytes go in the group of eight: runs of bytes (a scale, four codes) from
+ * offset src of the row's block to offset dst of the group's. Q5_0's fifth bits, spread bit by
+ * bit, are not among them. */
+typedef struct run {
+    uint16_t src, dst, len;
+} run;
+
+static int x8_runs(uint32_t type, int r, run *out) {
+    int n = 0;
+#define RUN(s, d, l) (out[n++] = (run){(uint16_t)(s), (uint16_t)(d), (uint16_t)(l)})
+    switch (type) {
+    case VEIL_GGML_Q8_0:
+        RUN(0, 2 * r, 2);
+        for (int k = 0; k < 8; k++) RUN(2 + 4 * k, 16 + 32 * k + 4 * r, 4);
+        break;
+    case VEIL_GGML_Q4_0:
+    case VEIL_GGML_Q5_0: {
+        int qs = type == VEIL_GGML_Q5_0 ? 6 : 2, codes = type == VEIL_GGML_Q5_0 ? 48 : 16;
+        RUN(0, 2 * r, 2);
+        for (int m = 0; m < 4; m++) RUN(qs + 4 * m, codes + 32 * m + 4 * r, 4);
+        break;
+    }
+    case VEIL_GGML_Q4_K: /* d, dmin, the scales' three words, then the codes */
+        RUN(0, 2 * r, 2);
+        RUN(2, 16 + 2 * r, 2);
+        for (int u = 0; u < 3; u++) RUN(4 + 4 * u, 32 + 32 * u + 4 * r, 4);
+        for (int i = 0; i < 4; i++)
+            for (int v = 0; v < 8; v++) RUN(16 + 32 * i + 4 * v, 128 + 256 * i + 32 * v + 4 * r, 4);
+        break;
+    case VEIL_GGML_Q6_K: /* d, the 16 scales, the low nibbles, the high bits */
+        RUN(208, 2 * r, 2);
+        for (int g = 0; g < 16; g++) RUN(192 + g, 16 + 8 * g + r, 1);
+        for (int c = 0; c < 4; c++) /* ql's 32-byte quarters: c = 2h + (k & 1) */
+            for (int v = 0; v < 8; v++) RUN(32 * c + 4 * v, 144 + 256 * c + 32 * v + 4 * r, 4);
+        for (int h = 0; h < 2; h++)
+            for (int v = 0; v < 8; v++) RUN(128 + 32 * h + 4 * v, 1168 + 256 * h + 32 * v + 4 * r, 4);
+        break;
+    }
+#undef RUN
+    return n;
+}
 
 void veil_x8_pack(uint32_t type, const uint8_t *src, int cols, uint8_t *dst) {
-    size_t bytes = veil_ggml_block_bytes(type), rb = (size_t)cols / 32 * bytes;
-    for (int b = 0; b < cols / 32; b++, dst += 8 * bytes) {
-        uint8_t *codes = dst + codes_at(type);
+    size_t bytes = veil_ggml_block_bytes(type), nb = (size_t)cols / veil_ggml_block_elems(type), rb = nb * bytes;
+    run runs[8][72];
+    int n = 0;
+    for (int r = 0; r < 8; r++) n = x8_runs(type, r, runs[r]);
+    for (size_t b = 0; b < nb; b++, dst += 8 * bytes) {
         if (type == VEIL_GGML_Q5_0) memset(dst + 16, 0, 32);
         for (int r = 0; r < 8; r++) {
-            const uint8_t *blk = src + (size_t)r * rb + (size_t)b * bytes;
-            memcpy(dst + 2 * r, blk, 2);
-            if (type == VEIL_GGML_Q8_0) { /* weights 4k..4k+3 to lanes 4r..4r+3 of vector k */
-                for (int k = 0; k < 8; k++) memcpy(codes + 32 * k + 4 * r, blk + 2 + 4 * k, 4);
-                continue;
-            }
-            const uint8_t *qs = blk + (type == VEIL_GGML_Q5_0 ? 6 : 2); /* qs[i]: weight i low, i + 16 high */
-            for (int m = 0; m < 4; m++) memcpy(codes + 32 * m + 4 * r, qs + 4 * m, 4);
+            const uint8_t *blk = src + (size_t)r * rb + b * bytes;
+            for (int i = 0; i < n; i++) memcpy(dst + runs[r][i].dst, blk + runs[r][i].src, runs[r][i].len);
             if (type == VEIL_GGML_Q5_0) {
                 uint32_t qh;
                 memcpy(&qh, blk + 2, 4);
@@ -57,16 +93,11 @@ void veil_x8_pack(uint32_t type, const uint8_t *src, int cols, uint8_t *dst) {
 }
 
 void veil_x8_unpack_row(uint32_t type, const uint8_t *group, int r, int cols, uint8_t *dst) {
-    size_t bytes = veil_ggml_block_bytes(type);
-    for (int b = 0; b < cols / 32; b++, group += 8 * bytes, dst += bytes) {
-        const uint8_t *codes = group + codes_at(type);
-        memcpy(dst, group + 2 * r, 2);
-        if (type == VEIL_GGML_Q8_0) {
-            for (int k = 0; k < 8; k++) memcpy(dst + 2 + 4 * k, codes + 32 * k + 4 * r, 4);
-            continue;
-        }
-        uint8_t *qs = dst + (type == VEIL_GGML_Q5_0 ? 6 : 2);
-        for (int m = 0; m < 4; m++) memcpy(qs + 4 * m, codes + 32 * m + 4 * r, 4);
+    size_t bytes = veil_ggml_block_bytes(type), nb = (size_t)cols / veil_ggml_block_elems(type);
+    run runs[72];
+    int n = x8_runs(type, r, runs);
+    for (size_t b = 0; b < nb; b++, group += 8 * bytes, dst += bytes) {
+        for (int i = 0; i < n; i++) memcpy(dst + runs[i].src, group + runs[i].dst, runs[i].len);
         if (type == VEIL_GGML_Q5_0) {
             uint32_t qh = 0;
             for (int i = 0; i < 32; i++) qh |= (uint32_t)((group[16 + 4 * r + i % 4] >> (i / 4)) & 1) << i;
@@ -174,32 +205,156 @@ __attribute__((always_inline)) AVX2 static inline void x8_offset(const uint8_t *
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
 }
 
-AVX2 static inline void x8_q4_0(const uint8_t *p, const int8_t *xq, const float *xd, const int16_t *xs, int nb,
-                                size_t ld, int T, float *out, size_t ldo) {
+__attribute__((always_inline)) AVX2 static inline void x8_q4_0(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int nb, size_t ld, int T,
+                                                               float *out, size_t ldo) {
     x8_offset(p, xq, xd, xs, nb, ld, T, out, ldo, 0);
 }
 
-AVX2 static inline void x8_q5_0(const uint8_t *p, const int8_t *xq, const float *xd, const int16_t *xs, int nb,
-                                size_t ld, int T, float *out, size_t ldo) {
+__attribute__((always_inline)) AVX2 static inline void x8_q5_0(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int nb, size_t ld, int T,
+                                                               float *out, size_t ldo) {
     x8_offset(p, xq, xd, xs, nb, ld, T, out, ldo, 1);
 }
 
+/* Sub-block j of super-block b of eight Q4_K rows, for T tokens, added to acc. */
+__attribute__((always_inline)) AVX2 static inline void q4_k_sub(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                                const int16_t *xs, int b, int j, size_t ld, int T,
+                                                                __m256 dsc, __m256 dm, __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15);
+    const uint8_t *codes = p + 128 + 256 * (j >> 1);
+    __m256i pairs[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) { /* codes < 16: eight products' pairs fit int16 */
+        __m256i c = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
+        c = _mm256_and_si256(_mm256_srli_epi16(c, 4 * (j & 1)), low4);
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            pairs[t] = _mm256_add_epi16(pairs[t], _mm256_maddubs_epi16(c, act4(xq + (size_t)t * ld, 8 * b + j, v)));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) {
+        const int16_t *as = xs + (size_t)t * (ld / 16) + 16 * b + 2 * j;
+        __m256 q = _mm256_mul_ps(dsc, _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs[t], ones)));
+        __m256 m = _mm256_mul_ps(dm, _mm256_set1_ps((float)(as[0] + as[1])));
+        acc[t] = _mm256_add_ps(acc[t],
+                               _mm256_mul_ps(_mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + j]), _mm256_sub_ps(q, m)));
+    }
+}
+
+/* Q4_K, eight rows, T tokens (nb super-blocks of 256). The scales' three words of the eight rows
+ * lie as three vectors (lane r row r's), so veil_k4_scales_mins's word rule decodes all eight rows'
+ * scales and mins at once; sub-block j's then are byte j % 4 of a lane. The sums follow
+ * dot_k45_c: s += xd·((d·sc)·Σq·a − (dmin·m)·Σa) per sub-block. */
+__attribute__((always_inline)) AVX2 static inline void x8_q4_k(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int nb, size_t ld, int T,
+                                                               float *out, size_t ldo) {
+    const __m256i low4 = _mm256_set1_epi8(15), byte = _mm256_set1_epi32(0xff);
+    const __m256i low6 = _mm256_set1_epi8(0x3f), low2 = _mm256_set1_epi8(3);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < nb; b++, p += 8 * 144) {
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
+               dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
+        __m256i u0 = _mm256_loadu_si256((const __m256i *)(p + 32)), u1 = _mm256_loadu_si256((const __m256i *)(p + 64)),
+                u2 = _mm256_loadu_si256((const __m256i *)(p + 96));
+        __m256i sc[2], mn[2]; /* scales and mins of sub-blocks 0–3 and 4–7, a byte each */
+        sc[0] = _mm256_and_si256(u0, low6);
+        sc[1] = _mm256_or_si256(_mm256_and_si256(u2, low4),
+                                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
+        mn[0] = _mm256_and_si256(u1, low6);
+        mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
+                                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
+        __m256 dsc[8], dm[8]; /* d·sc and dmin·m of each sub-block */
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            int sh = 8 * (j & 3);
+            dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sc[j >> 2], sh), byte)));
+            dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn[j >> 2], sh), byte)));
+        }
+        /* one token: the whole super-block unrolled; four: by pairs of sub-blocks, which keeps
+         * the four tokens' sums in registers (bench/kernels: 0.63 and 0.54 ns per 32 weights) */
+        if (T == 1) {
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) q4_k_sub(p, xq, xd, xs, b, j, ld, T, dsc[j], dm[j], acc);
+        } else {
+#pragma GCC unroll 2
+            for (int j = 0; j < 8; j++) q4_k_sub(p, xq, xd, xs, b, j, ld, T, dsc[j], dm[j], acc);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
+}
+
+/* Q6_K, eight rows, T tokens: codes of 6 bits (four nibble quarters and two quarters of high
+ * bits, each vector four weights of the eight rows), minus 32·Σa per 16 from the activations'
+ * sums; the sums follow dot_q6_k_c: s += ((xd·d)·sc)·Σ(q − 32)·a per 16 weights. */
+__attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int nb, size_t ld, int T,
+                                                               float *out, size_t ldo) {
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15), bits45 = _mm256_set1_epi8(0x30);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int b = 0; b < nb; b++, p += 8 * 210) {
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+#pragma GCC unroll 8
+        for (int G = 0; G < 8; G++) { /* 32 weights: half h = G / 4, quarter k = G % 4 */
+            int h = G >> 2, k = G & 3;
+            const uint8_t *ql = p + 144 + 256 * (2 * h + (k & 1)), *qh = p + 1168 + 256 * h;
+#pragma GCC unroll 2
+            for (int s = 0; s < 2; s++) { /* 16 weights each: scale 2G + s */
+                __m256i dot[4], pair[4];
+#pragma GCC unroll 4
+                for (int v = 4 * s; v < 4 * s + 4; v++) {
+                    __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 32 * v)),
+                            hi = _mm256_loadu_si256((const __m256i *)(qh + 32 * v));
+                    lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(lo, 4) : lo, low4);
+                    /* bits 2k, 2k + 1 of each byte to bits 4, 5 */
+                    hi = k < 2 ? _mm256_slli_epi16(hi, 4 - 2 * k) : k == 2 ? hi : _mm256_srli_epi16(hi, 2);
+                    __m256i c = _mm256_or_si256(lo, _mm256_and_si256(hi, bits45));
+#pragma GCC unroll 4
+                    for (int t = 0; t < T; t++) { /* codes < 64: two products' pairs fit int16 */
+                        __m256i pr = _mm256_maddubs_epi16(c, act4(xq + (size_t)t * ld, 8 * b + G, v));
+                        if (!(v & 1)) {
+                            pair[t] = pr;
+                            continue;
+                        }
+                        __m256i w = _mm256_madd_epi16(_mm256_add_epi16(pair[t], pr), ones);
+                        dot[t] = (v & 3) == 1 ? w : _mm256_add_epi32(dot[t], w);
+                    }
+                }
+                int g = 2 * G + s;
+                __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 8 * g))));
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    __m256i isum = _mm256_sub_epi32(dot[t], _mm256_set1_epi32(32 * xs[(size_t)t * (ld / 16) + 16 * b + g]));
+                    __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + G]), d), sc);
+                    acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(f, _mm256_cvtepi32_ps(isum)));
+                }
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
+}
+
 /* Any number of tokens: four at a time, then one by one, each token's sums the same either way. */
-#define X8_ENTRY(name)                                                                                                 \
+#define X8_ENTRY(name, block)                                                                                          \
     AVX2 static void dot8_##name##_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n,     \
                                         size_t ld, int T, float *out, size_t ldo) {                                    \
         int t = 0;                                                                                                     \
         for (; t + 4 <= T; t += 4)                                                                                     \
-            x8_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), n / 32, ld, 4,   \
-                      out + (size_t)t * ldo, ldo);                                                                     \
+            x8_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), n / block, ld,   \
+                      4, out + (size_t)t * ldo, ldo);                                                                  \
         for (; t < T; t++)                                                                                             \
-            x8_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), n / 32, ld, 1,   \
-                      out + (size_t)t * ldo, ldo);                                                                     \
+            x8_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), n / block, ld,   \
+                      1, out + (size_t)t * ldo, ldo);                                                                  \
     }
 
-X8_ENTRY(q8_0)
-X8_ENTRY(q4_0)
-X8_ENTRY(q5_0)
+X8_ENTRY(q8_0, 32)
+X8_ENTRY(q4_0, 32)
+X8_ENTRY(q5_0, 32)
+X8_ENTRY(q4_k, 256)
+X8_ENTRY(q6_k, 256)
 #endif
 
 veil_dot8_fn veil_dot8_variant(uint32_t type, int level) {
@@ -208,6 +363,8 @@ veil_dot8_fn veil_dot8_variant(uint32_t type, int level) {
         if (type == VEIL_GGML_Q8_0) return dot8_q8_0_avx2;
         if (type == VEIL_GGML_Q4_0) return dot8_q4_0_avx2;
         if (type == VEIL_GGML_Q5_0) return dot8_q5_0_avx2;
+        if (type == VEIL_GGML_Q4_K) return dot8_q4_k_avx2;
+        if (type == VEIL_GGML_Q6_K) return dot8_q6_k_avx2;
     }
 #endif
     (void)type, (void)level;

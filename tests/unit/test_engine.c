@@ -334,7 +334,8 @@ static void test_kernels_agree(void **state) {
 
 /* Rows interleaved eight at a time: packing and unpacking give back every row's bytes, and
  * the interleaved kernels equal the portable row kernel bit for bit, for any number of tokens,
- * on raw random codes (Q8_0's −128 and every Q5_0 fifth-bit pattern among them). */
+ * on raw random codes and scales (Q8_0's −128, every Q5_0 fifth-bit pattern, Q6_K's scale −128
+ * among them). */
 static void test_interleaved_rows(void **state) {
     (void)state;
     enum { ROWS = 16, N = 896, T = 6 };
@@ -351,22 +352,26 @@ static void test_interleaved_rows(void **state) {
             x[t][i] = t == 3 ? 0.0f : t == 4 ? (i % 3 ? 5.0f : -5.0f) : (float)((int64_t)(r >> 11) % 2001 - 1000) / 250.0f;
         }
     for (int t = 0; t < T; t++) veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
-    static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0};
-    static const int lens[] = {32, 96, N};
+    static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0, VEIL_GGML_Q4_K, VEIL_GGML_Q6_K};
+    static const int lens[2][3] = {{32, 96, N}, {256, 512, 768}}; /* blocks of 32, of 256 */
     int bad = 0, compared = 0;
-    for (size_t k = 0; k < 3; k++)
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t l = 0; l < 3; l++) {
-            int n = lens[l];
-            size_t bytes = veil_ggml_block_bytes(types[k]), rb = (size_t)n / 32 * bytes;
+            assert_true(veil_x8_type(types[k]));
+            int n = lens[veil_ggml_block_elems(types[k]) == 256][l];
+            size_t bytes = veil_ggml_block_bytes(types[k]), rb = (size_t)n / veil_ggml_block_elems(types[k]) * bytes;
             for (size_t i = 0; i < ROWS * rb; i++) {
                 r = r * 6364136223846793005ull + 1442695040888963407ull;
                 rows[i] = (uint8_t)(r >> 33);
             }
-            for (size_t i = 0; i < ROWS * rb; i += bytes) { /* finite f16 scales, 2^-10 to 2^-3, either sign */
-                r = r * 6364136223846793005ull + 1442695040888963407ull;
-                uint16_t h = (uint16_t)(((r >> 40) & 0x8000) | ((5 + (r >> 20) % 8) << 10) | ((r >> 30) & 0x3ff));
-                memcpy(rows + i, &h, 2);
-            }
+            /* finite f16 scales (d, and Q4_K's dmin), 2^-10 to 2^-3, either sign */
+            size_t at[2] = {types[k] == VEIL_GGML_Q6_K ? 208 : 0, types[k] == VEIL_GGML_Q4_K ? 2 : SIZE_MAX};
+            for (size_t i = 0; i < ROWS * rb; i += bytes)
+                for (int f = 0; f < 2 && at[f] != SIZE_MAX; f++) {
+                    r = r * 6364136223846793005ull + 1442695040888963407ull;
+                    uint16_t h = (uint16_t)(((r >> 40) & 0x8000) | ((5 + (r >> 20) % 8) << 10) | ((r >> 30) & 0x3ff));
+                    memcpy(rows + i + at[f], &h, 2);
+                }
             for (int g = 0; g < ROWS; g += 8) veil_x8_pack(types[k], rows + g * rb, n, packed + g * rb);
             for (int row = 0; row < ROWS; row++) {
                 veil_x8_unpack_row(types[k], packed + (row / 8 * 8) * rb, row % 8, n, back);
