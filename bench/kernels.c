@@ -4,8 +4,9 @@
  * (decode) and with four tokens per row (prefill, batched decode), and each
  * level's speed against the portable level measured in the same run.
  * The rows (128 × 1792 weights) stay in L2, so this measures the arithmetic,
- * not the memory a decode step is bound by.
- * Usage: build/bench/kernels [--seconds S] */
+ * not the memory a decode step is bound by; --rows N (a multiple of 128: the
+ * 128 rows repeated) makes them as many as a model's, read from memory.
+ * Usage: build/bench/kernels [--seconds S] [--rows N] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,8 @@
 #include "veil/engine.h"
 #include "veil/gguf.h"
 
-enum { ROWS = 128, COLS = 1792 };
+enum { BASE_ROWS = 128, COLS = 1792 };
+static int ROWS = BASE_ROWS;
 
 static double now(void) {
     struct timespec ts;
@@ -62,7 +64,8 @@ static double time_dot4(veil_dot4_fn f, const uint8_t *w, size_t rb, const int8_
 static double time_dot8(veil_dot8_fn f, const uint8_t *w, size_t rb, const int8_t *xq, const float *xd,
                         const int16_t *xs, int T, double budget) {
     double best = 1e9, end = now() + budget;
-    static float o[4 * ROWS];
+    float *o = calloc((size_t)4 * ROWS, sizeof *o);
+    if (!o) exit(1);
     do {
         double t0 = now();
         for (int r = 0; r < ROWS; r += 8) f(w + (size_t)r * rb, xq, xd, xs, COLS, COLS, T, o + r, ROWS);
@@ -70,6 +73,7 @@ static double time_dot8(veil_dot8_fn f, const uint8_t *w, size_t rb, const int8_
         double dt = now() - t0;
         if (dt < best) best = dt;
     } while (now() < end);
+    free(o);
     return best;
 }
 
@@ -78,12 +82,15 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc && atoi(argv[i + 1]) >= BASE_ROWS &&
+                 atoi(argv[i + 1]) % BASE_ROWS == 0)
+            ROWS = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--seconds S]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--rows N (a multiple of %d)]\n", argv[0], BASE_ROWS);
             return 2;
         }
     }
-    static float wf[ROWS * COLS], x[4 * COLS], xd[4 * COLS / 32];
+    static float wf[BASE_ROWS * COLS], x[4 * COLS], xd[4 * COLS / 32];
     static int8_t xq[4 * COLS];
     static int16_t xs[4 * COLS / 16];
     uint64_t r = 1;
@@ -96,15 +103,17 @@ int main(int argc, char **argv) {
         veil_quantize_act(x + t * COLS, COLS, xq + t * COLS, xd + t * (COLS / 32), xs + t * (COLS / 16));
     static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0,
                                      VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
-    printf("kernels: %d rows x %d weights in cache, one thread, best of %.1f s each; kernels in use: %s\n", ROWS, COLS,
-           seconds, veil_engine_kernels());
+    printf("kernels: %d rows x %d weights %s, one thread, best of %.1f s each; kernels in use: %s\n", ROWS, COLS,
+           ROWS == BASE_ROWS ? "in cache" : "from memory", seconds, veil_engine_kernels());
     printf("%-6s %-11s %14s %14s %10s %12s %12s\n", "type", "level", "1 token ns/32", "4 tokens ns/32", "4 vs 1",
            "1 token x", "4 tokens x");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         size_t rb = COLS / veil_ggml_block_elems(types[k]) * veil_ggml_block_bytes(types[k]);
-        uint8_t *w = malloc(rb * ROWS);
+        uint8_t *w = malloc(rb * (size_t)ROWS);
         if (!w) return 1;
-        for (int row = 0; row < ROWS; row++) veil_quantize_row(types[k], wf + (size_t)row * COLS, w + row * rb, COLS);
+        for (int row = 0; row < BASE_ROWS; row++)
+            veil_quantize_row(types[k], wf + (size_t)row * COLS, w + row * rb, COLS);
+        for (int row = BASE_ROWS; row < ROWS; row += BASE_ROWS) memcpy(w + row * rb, w, rb * BASE_ROWS);
         double base1 = 0, base4 = 0;
         for (int level = 0; level < VEIL_KERNEL_LEVELS; level++) {
             veil_dot_fn f = veil_dot_variant(types[k], level);
@@ -117,9 +126,9 @@ int main(int argc, char **argv) {
                    veil_kernel_level_name(level), t1, t4, 4 * t4 / t1, base1 / t1, base4 / t4);
             veil_dot8_fn f8 = veil_dot8_variant(types[k], level);
             if (!f8) continue;
-            uint8_t *w8 = malloc(rb * ROWS);
+            uint8_t *w8 = malloc(rb * (size_t)ROWS);
             if (!w8) return 1;
-            for (int row = 0; row < ROWS; row += 8) veil_x8_pack(types[k], w + row * rb, COLS, w8 + row * rb);
+            for (int row = 0; row < ROWS; row += 8) veil_x8_pack(types[k], w + (size_t)row * rb, COLS, w8 + (size_t)row * rb);
             t1 = time_dot8(f8, w8, rb, xq, xd, xs, 1, seconds) * 1e9 / ((double)ROWS * COLS / 32);
             t4 = time_dot8(f8, w8, rb, xq, xd, xs, 4, seconds) * 1e9 / ((double)ROWS * COLS / 32) / 4;
             char name[32];

@@ -1,22 +1,29 @@
 /* Weight rows interleaved eight at a time, made at load time for the AVX2
- * kernels of the 32-weight block types (Q8_0, Q4_0, Q5_0). One kernel call
- * computes eight rows, each 32-bit lane of a vector one row: four weights of
- * each of the eight rows lie side by side, so a token's four activation bytes
- * are broadcast once for all eight rows, and a block's scales, its conversion
- * to float and its accumulation are one vector for eight rows instead of a
- * vector per row reduced at the end. Without VNNI that is where the time of a
+ * kernels of Q8_0, Q4_0, Q5_0, Q4_K and Q6_K. One kernel call computes eight
+ * rows, each 32-bit lane of a vector one row: four weights of each of the
+ * eight rows lie side by side, so a token's four activation bytes are
+ * broadcast once for all eight rows, and a block's scales, its conversion to
+ * float and its accumulation are one vector for eight rows instead of a vector
+ * per row reduced at the end. Without VNNI that is where the time of a
  * row-at-a-time kernel went (bench/kernels shows both).
  *
  * Eight rows take the bytes of the eight rows they replace; block b of all
- * eight is one group of 8 × the block's bytes:
- *   16 bytes   the eight rows' f16 scales, in row order;
- *   Q5_0 only, 32 bytes: byte j holds in bit k the fifth bit of weight 4k + j % 4 of row j / 4;
- *   the codes: Q8_0, 256 bytes: byte 32k + j is weight 4k + j % 4 of row j / 4 (k = 0..7);
- *              Q4_0/Q5_0, 128 bytes: byte 32m + j holds weight 4m + j % 4 of row j / 4 in its
- *              low nibble and weight 16 + 4m + j % 4 in its high nibble (m = 0..3).
- * Each kernel sums every row and token in the portable kernel's order (the block's integer dot,
- * exact, then s += (weight scale · activation scale) · dot), so its results equal the portable
- * row kernels' bit for bit, whatever the number of tokens. */
+ * eight is one group of 8 × the block's bytes (x8_runs says where each
+ * byte goes), "lane" below meaning byte 4r + i of a 32-byte vector, row r's
+ * weight i of four:
+ *   Q8_0: the 8 f16 scales; 8 vectors of codes, vector k weights 4k..4k+3.
+ *   Q4_0, Q5_0: the 8 f16 scales; Q5_0's fifth bits, 32 bytes, bit k of a lane
+ *     weight 4k + i's; 4 vectors of nibble pairs, vector m weights 4m.. (low
+ *     nibbles) and 16 + 4m.. (high), the block's own pairing.
+ *   Q4_K: the 8 d, the 8 dmin; the scales' three 32-bit words as three vectors
+ *     (a lane row r's word); per sub-block pair, 8 vectors of nibble pairs.
+ *   Q6_K: the 8 d; the 16 scales as 16 runs of 8 (row order); per half, for
+ *     each four weights, the two low-nibble quarters' vectors and the high
+ *     bits' vector side by side, so that the kernel reads a half in order.
+ * Each kernel sums every row and token in the portable kernel's order (a
+ * block's or sub-block's integer dot, exact, then the portable kernel's float
+ * products and sums, with no fused multiply-add), so its results equal the
+ * portable row kernels' bit for bit, whatever the number of tokens. */
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -63,10 +70,12 @@ static int x8_runs(uint32_t type, int r, run *out) {
     case VEIL_GGML_Q6_K: /* d, the 16 scales, the low nibbles, the high bits */
         RUN(208, 2 * r, 2);
         for (int g = 0; g < 16; g++) RUN(192 + g, 16 + 8 * g + r, 1);
-        for (int c = 0; c < 4; c++) /* ql's 32-byte quarters: c = 2h + (k & 1) */
-            for (int v = 0; v < 8; v++) RUN(32 * c + 4 * v, 144 + 256 * c + 32 * v + 4 * r, 4);
-        for (int h = 0; h < 2; h++)
-            for (int v = 0; v < 8; v++) RUN(128 + 32 * h + 4 * v, 1168 + 256 * h + 32 * v + 4 * r, 4);
+        for (int h = 0; h < 2; h++) /* each half, four weights v at a time: ql's two quarters' (k & 1 = 0, 1), qh's */
+            for (int v = 0; v < 8; v++) {
+                RUN(64 * h + 4 * v, 144 + 768 * h + 96 * v + 4 * r, 4);
+                RUN(64 * h + 32 + 4 * v, 144 + 768 * h + 96 * v + 32 + 4 * r, 4);
+                RUN(128 + 32 * h + 4 * v, 144 + 768 * h + 96 * v + 64 + 4 * r, 4);
+            }
         break;
     }
 #undef RUN
@@ -299,14 +308,14 @@ __attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p,
 #pragma GCC unroll 8
         for (int G = 0; G < 8; G++) { /* 32 weights: half h = G / 4, quarter k = G % 4 */
             int h = G >> 2, k = G & 3;
-            const uint8_t *ql = p + 144 + 256 * (2 * h + (k & 1)), *qh = p + 1168 + 256 * h;
+            const uint8_t *ql = p + 144 + 768 * h + 32 * (k & 1), *qh = p + 144 + 768 * h + 64; /* 96 bytes apart */
 #pragma GCC unroll 2
             for (int s = 0; s < 2; s++) { /* 16 weights each: scale 2G + s */
                 __m256i dot[4], pair[4];
 #pragma GCC unroll 4
                 for (int v = 4 * s; v < 4 * s + 4; v++) {
-                    __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 32 * v)),
-                            hi = _mm256_loadu_si256((const __m256i *)(qh + 32 * v));
+                    __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 96 * v)),
+                            hi = _mm256_loadu_si256((const __m256i *)(qh + 96 * v));
                     lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(lo, 4) : lo, low4);
                     /* bits 2k, 2k + 1 of each byte to bits 4, 5 */
                     hi = k < 2 ? _mm256_slli_epi16(hi, 4 - 2 * k) : k == 2 ? hi : _mm256_srli_epi16(hi, 2);
