@@ -82,6 +82,13 @@ static int x8_runs(uint32_t type, int r, run *out) {
     return n;
 }
 
+/* n bytes (1, 2 or 4) copied inline: the packing of a whole model is these copies. */
+static inline void copy_run(uint8_t *dst, const uint8_t *src, int n) {
+    if (n == 4) memcpy(dst, src, 4);
+    else if (n == 2) memcpy(dst, src, 2);
+    else *dst = *src;
+}
+
 void veil_x8_pack(uint32_t type, const uint8_t *src, int cols, uint8_t *dst) {
     size_t bytes = veil_ggml_block_bytes(type), nb = (size_t)cols / veil_ggml_block_elems(type), rb = nb * bytes;
     run runs[8][72];
@@ -91,7 +98,7 @@ void veil_x8_pack(uint32_t type, const uint8_t *src, int cols, uint8_t *dst) {
         if (type == VEIL_GGML_Q5_0) memset(dst + 16, 0, 32);
         for (int r = 0; r < 8; r++) {
             const uint8_t *blk = src + (size_t)r * rb + b * bytes;
-            for (int i = 0; i < n; i++) memcpy(dst + runs[r][i].dst, blk + runs[r][i].src, runs[r][i].len);
+            for (int i = 0; i < n; i++) copy_run(dst + runs[r][i].dst, blk + runs[r][i].src, runs[r][i].len);
             if (type == VEIL_GGML_Q5_0) {
                 uint32_t qh;
                 memcpy(&qh, blk + 2, 4);
@@ -106,7 +113,7 @@ void veil_x8_unpack_row(uint32_t type, const uint8_t *group, int r, int cols, ui
     run runs[72];
     int n = x8_runs(type, r, runs);
     for (size_t b = 0; b < nb; b++, group += 8 * bytes, dst += bytes) {
-        for (int i = 0; i < n; i++) memcpy(dst + runs[i].src, group + runs[i].dst, runs[i].len);
+        for (int i = 0; i < n; i++) copy_run(dst + runs[i].src, group + runs[i].dst, runs[i].len);
         if (type == VEIL_GGML_Q5_0) {
             uint32_t qh = 0;
             for (int i = 0; i < 32; i++) qh |= (uint32_t)((group[16 + 4 * r + i % 4] >> (i / 4)) & 1) << i;
