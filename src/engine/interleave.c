@@ -1,5 +1,5 @@
 /* Weight rows interleaved eight at a time, made at load time for the AVX2
- * kernels of Q8_0, Q4_0, Q5_0, Q4_K and Q6_K. One kernel call computes eight
+ * kernels of every block type (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K). One kernel call computes eight
  * rows, each 32-bit lane of a vector one row: four weights of each of the
  * eight rows lie side by side, so a token's four activation bytes are
  * broadcast once for all eight rows, and a block's scales, its conversion to
@@ -15,8 +15,9 @@
  *   Q4_0, Q5_0: the 8 f16 scales; Q5_0's fifth bits, 32 bytes, bit k of a lane
  *     weight 4k + i's; 4 vectors of nibble pairs, vector m weights 4m.. (low
  *     nibbles) and 16 + 4m.. (high), the block's own pairing.
- *   Q4_K: the 8 d, the 8 dmin; the scales' three 32-bit words as three vectors
- *     (a lane row r's word); per sub-block pair, 8 vectors of nibble pairs.
+ *   Q4_K, Q5_K: the 8 d, the 8 dmin; the scales' three 32-bit words as three
+ *     vectors (a lane row r's word); Q5_K's fifth bits, 8 vectors, bit j of a
+ *     lane sub-block j's; per sub-block pair, 8 vectors of nibble pairs.
  *   Q6_K: the 8 d; the 16 scales as 16 runs of 8 (row order); per half, for
  *     each four weights, the two low-nibble quarters' vectors and the high
  *     bits' vector side by side, so that the kernel reads a half in order.
@@ -35,7 +36,7 @@
 
 int veil_x8_type(uint32_t type) {
     return type == VEIL_GGML_Q8_0 || type == VEIL_GGML_Q4_0 || type == VEIL_GGML_Q5_0 || type == VEIL_GGML_Q4_K ||
-           type == VEIL_GGML_Q6_K;
+           type == VEIL_GGML_Q5_K || type == VEIL_GGML_Q6_K;
 }
 
 /* Where row r's block bytes go in the group of eight: runs of bytes (a scale, four codes) from
@@ -60,13 +61,17 @@ static int x8_runs(uint32_t type, int r, run *out) {
         for (int m = 0; m < 4; m++) RUN(qs + 4 * m, codes + 32 * m + 4 * r, 4);
         break;
     }
-    case VEIL_GGML_Q4_K: /* d, dmin, the scales' three words, then the codes */
+    case VEIL_GGML_Q4_K: /* d, dmin, the scales' three words, Q5_K's fifth bits, then the codes */
+    case VEIL_GGML_Q5_K: {
+        int q5 = type == VEIL_GGML_Q5_K;
         RUN(0, 2 * r, 2);
         RUN(2, 16 + 2 * r, 2);
         for (int u = 0; u < 3; u++) RUN(4 + 4 * u, 32 + 32 * u + 4 * r, 4);
+        for (int v = 0; q5 && v < 8; v++) RUN(16 + 4 * v, 128 + 32 * v + 4 * r, 4);
         for (int i = 0; i < 4; i++)
-            for (int v = 0; v < 8; v++) RUN(16 + 32 * i + 4 * v, 128 + 256 * i + 32 * v + 4 * r, 4);
+            for (int v = 0; v < 8; v++) RUN((q5 ? 48 : 16) + 32 * i + 4 * v, (q5 ? 384 : 128) + 256 * i + 32 * v + 4 * r, 4);
         break;
+    }
     case VEIL_GGML_Q6_K: /* d, the 16 scales, the low nibbles, the high bits */
         RUN(208, 2 * r, 2);
         for (int g = 0; g < 16; g++) RUN(192 + g, 16 + 8 * g + r, 1);
@@ -233,43 +238,56 @@ __attribute__((always_inline)) AVX2 static inline void x8_q5_0(const uint8_t *p,
     x8_offset(p, xq, xd, xs, nb, ld, T, out, ldo, 1);
 }
 
-/* Sub-block j of super-block b of eight Q4_K rows, for T tokens, added to acc. */
-__attribute__((always_inline)) AVX2 static inline void q4_k_sub(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                                const int16_t *xs, int b, int j, size_t ld, int T,
-                                                                __m256 dsc, __m256 dm, __m256 *acc) {
-    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15);
-    const uint8_t *codes = p + 128 + 256 * (j >> 1);
-    __m256i pairs[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                        _mm256_setzero_si256()};
+/* Sub-block j of super-block b of eight Q4_K (bits 4) or Q5_K (bits 5) rows, for T tokens,
+ * added to acc. */
+__attribute__((always_inline)) AVX2 static inline void k45_sub(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int b, int j, size_t ld, int T,
+                                                               int bits, __m256 dsc, __m256 dm, __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(0x10);
+    const uint8_t *codes = p + (bits == 5 ? 384 : 128) + 256 * (j >> 1), *fifth = p + 128;
+    __m256i pairs[4], dot[4];
 #pragma GCC unroll 8
-    for (int v = 0; v < 8; v++) { /* codes < 16: eight products' pairs fit int16 */
+    for (int v = 0; v < 8; v++) {
         __m256i c = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
         c = _mm256_and_si256(_mm256_srli_epi16(c, 4 * (j & 1)), low4);
+        if (bits == 5) { /* bit j of each byte to bit 4, as Q5_0's */
+            __m256i h = _mm256_loadu_si256((const __m256i *)(fifth + 32 * v));
+            h = j < 4 ? _mm256_slli_epi16(h, 4 - j) : j > 4 ? _mm256_srli_epi16(h, j - 4) : h;
+            c = _mm256_or_si256(c, _mm256_and_si256(h, bit4));
+        }
+        /* codes < 16: eight products' pairs fit int16; < 32: four */
+        int last = bits == 5 ? (v & 3) == 3 : v == 7;
 #pragma GCC unroll 4
-        for (int t = 0; t < T; t++)
-            pairs[t] = _mm256_add_epi16(pairs[t], _mm256_maddubs_epi16(c, act4(xq + (size_t)t * ld, 8 * b + j, v)));
+        for (int t = 0; t < T; t++) {
+            __m256i pr = _mm256_maddubs_epi16(c, act4(xq + (size_t)t * ld, 8 * b + j, v));
+            pairs[t] = v % (bits == 5 ? 4 : 8) ? _mm256_add_epi16(pairs[t], pr) : pr;
+            if (last) {
+                __m256i w = _mm256_madd_epi16(pairs[t], ones);
+                dot[t] = bits == 5 && v == 7 ? _mm256_add_epi32(dot[t], w) : w;
+            }
+        }
     }
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
         const int16_t *as = xs + (size_t)t * (ld / 16) + 16 * b + 2 * j;
-        __m256 q = _mm256_mul_ps(dsc, _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs[t], ones)));
+        __m256 q = _mm256_mul_ps(dsc, _mm256_cvtepi32_ps(dot[t]));
         __m256 m = _mm256_mul_ps(dm, _mm256_set1_ps((float)(as[0] + as[1])));
         acc[t] = _mm256_add_ps(acc[t],
                                _mm256_mul_ps(_mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + j]), _mm256_sub_ps(q, m)));
     }
 }
 
-/* Q4_K, eight rows, T tokens (nb super-blocks of 256). The scales' three words of the eight rows
- * lie as three vectors (lane r row r's), so veil_k4_scales_mins's word rule decodes all eight rows'
- * scales and mins at once; sub-block j's then are byte j % 4 of a lane. The sums follow
- * dot_k45_c: s += xd·((d·sc)·Σq·a − (dmin·m)·Σa) per sub-block. */
-__attribute__((always_inline)) AVX2 static inline void x8_q4_k(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                               const int16_t *xs, int nb, size_t ld, int T,
-                                                               float *out, size_t ldo) {
+/* Q4_K/Q5_K, eight rows, T tokens (nb super-blocks of 256). The scales' three words of the
+ * eight rows lie as three vectors (lane r row r's), so veil_k4_scales_mins's word rule decodes all
+ * eight rows' scales and mins at once; sub-block j's then are byte j % 4 of a lane. The sums
+ * follow dot_k45_c: s += xd·((d·sc)·Σq·a − (dmin·m)·Σa) per sub-block. */
+__attribute__((always_inline)) AVX2 static inline void x8_k45(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                              const int16_t *xs, int nb, size_t ld, int T, int bits,
+                                                              float *out, size_t ldo) {
     const __m256i low4 = _mm256_set1_epi8(15), byte = _mm256_set1_epi32(0xff);
     const __m256i low6 = _mm256_set1_epi8(0x3f), low2 = _mm256_set1_epi8(3);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int b = 0; b < nb; b++, p += 8 * 144) {
+    for (int b = 0; b < nb; b++, p += 8 * (bits == 5 ? 176 : 144)) {
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
                dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
         __m256i u0 = _mm256_loadu_si256((const __m256i *)(p + 32)), u1 = _mm256_loadu_si256((const __m256i *)(p + 64)),
@@ -292,14 +310,26 @@ __attribute__((always_inline)) AVX2 static inline void x8_q4_k(const uint8_t *p,
          * the four tokens' sums in registers (bench/kernels: 0.63 and 0.54 ns per 32 weights) */
         if (T == 1) {
 #pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) q4_k_sub(p, xq, xd, xs, b, j, ld, T, dsc[j], dm[j], acc);
+            for (int j = 0; j < 8; j++) k45_sub(p, xq, xd, xs, b, j, ld, T, bits, dsc[j], dm[j], acc);
         } else {
 #pragma GCC unroll 2
-            for (int j = 0; j < 8; j++) q4_k_sub(p, xq, xd, xs, b, j, ld, T, dsc[j], dm[j], acc);
+            for (int j = 0; j < 8; j++) k45_sub(p, xq, xd, xs, b, j, ld, T, bits, dsc[j], dm[j], acc);
         }
     }
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
+}
+
+__attribute__((always_inline)) AVX2 static inline void x8_q4_k(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int nb, size_t ld, int T,
+                                                               float *out, size_t ldo) {
+    x8_k45(p, xq, xd, xs, nb, ld, T, 4, out, ldo);
+}
+
+__attribute__((always_inline)) AVX2 static inline void x8_q5_k(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int nb, size_t ld, int T,
+                                                               float *out, size_t ldo) {
+    x8_k45(p, xq, xd, xs, nb, ld, T, 5, out, ldo);
 }
 
 /* Q6_K, eight rows, T tokens: codes of 6 bits (four nibble quarters and two quarters of high
@@ -370,6 +400,7 @@ X8_ENTRY(q8_0, 32)
 X8_ENTRY(q4_0, 32)
 X8_ENTRY(q5_0, 32)
 X8_ENTRY(q4_k, 256)
+X8_ENTRY(q5_k, 256)
 X8_ENTRY(q6_k, 256)
 #endif
 
@@ -380,6 +411,7 @@ veil_dot8_fn veil_dot8_variant(uint32_t type, int level) {
         if (type == VEIL_GGML_Q4_0) return dot8_q4_0_avx2;
         if (type == VEIL_GGML_Q5_0) return dot8_q5_0_avx2;
         if (type == VEIL_GGML_Q4_K) return dot8_q4_k_avx2;
+        if (type == VEIL_GGML_Q5_K) return dot8_q5_k_avx2;
         if (type == VEIL_GGML_Q6_K) return dot8_q6_k_avx2;
     }
 #endif

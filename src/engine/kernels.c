@@ -4,7 +4,9 @@
  * VEIL_NO_SIMD=1 forces the portable ones; the tests run every form the
  * CPU has).
  * Q8_0 rows multiply activations quantized once per step to int8 blocks of
- * 32 with a float scale, as the weights are. */
+ * 32 with a float scale, as the weights are. Under AVX2 the rows of the block
+ * types are interleaved eight at a time at load and computed by interleave.c's
+ * kernels instead of these row-at-a-time ones. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>

@@ -352,7 +352,8 @@ static void test_interleaved_rows(void **state) {
             x[t][i] = t == 3 ? 0.0f : t == 4 ? (i % 3 ? 5.0f : -5.0f) : (float)((int64_t)(r >> 11) % 2001 - 1000) / 250.0f;
         }
     for (int t = 0; t < T; t++) veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
-    static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0, VEIL_GGML_Q4_K, VEIL_GGML_Q6_K};
+    static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0,
+                                     VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
     static const int lens[2][3] = {{32, 96, N}, {256, 512, 768}}; /* blocks of 32, of 256 */
     int bad = 0, compared = 0;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
