@@ -33,6 +33,8 @@ typedef struct veil_llm_info {
     veil_tmpl_kind tmpl;
     uint64_t weight_bytes; /* bytes of the matrices read once per decoded token */
     uint32_t main_type;    /* the most common matrix type */
+    int n_matrices;        /* the matrices a pass reads (7 a layer and the output) */
+    int n_interleaved;     /* of which this many had their rows interleaved at load for the kernels in use */
 } veil_llm_info;
 
 typedef struct veil_llm veil_llm;

@@ -207,8 +207,9 @@ static int bench_engine(int argc, char **argv) {
     }
     threads = veil_llm_set_threads(m, threads);
     uint64_t rng = 12345;
-    printf("model %s: %s, %.1f MiB of weights per token (%s), threads %d, kernels %s\n", in->name, in->arch_name,
-           (double)in->weight_bytes / 1048576, veil_ggml_type_name(in->main_type), threads, veil_engine_kernels());
+    printf("model %s: %s, %.1f MiB of weights per token (%s), threads %d, kernels %s (%d of %d matrices interleaved)\n",
+           in->name, in->arch_name, (double)in->weight_bytes / 1048576, veil_ggml_type_name(in->main_type), threads,
+           veil_engine_kernels(), in->n_interleaved, in->n_matrices);
     for (int r = 0; r < rounds; r++) {
         bw[r] = bandwidth(buf, words, threads);
         veil_llm_session *s = veil_llm_session_new(m, n_prompt + n_gen + 1);

@@ -136,6 +136,7 @@ static int interleave(veil_llm *m, pack_job *j) {
     }
     j->n = n;
     j->g = m->g;
+    m->info.n_interleaved = n;
     veil_pool_run(m->pool, pack_worker, j);
     for (int k = 0; k < n; k++) {
         j->w[k]->data = j->dst[k];
@@ -310,6 +311,7 @@ veil_rc veil_llm_load(veil_llm **out, const char *path, veil_err *err) {
             veil_mat *all[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
             for (int i = 0; i < 7; i++) pj.w[pj.n++] = all[i];
         }
+        m->info.n_matrices = pj.n;
         ok = interleave(m, &pj);
     }
     free(pj.w), free(pj.dst);

@@ -705,6 +705,10 @@ static void test_batched_equals_alone(void **state) {
     assert_int_equal(veil_synth_write(&o, path, NULL), VEIL_OK);
     veil_llm *m;
     assert_int_equal(veil_llm_load(&m, path, NULL), VEIL_OK);
+    /* where the CPU has the interleaved kernels, every matrix runs on them here */
+    const veil_llm_info *in = veil_llm_get_info(m);
+    assert_int_equal(in->n_matrices, 7 * in->n_layers + 1);
+    assert_int_equal(in->n_interleaved, veil_dot8_for(VEIL_GGML_Q8_0) ? in->n_matrices : 0);
     enum { K = 6 };
     gen_thread alone[K], together[K];
     for (int i = 0; i < K; i++) {
