@@ -128,7 +128,8 @@ int main(int argc, char **argv) {
             if (!f8) continue;
             uint8_t *w8 = malloc(rb * (size_t)ROWS);
             if (!w8) return 1;
-            for (int row = 0; row < ROWS; row += 8) veil_x8_pack(types[k], w + (size_t)row * rb, COLS, w8 + (size_t)row * rb);
+            for (int row = 0; row < ROWS; row += 8)
+                veil_x8_pack(types[k], w + (size_t)row * rb, COLS, w8 + (size_t)row * rb);
             t1 = time_dot8(f8, w8, rb, xq, xd, xs, 1, seconds) * 1e9 / ((double)ROWS * COLS / 32);
             t4 = time_dot8(f8, w8, rb, xq, xd, xs, 4, seconds) * 1e9 / ((double)ROWS * COLS / 32) / 4;
             char name[32];

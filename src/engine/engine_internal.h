@@ -56,9 +56,8 @@ void veil_quantize_act(const float *x, int n, int8_t *q, float *d, int16_t *sums
 void veil_quantize_act_level(int level, const float *x, int n, int8_t *q, float *d, int16_t *sums);
 
 /* ---- rows interleaved eight at a time (interleave.c) ---- */
-/* 1 for the types that have the layout (Q8_0, Q4_0, Q5_0). */
-int veil_x8_type(uint32_t type);
-/* Eight rows of cols (rows one after another at src) to the interleaved layout at dst (the same bytes). */
+/* Eight rows of cols of a block type (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K), one after another at
+ * src, to the interleaved layout at dst (the same bytes). */
 void veil_x8_pack(uint32_t type, const uint8_t *src, int cols, uint8_t *dst);
 /* Row r (0–7) of eight interleaved rows back to its own blocks. */
 void veil_x8_unpack_row(uint32_t type, const uint8_t *group, int r, int cols, uint8_t *dst);

@@ -98,7 +98,8 @@ struct veil_llm_session {
 void veil_workspace_free(veil_workspace *w) {
     if (!w) return;
     free(w->x), free(w->xb), free(w->xb2), free(w->hb), free(w->hb2);
-    free(w->q), free(w->k), free(w->v), free(w->att), free(w->logits), free(w->xq), free(w->xd), free(w->xs), free(w->row);
+    free(w->q), free(w->k), free(w->v), free(w->att), free(w->logits);
+    free(w->xq), free(w->xd), free(w->xs), free(w->row);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -117,7 +118,8 @@ veil_workspace *veil_workspace_new(const veil_llm *m) {
     w->q = calloc(B * qd, 4), w->k = calloc(B * kvd, 4), w->v = calloc(B * kvd, 4);
     w->xq = calloc(B * wide, 1), w->xd = calloc(B * wide / 32 + 1, 4), w->xs = calloc(B * wide / 16 + 1, 2);
     w->row = malloc(m->tok_embd.row_bytes);
-    if (!w->row || !w->x || !w->xb || !w->xb2 || !w->hb || !w->hb2 || !w->q || !w->k || !w->v || !w->xq || !w->xd || !w->xs) {
+    if (!w->x || !w->xb || !w->xb2 || !w->hb || !w->hb2 || !w->q || !w->k || !w->v || !w->xq || !w->xd || !w->xs ||
+        !w->row) {
         veil_workspace_free(w);
         return NULL;
     }

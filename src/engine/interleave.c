@@ -34,11 +34,6 @@
 #include "engine_internal.h"
 #include "veil/gguf.h"
 
-int veil_x8_type(uint32_t type) {
-    return type == VEIL_GGML_Q8_0 || type == VEIL_GGML_Q4_0 || type == VEIL_GGML_Q5_0 || type == VEIL_GGML_Q4_K ||
-           type == VEIL_GGML_Q5_K || type == VEIL_GGML_Q6_K;
-}
-
 /* Where row r's block bytes go in the group of eight: runs of bytes (a scale, four codes) from
  * offset src of the row's block to offset dst of the group's. Q5_0's fifth bits, spread bit by
  * bit, are not among them. */
@@ -69,7 +64,8 @@ static int x8_runs(uint32_t type, int r, run *out) {
         for (int u = 0; u < 3; u++) RUN(4 + 4 * u, 32 + 32 * u + 4 * r, 4);
         for (int v = 0; q5 && v < 8; v++) RUN(16 + 4 * v, 128 + 32 * v + 4 * r, 4);
         for (int i = 0; i < 4; i++)
-            for (int v = 0; v < 8; v++) RUN((q5 ? 48 : 16) + 32 * i + 4 * v, (q5 ? 384 : 128) + 256 * i + 32 * v + 4 * r, 4);
+            for (int v = 0; v < 8; v++)
+                RUN((q5 ? 48 : 16) + 32 * i + 4 * v, (q5 ? 384 : 128) + 256 * i + 32 * v + 4 * r, 4);
         break;
     }
     case VEIL_GGML_Q6_K: /* d, the 16 scales, the low nibbles, the high bits */
@@ -272,8 +268,8 @@ __attribute__((always_inline)) AVX2 static inline void k45_sub(const uint8_t *p,
         const int16_t *as = xs + (size_t)t * (ld / 16) + 16 * b + 2 * j;
         __m256 q = _mm256_mul_ps(dsc, _mm256_cvtepi32_ps(dot[t]));
         __m256 m = _mm256_mul_ps(dm, _mm256_set1_ps((float)(as[0] + as[1])));
-        acc[t] = _mm256_add_ps(acc[t],
-                               _mm256_mul_ps(_mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + j]), _mm256_sub_ps(q, m)));
+        __m256 xdv = _mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + j]);
+        acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(xdv, _mm256_sub_ps(q, m)));
     }
 }
 
@@ -369,11 +365,14 @@ __attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p,
                     }
                 }
                 int g = 2 * G + s;
-                __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 8 * g))));
+                __m256i sc8 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 8 * g)));
+                __m256 sc = _mm256_cvtepi32_ps(sc8);
 #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
-                    __m256i isum = _mm256_sub_epi32(dot[t], _mm256_set1_epi32(32 * xs[(size_t)t * (ld / 16) + 16 * b + g]));
-                    __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + G]), d), sc);
+                    int32_t offset = 32 * xs[(size_t)t * (ld / 16) + 16 * b + g];
+                    __m256i isum = _mm256_sub_epi32(dot[t], _mm256_set1_epi32(offset));
+                    __m256 xdv = _mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + G]);
+                    __m256 f = _mm256_mul_ps(_mm256_mul_ps(xdv, d), sc);
                     acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(f, _mm256_cvtepi32_ps(isum)));
                 }
             }
