@@ -167,16 +167,20 @@ __attribute__((always_inline)) AVX2 static inline void x8_q8_0(const uint8_t *p,
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
 }
 
+/* Bit k of each byte of v at its bit 4, the other bits clear (Q5_0's and Q5_K's fifth bits): a
+ * 16-bit shift moves each byte's bit k there, the other byte's bits landing elsewhere. */
+AVX2 static inline __m256i bit_to_4(__m256i v, int k) {
+    __m256i h = k < 4 ? _mm256_slli_epi16(v, 4 - k) : k > 4 ? _mm256_srli_epi16(v, k - 4) : v;
+    return _mm256_and_si256(h, _mm256_set1_epi8(0x10));
+}
+
 /* The unsigned codes of weights 4k..4k+3 of the eight rows: a nibble (k < 4 low, else high)
- * and, for Q5_0 (fifth non-NULL), bit k of each byte of the fifth bits moved to bit 4. */
+ * and, for Q5_0 (fifth non-NULL), bit k of each byte of the fifth bits. */
 AVX2 static inline __m256i x8_codes(const uint8_t *codes, const __m256i *fifth, int k) {
     const __m256i low4 = _mm256_set1_epi8(15);
     __m256i nib = _mm256_loadu_si256((const __m256i *)(codes + 32 * (k & 3)));
     __m256i c = _mm256_and_si256(k < 4 ? nib : _mm256_srli_epi16(nib, 4), low4);
-    if (!fifth) return c;
-    /* 16-bit shifts move each byte's bit k to its bit 4 (the other byte's bits land elsewhere) */
-    __m256i h = k < 4 ? _mm256_slli_epi16(*fifth, 4 - k) : k > 4 ? _mm256_srli_epi16(*fifth, k - 4) : *fifth;
-    return _mm256_or_si256(c, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+    return fifth ? _mm256_or_si256(c, bit_to_4(*fifth, k)) : c;
 }
 
 /* Q4_0/Q5_0, eight rows, T tokens: Σ code·a by maddubs (codes < 32, |a| ≤ 127: four products'
@@ -239,18 +243,14 @@ __attribute__((always_inline)) AVX2 static inline void x8_q5_0(const uint8_t *p,
 __attribute__((always_inline)) AVX2 static inline void k45_sub(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                const int16_t *xs, int b, int j, size_t ld, int T,
                                                                int bits, __m256 dsc, __m256 dm, __m256 *acc) {
-    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(0x10);
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15);
     const uint8_t *codes = p + (bits == 5 ? 384 : 128) + 256 * (j >> 1), *fifth = p + 128;
     __m256i pairs[4], dot[4];
 #pragma GCC unroll 8
     for (int v = 0; v < 8; v++) {
         __m256i c = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
         c = _mm256_and_si256(_mm256_srli_epi16(c, 4 * (j & 1)), low4);
-        if (bits == 5) { /* bit j of each byte to bit 4, as Q5_0's */
-            __m256i h = _mm256_loadu_si256((const __m256i *)(fifth + 32 * v));
-            h = j < 4 ? _mm256_slli_epi16(h, 4 - j) : j > 4 ? _mm256_srli_epi16(h, j - 4) : h;
-            c = _mm256_or_si256(c, _mm256_and_si256(h, bit4));
-        }
+        if (bits == 5) c = _mm256_or_si256(c, bit_to_4(_mm256_loadu_si256((const __m256i *)(fifth + 32 * v)), j));
         /* codes < 16: eight products' pairs fit int16; < 32: four */
         int last = bits == 5 ? (v & 3) == 3 : v == 7;
 #pragma GCC unroll 4
