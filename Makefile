@@ -72,15 +72,20 @@ check: tests fuzz
 
 bench: $(BENCH_BINS)
 
-# libFuzzer targets need clang; the library is rebuilt with the fuzzer's
-# instrumentation into build/fuzz/.
+# libFuzzer targets need clang; the library is built once more with the
+# fuzzer's instrumentation into build/fuzz/libveil.a, which every target links.
 FUZZ_CC ?= clang
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc $(PKG_CFLAGS) -g -O1 \
+	-fno-sanitize-recover=undefined
+FUZZ_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 fuzz: $(FUZZ_BINS)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard include/veil/*.h src/*/*.h)
+$(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS) \
-		-o $@ $< $(LIB_SRCS) $(LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
+$(BUILD)/fuzz/libveil.a: $(FUZZ_OBJS)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libveil.a $(wildcard include/veil/*.h src/*/*.h)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(BUILD)/fuzz/libveil.a $(LIBS)
 
 # build/veil, the engine's unit tests, the kernel benchmark, the mock upstream and curl with their
 # shared libraries and loader, to run where veil's dependencies are not
@@ -95,4 +100,4 @@ devbundle: $(DEVBUNDLE_BINS)
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)
