@@ -451,6 +451,10 @@ const float *veil_llm_step(veil_llm_session *s, int32_t token, int pos) {
             pthread_cond_broadcast(&b->cv);
             continue;
         }
+        if (b->busy) { /* a pass runs: its end wakes everyone, nothing to time till then */
+            pthread_cond_wait(&b->cv, &b->mu);
+            continue;
+        }
         long wait_ns = b->pass_ns / 4;
         if (wait_ns < 20000) wait_ns = 20000;
         if (wait_ns > 2000000) wait_ns = 2000000;
