@@ -28,7 +28,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "kernels_avx2.h"
 #endif
 
 #include "engine_internal.h"
@@ -124,7 +124,6 @@ void veil_x8_unpack_row(uint32_t type, const uint8_t *group, int r, int cols, ui
 }
 
 #if defined(__x86_64__)
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 /* Token t's four activation bytes 4k..4k+3 of block b, in every lane. */
 AVX2 static inline __m256i act4(const int8_t *x, int b, int k) {
@@ -167,20 +166,13 @@ __attribute__((always_inline)) AVX2 static inline void x8_q8_0(const uint8_t *p,
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
 }
 
-/* Bit k of each byte of v at its bit 4, the other bits clear (Q5_0's and Q5_K's fifth bits): a
- * 16-bit shift moves each byte's bit k there, the other byte's bits landing elsewhere. */
-AVX2 static inline __m256i bit_to_4(__m256i v, int k) {
-    __m256i h = k < 4 ? _mm256_slli_epi16(v, 4 - k) : k > 4 ? _mm256_srli_epi16(v, k - 4) : v;
-    return _mm256_and_si256(h, _mm256_set1_epi8(0x10));
-}
-
 /* The unsigned codes of weights 4k..4k+3 of the eight rows: a nibble (k < 4 low, else high)
  * and, for Q5_0 (fifth non-NULL), bit k of each byte of the fifth bits. */
 AVX2 static inline __m256i x8_codes(const uint8_t *codes, const __m256i *fifth, int k) {
     const __m256i low4 = _mm256_set1_epi8(15);
     __m256i nib = _mm256_loadu_si256((const __m256i *)(codes + 32 * (k & 3)));
     __m256i c = _mm256_and_si256(k < 4 ? nib : _mm256_srli_epi16(nib, 4), low4);
-    return fifth ? _mm256_or_si256(c, bit_to_4(*fifth, k)) : c;
+    return fifth ? _mm256_or_si256(c, veil_bit_to_4(*fifth, k)) : c;
 }
 
 /* Q4_0/Q5_0, eight rows, T tokens: Σ code·a by maddubs (codes < 32, |a| ≤ 127: four products'
@@ -250,7 +242,7 @@ __attribute__((always_inline)) AVX2 static inline void k45_sub(const uint8_t *p,
     for (int v = 0; v < 8; v++) {
         __m256i c = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
         c = _mm256_and_si256(_mm256_srli_epi16(c, 4 * (j & 1)), low4);
-        if (bits == 5) c = _mm256_or_si256(c, bit_to_4(_mm256_loadu_si256((const __m256i *)(fifth + 32 * v)), j));
+        if (bits == 5) c = _mm256_or_si256(c, veil_bit_to_4(_mm256_loadu_si256((const __m256i *)(fifth + 32 * v)), j));
         /* codes < 16: eight products' pairs fit int16; < 32: four */
         int last = bits == 5 ? (v & 3) == 3 : v == 7;
 #pragma GCC unroll 4
@@ -334,7 +326,7 @@ __attribute__((always_inline)) AVX2 static inline void x8_q5_k(const uint8_t *p,
 __attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                const int16_t *xs, int nb, size_t ld, int T,
                                                                float *out, size_t ldo) {
-    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15), bits45 = _mm256_set1_epi8(0x30);
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(15);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int b = 0; b < nb; b++, p += 8 * 210) {
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
@@ -350,9 +342,7 @@ __attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p,
                     __m256i lo = _mm256_loadu_si256((const __m256i *)(ql + 96 * v)),
                             hi = _mm256_loadu_si256((const __m256i *)(qh + 96 * v));
                     lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(lo, 4) : lo, low4);
-                    /* bits 2k, 2k + 1 of each byte to bits 4, 5 */
-                    hi = k < 2 ? _mm256_slli_epi16(hi, 4 - 2 * k) : k == 2 ? hi : _mm256_srli_epi16(hi, 2);
-                    __m256i c = _mm256_or_si256(lo, _mm256_and_si256(hi, bits45));
+                    __m256i c = _mm256_or_si256(lo, veil_bits_to_45(hi, k));
 #pragma GCC unroll 4
                     for (int t = 0; t < T; t++) { /* codes < 64: two products' pairs fit int16 */
                         __m256i pr = _mm256_maddubs_epi16(c, act4(xq + (size_t)t * ld, 8 * b + G, v));

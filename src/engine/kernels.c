@@ -13,7 +13,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "kernels_avx2.h"
 #endif
 
 #include "engine_internal.h"
@@ -209,7 +209,6 @@ DOT4_C(dot4_q6_k_c, dot_q6_k_c)
 
 /* ---- AVX2 / FMA / F16C ---- */
 #if defined(__x86_64__)
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 /* The one-token and four-token entry points (dot_NAME_LEVEL, dot4_NAME_LEVEL, with the target
  * attribute ATTR) of a T-generic kernel taking (w, xq, xd, xs, n, ld, T, its own arguments…, out);
@@ -496,7 +495,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
     __m256 acc[4], acc1[4], macc[4]; /* even sub-blocks into acc, odd into acc1: two chains */
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[t] = acc1[t] = macc[t] = _mm256_setzero_ps();
-    const __m256i m15 = _mm256_set1_epi8(15), m16 = _mm256_set1_epi8(16);
+    const __m256i m15 = _mm256_set1_epi8(15);
     for (int b = 0; b < n / 256; b++, p += bytes) {
         __m256 scv[4];
         k45_head(p, b, xd, xs, ld, T, scv, macc);
@@ -506,13 +505,9 @@ __attribute__((always_inline)) AVX2 static inline void dot_k45_avx2(const uint8_
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(qs + c * 32));
             __m256i q0 = _mm256_and_si256(v, m15), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), m15);
-            if (bits == 5) { /* bit 2c (2c + 1) of qh[i] is the fifth bit of sub-block 2c's (2c + 1's) element i,
-                              * moved to bit 4 by one shift within its byte */
-                int s0 = 4 - 2 * c, s1 = 3 - 2 * c;
-                __m256i h0 = s0 >= 0 ? _mm256_slli_epi16(qh, s0) : _mm256_srli_epi16(qh, -s0);
-                __m256i h1 = s1 >= 0 ? _mm256_slli_epi16(qh, s1) : _mm256_srli_epi16(qh, -s1);
-                q0 = _mm256_or_si256(q0, _mm256_and_si256(h0, m16));
-                q1 = _mm256_or_si256(q1, _mm256_and_si256(h1, m16));
+            if (bits == 5) { /* bit 2c (2c + 1) of qh[i] is the fifth bit of sub-block 2c's (2c + 1's) element i */
+                q0 = _mm256_or_si256(q0, veil_bit_to_4(qh, 2 * c));
+                q1 = _mm256_or_si256(q1, veil_bit_to_4(qh, 2 * c + 1));
             }
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++) {
@@ -542,7 +537,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
     __m256 acc[2][4], cacc[4]; /* even groups in acc[0], odd in acc[1]: two chains */
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = cacc[t] = _mm256_setzero_ps();
-    const __m256i m15 = _mm256_set1_epi8(15), m48 = _mm256_set1_epi8(0x30);
+    const __m256i m15 = _mm256_set1_epi8(15);
     const __m256i lo_half = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), hi_half = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
     for (int b = 0; b < n / 256; b++, p += 210) {
         __m128i sc8 = _mm_loadu_si128((const __m128i *)(p + 192));
@@ -569,9 +564,7 @@ __attribute__((always_inline)) AVX2 static inline void dot_q6_k_t(const uint8_t 
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) { /* 32-element group 4h + k: scales 8h + 2k, 8h + 2k + 1 */
                 __m256i lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(k & 1 ? l1 : l0, 4) : (k & 1 ? l1 : l0), m15);
-                /* bits 2k, 2k + 1 of hb's bytes to bits 4, 5: one shift (none for k = 2) and a mask */
-                __m256i hs = k < 2 ? _mm256_slli_epi16(hb, 4 - 2 * k) : k == 2 ? hb : _mm256_srli_epi16(hb, 2);
-                __m256i q = _mm256_or_si256(lo, _mm256_and_si256(hs, m48));
+                __m256i q = _mm256_or_si256(lo, veil_bits_to_45(hb, k));
                 __m256i pick = _mm256_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1);
 #pragma GCC unroll 4
                 for (int t = 0; t < T; t++) {
