@@ -215,31 +215,12 @@ static void att_worker(void *ctx, int ith, int nth) {
     int hd = in->head_dim, H = in->n_heads, kvd = in->n_kv_heads * hd, grp = H / in->n_kv_heads;
     size_t stride = (size_t)in->n_layers * kvd;
     float scale = 1.0f / sqrtf((float)hd), *att = ws->att + (size_t)ith * in->ctx;
+    veil_attend_fn attend = veil_attend_for();
     for (int task = ith; task < j->T * H; task += nth) {
-        int t = task / H, h = task % H, kh = h / grp, last = j->pos[t];
+        int t = task / H, h = task % H;
         const veil_llm_session *s = j->ss[t];
-        const float *kc = s->kc + (size_t)j->layer * kvd, *vc = s->vc + (size_t)j->layer * kvd;
-        const float *q = ws->q + (size_t)t * H * hd + (size_t)h * hd;
-        float mx = -INFINITY;
-        for (int p = 0; p <= last; p++) {
-            const float *k = kc + (size_t)p * stride + (size_t)kh * hd;
-            float a = 0;
-            for (int i = 0; i < hd; i++) a += q[i] * k[i];
-            att[p] = a * scale;
-            if (att[p] > mx) mx = att[p];
-        }
-        float sum = 0;
-        for (int p = 0; p <= last; p++) {
-            att[p] = expf(att[p] - mx);
-            sum += att[p];
-        }
-        float *o = ws->xb2 + (size_t)t * H * hd + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * 4);
-        for (int p = 0; p <= last; p++) {
-            const float *v = vc + (size_t)p * stride + (size_t)kh * hd;
-            float a = att[p] / sum;
-            for (int i = 0; i < hd; i++) o[i] += a * v[i];
-        }
+        size_t at = (size_t)j->layer * kvd + (size_t)(h / grp) * hd, qo = (size_t)t * H * hd + (size_t)h * hd;
+        attend(ws->q + qo, s->kc + at, s->vc + at, stride, j->pos[t], hd, scale, att, ws->xb2 + qo);
     }
 }
 

@@ -403,6 +403,54 @@ static void test_interleaved_rows(void **state) {
 }
 
 /* Greedy generation does not depend on the number of threads. */
+/* Attention of one head: the portable form against softmax-weighted sums in double precision,
+ * and every level this CPU runs against the portable form bit for bit (widths that are and are
+ * not multiples of eight and 64, one position to a few hundred, keys and values apart by a stride
+ * as in the cache). */
+static void test_attention_levels(void **state) {
+    (void)state;
+    enum { MAXP = 301, MAXHD = 136, STRIDE = 3 * MAXHD };
+    static float k[MAXP * STRIDE], v[MAXP * STRIDE], q[MAXHD], att[MAXP], o0[MAXHD], o1[MAXHD];
+    static double ref[MAXHD], w[MAXP];
+    static const int hds[] = {6, 8, 24, 64, 72, 128, 136};
+    static const int lasts[] = {0, 1, 3, 4, 5, 63, 300};
+    uint64_t r = 5;
+    for (size_t i = 0; i < MAXP * STRIDE; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        k[i] = (float)((int64_t)(r >> 33) % 20001 - 10000) / 2500.0f;
+        v[i] = (float)((int64_t)(r >> 13) % 20001 - 10000) / 10000.0f;
+    }
+    veil_attend_fn portable = veil_attend_variant(0);
+    assert_non_null(portable);
+    for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
+        for (size_t b = 0; b < sizeof lasts / sizeof *lasts; b++) {
+            int hd = hds[a], last = lasts[b];
+            for (int i = 0; i < hd; i++) q[i] = k[(size_t)7 * STRIDE + i] * (i % 3 ? 1.0f : -0.5f);
+            float scale = 1.0f / sqrtf((float)hd);
+            portable(q, k + 5, v + 9, STRIDE, last, hd, scale, att, o0);
+            double mx = -INFINITY, sum = 0;
+            for (int p = 0; p <= last; p++) {
+                double d = 0;
+                for (int i = 0; i < hd; i++) d += (double)q[i] * k[(size_t)p * STRIDE + 5 + i];
+                w[p] = d * scale;
+                if (w[p] > mx) mx = w[p];
+            }
+            for (int p = 0; p <= last; p++) sum += (w[p] = exp(w[p] - mx));
+            for (int i = 0; i < hd; i++) {
+                ref[i] = 0;
+                for (int p = 0; p <= last; p++) ref[i] += w[p] / sum * v[(size_t)p * STRIDE + 9 + i];
+                assert_true(fabs(o0[i] - ref[i]) <= 1e-4 * (1 + fabs(ref[i])));
+            }
+            for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
+                veil_attend_fn f = veil_attend_variant(level);
+                if (!f) continue;
+                memset(o1, 0x55, sizeof o1);
+                f(q, k + 5, v + 9, STRIDE, last, hd, scale, att, o1);
+                assert_memory_equal(o0, o1, (size_t)hd * 4);
+            }
+        }
+}
+
 static void test_threads_agree(void **state) {
     (void)state;
     veil_llm *m;
@@ -757,6 +805,7 @@ int main(void) {
         cmocka_unit_test(test_quantize_levels_agree),
         cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_interleaved_rows),
+        cmocka_unit_test(test_attention_levels),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_text_utf8_and_stop),
