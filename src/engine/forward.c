@@ -92,7 +92,7 @@ struct veil_llm_session {
     const veil_llm *m;
     int n_ctx, cap; /* cap: positions the KV cache holds now; it grows up to n_ctx */
     float *logits;
-    float *kc, *vc; /* [pos][layer][kv_dim] */
+    float *kc, *vc; /* [layer][kv head][pos < cap][head_dim]: each head's keys (values) in one run */
 };
 
 void veil_workspace_free(veil_workspace *w) {
@@ -212,31 +212,38 @@ static void att_worker(void *ctx, int ith, int nth) {
     att_job *j = ctx;
     const veil_llm_info *in = &j->m->info;
     veil_workspace *ws = j->m->ws;
-    int hd = in->head_dim, H = in->n_heads, kvd = in->n_kv_heads * hd, grp = H / in->n_kv_heads;
-    size_t stride = (size_t)in->n_layers * kvd;
+    int hd = in->head_dim, H = in->n_heads, grp = H / in->n_kv_heads;
     float scale = 1.0f / sqrtf((float)hd), *att = ws->att + (size_t)ith * in->ctx;
     veil_attend_fn attend = veil_attend_for();
     for (int task = ith; task < j->T * H; task += nth) {
         int t = task / H, h = task % H;
         const veil_llm_session *s = j->ss[t];
-        size_t at = (size_t)j->layer * kvd + (size_t)(h / grp) * hd, qo = (size_t)t * H * hd + (size_t)h * hd;
-        attend(ws->q + qo, s->kc + at, s->vc + at, stride, j->pos[t], hd, scale, att, ws->xb2 + qo);
+        size_t at = ((size_t)j->layer * in->n_kv_heads + (size_t)(h / grp)) * s->cap * hd,
+               qo = (size_t)t * H * hd + (size_t)h * hd;
+        attend(ws->q + qo, s->kc + at, s->vc + at, (size_t)hd, j->pos[t], hd, scale, att, ws->xb2 + qo);
     }
 }
 
+/* Room for `need` positions: the cache doubles, each head's run moved to its place in the
+ * larger one. */
 static int grow_cache(veil_llm_session *s, int need) {
     const veil_llm_info *in = &s->m->info;
     if (need <= s->cap) return 1;
-    size_t stride = (size_t)in->n_layers * in->n_kv_heads * in->head_dim;
+    size_t runs = (size_t)in->n_layers * in->n_kv_heads, hd = (size_t)in->head_dim;
     int cap = s->cap ? s->cap : 64;
     while (cap < need) cap *= 2;
     if (cap > s->n_ctx) cap = s->n_ctx;
-    float *kc = realloc(s->kc, (size_t)cap * stride * 4);
-    if (!kc) return 0;
-    s->kc = kc;
-    float *vc = realloc(s->vc, (size_t)cap * stride * 4);
-    if (!vc) return 0;
-    s->vc = vc;
+    float *kc = malloc(runs * cap * hd * 4), *vc = malloc(runs * cap * hd * 4);
+    if (!kc || !vc) {
+        free(kc), free(vc);
+        return 0;
+    }
+    for (size_t r = 0; s->cap && r < runs; r++) {
+        memcpy(kc + r * cap * hd, s->kc + r * s->cap * hd, (size_t)s->cap * hd * 4);
+        memcpy(vc + r * cap * hd, s->vc + r * s->cap * hd, (size_t)s->cap * hd * 4);
+    }
+    free(s->kc), free(s->vc);
+    s->kc = kc, s->vc = vc;
     s->cap = cap;
     return 1;
 }
@@ -251,7 +258,6 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
     veil_workspace *ws = m->ws;
     const veil_llm_info *in = &m->info;
     int dim = in->dim, hd = in->head_dim, qd = in->n_heads * hd, kvd = in->n_kv_heads * hd, ff = in->ff;
-    size_t stride = (size_t)in->n_layers * kvd;
     int threads = veil_pool_threads(m->pool);
     if (ws->att_threads < threads) {
         float *a = realloc(ws->att, (size_t)threads * in->ctx * 4);
@@ -279,8 +285,11 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
             float fpos = (float)pos[t] / in->rope_scale;
             rope(q, in->n_heads, hd, m->inv_freq, fpos, in->rope_neox);
             rope(k, in->n_kv_heads, hd, m->inv_freq, fpos, in->rope_neox);
-            memcpy(ss[t]->kc + (size_t)pos[t] * stride + (size_t)l * kvd, k, (size_t)kvd * 4);
-            memcpy(ss[t]->vc + (size_t)pos[t] * stride + (size_t)l * kvd, v, (size_t)kvd * 4);
+            for (int h = 0; h < in->n_kv_heads; h++) {
+                size_t at = (((size_t)l * in->n_kv_heads + h) * ss[t]->cap + pos[t]) * hd;
+                memcpy(ss[t]->kc + at, k + h * hd, (size_t)hd * 4);
+                memcpy(ss[t]->vc + at, v + h * hd, (size_t)hd * 4);
+            }
         }
         att_job aj = {m, ss, pos, l, T};
         veil_pool_run(m->pool, att_worker, &aj);
