@@ -34,15 +34,37 @@ static float dot_plain(const float *a, const float *b, int n) {
     return s;
 }
 
-/* att[0..n) to its softmax. */
-static void softmax(float *att, int n) {
-    float mx = -INFINITY, sum = 0;
+/* e^x by Cephes's method: x = n·ln 2 + r (ln 2 in two parts, so r is exact), e^r by a polynomial,
+ * 2^n into the exponent; x below −88 gives 0 (relative error ~1e-7 above). Written here rather than
+ * taken from libm so that the AVX2 form below computes the same float, step for step. */
+#define EXP_LO (-88.0f)
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_C1 0.693359375f
+#define EXP_C2 (-2.12194440e-4f)
+static const float exp_poly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                  4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+static float exp_c(float x) {
+    if (x < EXP_LO) x = EXP_LO;
+    float n = floorf(x * EXP_LOG2E + 0.5f), r = x - n * EXP_C1;
+    r = r - n * EXP_C2;
+    float y = exp_poly[0];
+    for (int i = 1; i < 6; i++) y = y * r + exp_poly[i];
+    y = y * (r * r) + r + 1.0f;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float p2;
+    memcpy(&p2, &bits, 4);
+    return y * p2;
+}
+
+/* The softmax of att[0..n): e^(a − max), their sum by eight lanes (position p in lane p % 8,
+ * reduced as dot_lanes does), each divided by the sum. */
+static void softmax_c(float *att, int n) {
+    float mx = -INFINITY, l[8] = {0};
     for (int p = 0; p < n; p++)
         if (att[p] > mx) mx = att[p];
-    for (int p = 0; p < n; p++) {
-        att[p] = expf(att[p] - mx);
-        sum += att[p];
-    }
+    for (int p = 0; p < n; p++) l[p % 8] += att[p] = exp_c(att[p] - mx);
+    float sum = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
     for (int p = 0; p < n; p++) att[p] /= sum;
 }
 
@@ -50,7 +72,7 @@ static void attend_c(const float *q, const float *k, const float *v, size_t stri
                      float *att, float *out) {
     float (*dot)(const float *, const float *, int) = hd % 8 ? dot_plain : dot_lanes;
     for (int p = 0; p <= last; p++) att[p] = dot(q, k + (size_t)p * stride, hd) * scale;
-    softmax(att, last + 1);
+    softmax_c(att, last + 1);
     memset(out, 0, (size_t)hd * 4);
     for (int p = 0; p <= last; p++) {
         const float *vp = v + (size_t)p * stride;
@@ -64,6 +86,45 @@ AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* l0+l4, l1+l5, l2+l6, l3+l7 */
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+AVX2 static inline __m256 exp_avx2(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LO));
+    __m256 n = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(EXP_C1)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(EXP_C2)));
+    __m256 y = _mm256_set1_ps(exp_poly[0]);
+    for (int i = 1; i < 6; i++) y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(exp_poly[i]));
+    y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(y, _mm256_mul_ps(r, r)), r), _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* softmax_c's floats, eight positions at a time. */
+AVX2 static void softmax_avx2(float *att, int n) {
+    int n8 = n / 8 * 8;
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    for (int p = 0; p < n8; p += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(att + p));
+    float l[8];
+    _mm256_storeu_ps(l, m);
+    float mx = l[0];
+    for (int i = 1; i < 8; i++)
+        if (l[i] > mx) mx = l[i];
+    for (int p = n8; p < n; p++)
+        if (att[p] > mx) mx = att[p];
+    __m256 vmx = _mm256_set1_ps(mx), sum = _mm256_setzero_ps();
+    for (int p = 0; p < n8; p += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(att + p), vmx));
+        _mm256_storeu_ps(att + p, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    _mm256_storeu_ps(l, sum);
+    for (int p = n8; p < n; p++) l[p % 8] += att[p] = exp_c(att[p] - mx);
+    float total = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    __m256 s = _mm256_set1_ps(total);
+    int p = 0;
+    for (; p < n8; p += 8) _mm256_storeu_ps(att + p, _mm256_div_ps(_mm256_loadu_ps(att + p), s));
+    for (; p < n; p++) att[p] /= total;
 }
 
 /* Four positions' scores at a time (four chains of adds in flight); the values' sum 64 floats of
@@ -94,7 +155,7 @@ AVX2 static void attend_avx2(const float *q, const float *k, const float *v, siz
         for (int j = 0; j < hd; j += 8) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kp + j)));
         att[p] = hsum8(a) * scale;
     }
-    softmax(att, last + 1);
+    softmax_avx2(att, last + 1);
     int c = 0;
     for (; c + 64 <= hd; c += 64) {
         __m256 o[8];
