@@ -1,15 +1,19 @@
-/* One query head's attention over a session's cached keys and values:
- * scores q·k scaled, a softmax, and the weighted sum of the values. Prompts
- * of hundreds of tokens spend as long here as in the weights' kernels when
- * it is written a float at a time (each score one chain of dependent adds),
- * so the dot products run eight lanes wide.
+/* Attention of the query heads that share one key/value head over a
+ * session's cache: scores q·k scaled, a softmax, and the weighted sum of the
+ * values. Prompts of hundreds of tokens spend as long here as in the weights'
+ * kernels when it is written a float at a time (each score one chain of
+ * dependent adds), so the dot products, the exponentials and the sums run
+ * eight lanes wide, and the heads of a group walk the cache together a block
+ * of positions at a time.
  *
  * Every level computes the same floats: a score is the sum of eight lanes
  * (lane i adding q[i + 8j]·k[i + 8j] for j in order, a product then a sum,
- * never fused), reduced in one fixed order; the softmax is shared; the
- * values' sum is an element-wise product and sum, position by position.
- * Heads whose width is not a multiple of eight take one plain loop at every
- * level. So a generation's tokens do not depend on the CPU's kernels. */
+ * never fused), reduced in one fixed order; the softmax's exponential is our
+ * own, the same steps in C and in AVX2, and its sum goes by lanes the same
+ * way; the values' sum is an element-wise product and sum, position by
+ * position. Heads whose width is not a multiple of eight take plain loops at
+ * every level. So a generation's tokens depend neither on the CPU's kernels
+ * nor on how heads were grouped among threads. */
 #include <math.h>
 #include <string.h>
 
@@ -68,15 +72,18 @@ static void softmax_c(float *att, int n) {
     for (int p = 0; p < n; p++) att[p] /= sum;
 }
 
-static void attend_c(const float *q, const float *k, const float *v, size_t stride, int last, int hd, float scale,
-                     float *att, float *out) {
+static void attend_c(const float *q, int nq, const float *k, const float *v, size_t stride, int last, int hd,
+                     float scale, float *att, float *out) {
     float (*dot)(const float *, const float *, int) = hd % 8 ? dot_plain : dot_lanes;
-    for (int p = 0; p <= last; p++) att[p] = dot(q, k + (size_t)p * stride, hd) * scale;
-    softmax_c(att, last + 1);
-    memset(out, 0, (size_t)hd * 4);
-    for (int p = 0; p <= last; p++) {
-        const float *vp = v + (size_t)p * stride;
-        for (int i = 0; i < hd; i++) out[i] += att[p] * vp[i];
+    int n = last + 1;
+    for (int i = 0; i < nq; i++, q += hd, att += n, out += hd) {
+        for (int p = 0; p < n; p++) att[p] = dot(q, k + (size_t)p * stride, hd) * scale;
+        softmax_c(att, n);
+        memset(out, 0, (size_t)hd * 4);
+        for (int p = 0; p < n; p++) {
+            const float *vp = v + (size_t)p * stride;
+            for (int i2 = 0; i2 < hd; i2++) out[i2] += att[p] * vp[i2];
+        }
     }
 }
 
@@ -127,16 +134,11 @@ AVX2 static void softmax_avx2(float *att, int n) {
     for (; p < n; p++) att[p] /= total;
 }
 
-/* Four positions' scores at a time (four chains of adds in flight); the values' sum 64 floats of
- * the output at a time, kept in registers over all positions. */
-AVX2 static void attend_avx2(const float *q, const float *k, const float *v, size_t stride, int last, int hd,
-                             float scale, float *att, float *out) {
-    if (hd % 8) {
-        attend_c(q, k, v, stride, last, hd, scale, att, out);
-        return;
-    }
-    int p = 0;
-    for (; p + 4 <= last + 1; p += 4) {
+/* Positions [p0, p1) of one head's scores, four at a time (four chains of adds in flight). */
+AVX2 static void scores_avx2(const float *q, const float *k, size_t stride, int p0, int p1, int hd, float scale,
+                             float *att) {
+    int p = p0;
+    for (; p + 4 <= p1; p += 4) {
         const float *k0 = k + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int j = 0; j < hd; j += 8) {
@@ -149,18 +151,21 @@ AVX2 static void attend_avx2(const float *q, const float *k, const float *v, siz
         att[p] = hsum8(a0) * scale, att[p + 1] = hsum8(a1) * scale;
         att[p + 2] = hsum8(a2) * scale, att[p + 3] = hsum8(a3) * scale;
     }
-    for (; p <= last; p++) {
+    for (; p < p1; p++) {
         const float *kp = k + (size_t)p * stride;
         __m256 a = _mm256_setzero_ps();
         for (int j = 0; j < hd; j += 8) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kp + j)));
         att[p] = hsum8(a) * scale;
     }
-    softmax_avx2(att, last + 1);
+}
+
+/* out += Σ att[p]·v_p over positions [p0, p1), 64 floats of out at a time in registers. */
+AVX2 static void values_avx2(const float *att, const float *v, size_t stride, int p0, int p1, int hd, float *out) {
     int c = 0;
     for (; c + 64 <= hd; c += 64) {
         __m256 o[8];
-        for (int i = 0; i < 8; i++) o[i] = _mm256_setzero_ps();
-        for (p = 0; p <= last; p++) {
+        for (int i = 0; i < 8; i++) o[i] = _mm256_loadu_ps(out + c + 8 * i);
+        for (int p = p0; p < p1; p++) {
             const float *vp = v + (size_t)p * stride + c;
             __m256 a = _mm256_set1_ps(att[p]);
 #pragma GCC unroll 8
@@ -169,11 +174,33 @@ AVX2 static void attend_avx2(const float *q, const float *k, const float *v, siz
         for (int i = 0; i < 8; i++) _mm256_storeu_ps(out + c + 8 * i, o[i]);
     }
     for (; c < hd; c += 8) {
-        __m256 o = _mm256_setzero_ps();
-        for (p = 0; p <= last; p++)
+        __m256 o = _mm256_loadu_ps(out + c);
+        for (int p = p0; p < p1; p++)
             o = _mm256_add_ps(o, _mm256_mul_ps(_mm256_set1_ps(att[p]), _mm256_loadu_ps(v + (size_t)p * stride + c)));
         _mm256_storeu_ps(out + c, o);
     }
+}
+
+/* The heads sharing the keys and values take them a block of positions at a time, each head in
+ * turn: a block is read from memory once for all of them and from L1 after (a block of 32
+ * positions is 8-16 KiB for heads of 64-128 floats). Each head's sums run in attend_c's order. */
+enum { BLOCK = 32 };
+AVX2 static void attend_avx2(const float *q, int nq, const float *k, const float *v, size_t stride, int last, int hd,
+                             float scale, float *att, float *out) {
+    if (hd % 8) {
+        attend_c(q, nq, k, v, stride, last, hd, scale, att, out);
+        return;
+    }
+    int n = last + 1;
+    for (int p0 = 0; p0 < n; p0 += BLOCK)
+        for (int i = 0; i < nq; i++)
+            scores_avx2(q + (size_t)i * hd, k, stride, p0, p0 + BLOCK < n ? p0 + BLOCK : n, hd, scale,
+                        att + (size_t)i * n);
+    for (int i = 0; i < nq; i++) softmax_avx2(att + (size_t)i * n, n);
+    memset(out, 0, (size_t)nq * hd * 4);
+    for (int p0 = 0; p0 < n; p0 += BLOCK)
+        for (int i = 0; i < nq; i++)
+            values_avx2(att + (size_t)i * n, v, stride, p0, p0 + BLOCK < n ? p0 + BLOCK : n, hd, out + (size_t)i * hd);
 }
 #endif
 

@@ -100,11 +100,12 @@ static inline void veil_k4_scales_mins(const uint8_t *q, uint8_t sc[8], uint8_t 
 }
 
 /* ---- attention (attention.c) ---- */
-/* One query head q (hd floats) against positions 0..last of a cache: key p at k + p·stride, value
- * p at v + p·stride. out = Σ_p softmax_p(scale · q·k_p) · v_p; att: scratch for last + 1 floats.
- * Every level gives the same floats. */
-typedef void (*veil_attend_fn)(const float *q, const float *k, const float *v, size_t stride, int last, int hd,
-                               float scale, float *att, float *out);
+/* nq query heads sharing one key/value head (q: nq × hd floats, head after head) against
+ * positions 0..last of its cache: key p at k + p·stride, value p at v + p·stride. Head i's
+ * out (out + i·hd) = Σ_p softmax_p(scale · q_i·k_p) · v_p; att: scratch of nq × (last + 1) floats.
+ * Every level gives the same floats, whatever nq. */
+typedef void (*veil_attend_fn)(const float *q, int nq, const float *k, const float *v, size_t stride, int last,
+                               int hd, float scale, float *att, float *out);
 /* A level's (as veil_dot_variant's; NULL where this CPU lacks it), and the level in use. */
 veil_attend_fn veil_attend_variant(int level);
 veil_attend_fn veil_attend_for(void);

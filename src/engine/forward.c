@@ -199,28 +199,30 @@ static void rope(float *v, int n_heads, int hd, const float *inv_freq, float pos
     }
 }
 
-/* Attention for T tokens, token t of session ss[t] at position pos[t],
- * every (token, head) pair a task. */
+/* Attention for T tokens, token t of session ss[t] at position pos[t]. The query heads that share
+ * a key/value head go together, so that its cache is read once for them (attention.c), in as
+ * many parts as the threads need to have a task each: a task is a token, a key/value head and a
+ * run of `per` of its query heads. */
 typedef struct att_job {
     const veil_llm *m;
     veil_llm_session *const *ss;
     const int *pos;
-    int layer, T;
+    int layer, T, parts, per; /* a key/value head's query heads: `parts` runs of up to `per` */
 } att_job;
 
 static void att_worker(void *ctx, int ith, int nth) {
     att_job *j = ctx;
     const veil_llm_info *in = &j->m->info;
     veil_workspace *ws = j->m->ws;
-    int hd = in->head_dim, H = in->n_heads, grp = H / in->n_kv_heads;
-    float scale = 1.0f / sqrtf((float)hd), *att = ws->att + (size_t)ith * in->ctx;
+    int hd = in->head_dim, H = in->n_heads, KV = in->n_kv_heads, grp = H / KV;
+    float scale = 1.0f / sqrtf((float)hd), *att = ws->att + (size_t)ith * j->per * in->ctx;
     veil_attend_fn attend = veil_attend_for();
-    for (int task = ith; task < j->T * H; task += nth) {
-        int t = task / H, h = task % H;
+    for (int task = ith; task < j->T * KV * j->parts; task += nth) {
+        int t = task / (KV * j->parts), g = task / j->parts % KV, h = g * grp + task % j->parts * j->per;
+        int nq = h + j->per <= (g + 1) * grp ? j->per : (g + 1) * grp - h;
         const veil_llm_session *s = j->ss[t];
-        size_t at = ((size_t)j->layer * in->n_kv_heads + (size_t)(h / grp)) * s->cap * hd,
-               qo = (size_t)t * H * hd + (size_t)h * hd;
-        attend(ws->q + qo, s->kc + at, s->vc + at, (size_t)hd, j->pos[t], hd, scale, att, ws->xb2 + qo);
+        size_t at = ((size_t)j->layer * KV + (size_t)g) * s->cap * hd, qo = ((size_t)t * H + (size_t)h) * hd;
+        attend(ws->q + qo, nq, s->kc + at, s->vc + at, (size_t)hd, j->pos[t], hd, scale, att, ws->xb2 + qo);
     }
 }
 
@@ -259,8 +261,12 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
     const veil_llm_info *in = &m->info;
     int dim = in->dim, hd = in->head_dim, qd = in->n_heads * hd, kvd = in->n_kv_heads * hd, ff = in->ff;
     int threads = veil_pool_threads(m->pool);
-    if (ws->att_threads < threads) {
-        float *a = realloc(ws->att, (size_t)threads * in->ctx * 4);
+    int grp = in->n_heads / in->n_kv_heads, parts = (threads + T * in->n_kv_heads - 1) / (T * in->n_kv_heads);
+    if (parts > grp) parts = grp;
+    int per = (grp + parts - 1) / parts;
+    parts = (grp + per - 1) / per;
+    if (ws->att_threads < threads) { /* room for a group's scores on each thread */
+        float *a = realloc(ws->att, (size_t)threads * grp * in->ctx * 4);
         if (!a) return 0;
         ws->att = a;
         ws->att_threads = threads;
@@ -291,7 +297,7 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
                 memcpy(ss[t]->vc + at, v + h * hd, (size_t)hd * 4);
             }
         }
-        att_job aj = {m, ss, pos, l, T};
+        att_job aj = {m, ss, pos, l, T, parts, per};
         veil_pool_run(m->pool, att_worker, &aj);
         matmul(m, T, ws->xb2, qd, 1, &L->wo, ws->xb, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];

@@ -403,17 +403,18 @@ static void test_interleaved_rows(void **state) {
 }
 
 /* Greedy generation does not depend on the number of threads. */
-/* Attention of one head: the portable form against softmax-weighted sums in double precision,
- * and every level this CPU runs against the portable form bit for bit (widths that are and are
- * not multiples of eight and 64, one position to a few hundred, keys and values apart by a stride
- * as in the cache). */
+/* Attention of a group of heads sharing keys and values: the portable form against
+ * softmax-weighted sums in double precision, and every level this CPU runs against the portable
+ * form bit for bit, for the group and for each head alone (widths that are and are not multiples
+ * of eight and 64; one position to a few hundred, across the blocks of 32 the AVX2 form walks;
+ * keys and values apart by a stride as in the cache). */
 static void test_attention_levels(void **state) {
     (void)state;
-    enum { MAXP = 301, MAXHD = 136, STRIDE = 3 * MAXHD };
-    static float k[MAXP * STRIDE], v[MAXP * STRIDE], q[MAXHD], att[MAXP], o0[MAXHD], o1[MAXHD];
-    static double ref[MAXHD], w[MAXP];
+    enum { MAXP = 301, MAXHD = 136, STRIDE = 3 * MAXHD, NQ = 3 };
+    static float k[MAXP * STRIDE], v[MAXP * STRIDE], q[NQ * MAXHD], att[NQ * MAXP], o0[NQ * MAXHD], o1[NQ * MAXHD];
+    static double w[MAXP];
     static const int hds[] = {6, 8, 24, 64, 72, 128, 136};
-    static const int lasts[] = {0, 1, 3, 4, 5, 63, 300};
+    static const int lasts[] = {0, 1, 3, 4, 5, 31, 32, 63, 300};
     uint64_t r = 5;
     for (size_t i = 0; i < MAXP * STRIDE; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
@@ -425,28 +426,37 @@ static void test_attention_levels(void **state) {
     for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
         for (size_t b = 0; b < sizeof lasts / sizeof *lasts; b++) {
             int hd = hds[a], last = lasts[b];
-            for (int i = 0; i < hd; i++) q[i] = k[(size_t)7 * STRIDE + i] * (i % 3 ? 1.0f : -0.5f);
+            for (int h = 0; h < NQ; h++) /* queries like keys of other positions, so some scores stand out */
+                for (int i = 0; i < hd; i++)
+                    q[h * hd + i] = k[(size_t)(7 + 40 * h) * STRIDE + i] * (i % 3 ? 1.0f : -0.5f) * (float)(h + 1);
             float scale = 1.0f / sqrtf((float)hd);
-            portable(q, k + 5, v + 9, STRIDE, last, hd, scale, att, o0);
-            double mx = -INFINITY, sum = 0;
-            for (int p = 0; p <= last; p++) {
-                double d = 0;
-                for (int i = 0; i < hd; i++) d += (double)q[i] * k[(size_t)p * STRIDE + 5 + i];
-                w[p] = d * scale;
-                if (w[p] > mx) mx = w[p];
+            portable(q, NQ, k + 5, v + 9, STRIDE, last, hd, scale, att, o0);
+            for (int h = 0; h < NQ; h++) {
+                double mx = -INFINITY, sum = 0;
+                for (int p = 0; p <= last; p++) {
+                    double d = 0;
+                    for (int i = 0; i < hd; i++) d += (double)q[h * hd + i] * k[(size_t)p * STRIDE + 5 + i];
+                    w[p] = d * scale;
+                    if (w[p] > mx) mx = w[p];
+                }
+                for (int p = 0; p <= last; p++) sum += (w[p] = exp(w[p] - mx));
+                for (int i = 0; i < hd; i++) {
+                    double ref = 0;
+                    for (int p = 0; p <= last; p++) ref += w[p] / sum * v[(size_t)p * STRIDE + 9 + i];
+                    assert_true(fabs(o0[h * hd + i] - ref) <= 1e-4 * (1 + fabs(ref)));
+                }
             }
-            for (int p = 0; p <= last; p++) sum += (w[p] = exp(w[p] - mx));
-            for (int i = 0; i < hd; i++) {
-                ref[i] = 0;
-                for (int p = 0; p <= last; p++) ref[i] += w[p] / sum * v[(size_t)p * STRIDE + 9 + i];
-                assert_true(fabs(o0[i] - ref[i]) <= 1e-4 * (1 + fabs(ref[i])));
-            }
-            for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
+            for (int level = 0; level < VEIL_KERNEL_LEVELS; level++) {
                 veil_attend_fn f = veil_attend_variant(level);
                 if (!f) continue;
                 memset(o1, 0x55, sizeof o1);
-                f(q, k + 5, v + 9, STRIDE, last, hd, scale, att, o1);
-                assert_memory_equal(o0, o1, (size_t)hd * 4);
+                f(q, NQ, k + 5, v + 9, STRIDE, last, hd, scale, att, o1);
+                assert_memory_equal(o0, o1, (size_t)NQ * hd * 4);
+                for (int h = 0; h < NQ; h++) {
+                    memset(o1, 0x55, sizeof o1);
+                    f(q + h * hd, 1, k + 5, v + 9, STRIDE, last, hd, scale, att, o1);
+                    assert_memory_equal(o0 + h * hd, o1, (size_t)hd * 4);
+                }
             }
         }
 }
