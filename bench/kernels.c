@@ -2,7 +2,8 @@
  * every block type and every kernel level this CPU runs (portable, AVX2,
  * AVX-512 VNNI), nanoseconds per 32 weights and token with one token
  * (decode) and with four tokens per row (prefill, batched decode), and each
- * level's speed against the portable level measured in the same run.
+ * level's speed against the portable level measured in the same run; the
+ * interleaved kernels also with 32 tokens, a prompt's chunk.
  * The rows (128 × 1792 weights) stay in L2, so this measures the arithmetic,
  * not the memory a decode step is bound by; --rows N (a multiple of 128: the
  * 128 rows repeated) makes them as many as a model's, read from memory.
@@ -64,7 +65,7 @@ static double time_dot4(veil_dot4_fn f, const uint8_t *w, size_t rb, const int8_
 static double time_dot8(veil_dot8_fn f, const uint8_t *w, size_t rb, const int8_t *xq, const float *xd,
                         const int16_t *xs, int T, double budget) {
     double best = 1e9, end = now() + budget;
-    float *o = calloc((size_t)4 * ROWS, sizeof *o);
+    float *o = calloc((size_t)T * ROWS, sizeof *o);
     if (!o) exit(1);
     do {
         double t0 = now();
@@ -90,23 +91,24 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    static float wf[BASE_ROWS * COLS], x[4 * COLS], xd[4 * COLS / 32];
-    static int8_t xq[4 * COLS];
-    static int16_t xs[4 * COLS / 16];
+    enum { TMAX = 32 };
+    static float wf[BASE_ROWS * COLS], x[TMAX * COLS], xd[TMAX * COLS / 32];
+    static int8_t xq[TMAX * COLS];
+    static int16_t xs[TMAX * COLS / 16];
     uint64_t r = 1;
     for (size_t i = 0; i < sizeof wf / sizeof wf[0]; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         wf[i] = (float)((int64_t)(r >> 11) % 2000 - 1000) / 1000.0f;
     }
-    for (int i = 0; i < 4 * COLS; i++) x[i] = sinf((float)i * 0.37f) * 3.0f;
-    for (int t = 0; t < 4; t++)
+    for (int i = 0; i < TMAX * COLS; i++) x[i] = sinf((float)i * 0.37f) * 3.0f;
+    for (int t = 0; t < TMAX; t++)
         veil_quantize_act(x + t * COLS, COLS, xq + t * COLS, xd + t * (COLS / 32), xs + t * (COLS / 16));
     static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0,
                                      VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
     printf("kernels: %d rows x %d weights %s, one thread, best of %.1f s each; kernels in use: %s\n", ROWS, COLS,
            ROWS == BASE_ROWS ? "in cache" : "from memory", seconds, veil_engine_kernels());
-    printf("%-6s %-11s %14s %14s %10s %12s %12s\n", "type", "level", "1 token ns/32", "4 tokens ns/32", "4 vs 1",
-           "1 token x", "4 tokens x");
+    printf("%-6s %-11s %14s %14s %10s %12s %12s %15s\n", "type", "level", "1 token ns/32", "4 tokens ns/32", "4 vs 1",
+           "1 token x", "4 tokens x", "32 tokens ns/32");
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         size_t rb = COLS / veil_ggml_block_elems(types[k]) * veil_ggml_block_bytes(types[k]);
         uint8_t *w = malloc(rb * (size_t)ROWS);
@@ -132,10 +134,11 @@ int main(int argc, char **argv) {
                 veil_x8_pack(types[k], w + (size_t)row * rb, COLS, w8 + (size_t)row * rb);
             t1 = time_dot8(f8, w8, rb, xq, xd, xs, 1, seconds) * 1e9 / ((double)ROWS * COLS / 32);
             t4 = time_dot8(f8, w8, rb, xq, xd, xs, 4, seconds) * 1e9 / ((double)ROWS * COLS / 32) / 4;
+            double t32 = time_dot8(f8, w8, rb, xq, xd, xs, TMAX, seconds) * 1e9 / ((double)ROWS * COLS / 32) / TMAX;
             char name[32];
             snprintf(name, sizeof name, "%s x8", veil_kernel_level_name(level));
-            printf("%-6s %-11s %14.3f %14.3f %9.2fx %11.2fx %11.2fx\n", veil_ggml_type_name(types[k]), name, t1, t4,
-                   4 * t4 / t1, base1 / t1, base4 / t4);
+            printf("%-6s %-11s %14.3f %14.3f %9.2fx %11.2fx %11.2fx %15.3f\n", veil_ggml_type_name(types[k]), name, t1,
+                   t4, 4 * t4 / t1, base1 / t1, base4 / t4, t32);
             free(w8);
         }
         free(w);
