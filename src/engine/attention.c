@@ -22,7 +22,7 @@
 #endif
 
 #include "engine_internal.h"
-#include "veil/gguf.h"
+#include "vexp.h"
 
 /* ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)): the AVX2 form's reduction of its lanes. */
 static float dot_lanes(const float *a, const float *b, int n) {
@@ -38,36 +38,13 @@ static float dot_plain(const float *a, const float *b, int n) {
     return s;
 }
 
-/* e^x by Cephes's method: x = n·ln 2 + r (ln 2 in two parts, so r is exact), e^r by a polynomial,
- * 2^n into the exponent; x below −88 gives 0 (relative error ~1e-7 above). Written here rather than
- * taken from libm so that the AVX2 form below computes the same float, step for step. */
-#define EXP_LO (-88.0f)
-#define EXP_LOG2E 1.44269504088896341f
-#define EXP_C1 0.693359375f
-#define EXP_C2 (-2.12194440e-4f)
-static const float exp_poly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                                  4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-
-static float exp_c(float x) {
-    if (x < EXP_LO) x = EXP_LO;
-    float n = floorf(x * EXP_LOG2E + 0.5f), r = x - n * EXP_C1;
-    r = r - n * EXP_C2;
-    float y = exp_poly[0];
-    for (int i = 1; i < 6; i++) y = y * r + exp_poly[i];
-    y = y * (r * r) + r + 1.0f;
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float p2;
-    memcpy(&p2, &bits, 4);
-    return y * p2;
-}
-
 /* The softmax of att[0..n): e^(a − max), their sum by eight lanes (position p in lane p % 8,
  * reduced as dot_lanes does), each divided by the sum. */
 static void softmax_c(float *att, int n) {
     float mx = -INFINITY, l[8] = {0};
     for (int p = 0; p < n; p++)
         if (att[p] > mx) mx = att[p];
-    for (int p = 0; p < n; p++) l[p % 8] += att[p] = exp_c(att[p] - mx);
+    for (int p = 0; p < n; p++) l[p % 8] += att[p] = veil_exp_c(att[p] - mx);
     float sum = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
     for (int p = 0; p < n; p++) att[p] /= sum;
 }
@@ -95,18 +72,6 @@ AVX2 static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-AVX2 static inline __m256 exp_avx2(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LO));
-    __m256 n = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)), _mm256_set1_ps(0.5f)));
-    __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(EXP_C1)));
-    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(EXP_C2)));
-    __m256 y = _mm256_set1_ps(exp_poly[0]);
-    for (int i = 1; i < 6; i++) y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(exp_poly[i]));
-    y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(y, _mm256_mul_ps(r, r)), r), _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
 /* softmax_c's floats, eight positions at a time. */
 AVX2 static void softmax_avx2(float *att, int n) {
     int n8 = n / 8 * 8;
@@ -121,12 +86,12 @@ AVX2 static void softmax_avx2(float *att, int n) {
         if (att[p] > mx) mx = att[p];
     __m256 vmx = _mm256_set1_ps(mx), sum = _mm256_setzero_ps();
     for (int p = 0; p < n8; p += 8) {
-        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(att + p), vmx));
+        __m256 e = veil_exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(att + p), vmx));
         _mm256_storeu_ps(att + p, e);
         sum = _mm256_add_ps(sum, e);
     }
     _mm256_storeu_ps(l, sum);
-    for (int p = n8; p < n; p++) l[p % 8] += att[p] = exp_c(att[p] - mx);
+    for (int p = n8; p < n; p++) l[p % 8] += att[p] = veil_exp_c(att[p] - mx);
     float total = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
     __m256 s = _mm256_set1_ps(total);
     int p = 0;
@@ -205,12 +170,10 @@ AVX2 static void attend_avx2(const float *q, int nq, const float *k, const float
 #endif
 
 veil_attend_fn veil_attend_variant(int level) {
-    if (level == 0) return attend_c;
 #if defined(__x86_64__)
-    /* the AVX2 form at levels 1 and 2, where this CPU has them (the dot kernels' table says) */
-    if (level >= 1 && veil_dot_variant(VEIL_GGML_Q8_0, level)) return attend_avx2;
+    if (veil_level_runs_avx2(level)) return attend_avx2;
 #endif
-    return NULL;
+    return level == 0 ? attend_c : NULL;
 }
 
 veil_attend_fn veil_attend_for(void) { return veil_attend_variant(veil_kernel_level()); }

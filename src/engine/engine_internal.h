@@ -46,6 +46,9 @@ veil_dot4_fn veil_dot4_variant(uint32_t type, int level);
 const char *veil_kernel_level_name(int level);
 /* The level in use. */
 int veil_kernel_level(void);
+/* 1 where level is 1 or 2 and this CPU runs it: the AVX2 forms of attention and the SwiGLU serve
+ * both. */
+int veil_level_runs_avx2(int level);
 /* x[0..n) to int8 blocks of 32 with one float scale each (n a multiple of 32),
  * and the sum of each 16 int8 values (sums[n/16]): the kernels of the types
  * whose values are an unsigned code minus an offset (Q4_0, Q5_0, the K types)
@@ -109,6 +112,12 @@ typedef void (*veil_attend_fn)(const float *q, int nq, const float *k, const flo
 /* A level's (as veil_dot_variant's; NULL where this CPU lacks it), and the level in use. */
 veil_attend_fn veil_attend_variant(int level);
 veil_attend_fn veil_attend_for(void);
+
+/* ---- SwiGLU (swiglu.c) ---- */
+/* g[i] ← g[i] / (1 + e^−g[i]) · u[i] for i < n, the same floats at every level. */
+typedef void (*veil_swiglu_fn)(float *g, const float *u, size_t n);
+veil_swiglu_fn veil_swiglu_variant(int level); /* NULL where this CPU lacks the level */
+veil_swiglu_fn veil_swiglu_for(void);
 
 /* ---- thread pool (pool.c) ---- */
 typedef struct veil_pool veil_pool;

@@ -303,10 +303,7 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
         for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];
         for (int t = 0; t < T; t++) rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->ffn_norm, dim, in->eps);
         matmul(m, T, ws->xb, dim, 2, &L->w_gate, ws->hb, &L->w_up, ws->hb2, NULL, NULL);
-        for (size_t i = 0; i < (size_t)T * ff; i++) {
-            float g = ws->hb[i];
-            ws->hb[i] = g / (1.0f + expf(-g)) * ws->hb2[i];
-        }
+        veil_swiglu_for()(ws->hb, ws->hb2, (size_t)T * ff);
         matmul(m, T, ws->hb, ff, 1, &L->w_down, ws->xb, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];
     }

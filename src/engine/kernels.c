@@ -910,6 +910,8 @@ int veil_kernel_level(void) {
     return levels - 1;
 }
 
+int veil_level_runs_avx2(int level) { return level >= 1 && veil_dot_variant(VEIL_GGML_Q8_0, level) != NULL; }
+
 veil_dot4_fn veil_dot4_for(uint32_t type) {
     pthread_once(&once, init);
     return dots4[kernel_of(type)][levels - 1];

@@ -405,6 +405,41 @@ static void test_interleaved_rows(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* The SwiGLU: the portable form against double precision (saturating ends, zeros, tiny and huge
+ * gates, odd lengths), and every level this CPU runs against it bit for bit. */
+static void test_swiglu_levels(void **state) {
+    (void)state;
+    enum { N = 1003 };
+    static float g[N], u[N], o0[N], o1[N];
+    uint64_t r = 11;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        g[i] = (float)((int64_t)(r >> 33) % 20001 - 10000) / 400.0f; /* −25 … 25 */
+        u[i] = (float)((int64_t)(r >> 13) % 20001 - 10000) / 5000.0f;
+    }
+    static const float ends[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 87.5f, -87.5f, 88.0f, -88.0f, 89.0f, -89.0f, 200.0f,
+                                 -200.0f, 3e38f, -3e38f};
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++) g[50 * i + 3] = ends[i];
+    veil_swiglu_fn portable = veil_swiglu_variant(0);
+    assert_non_null(portable);
+    for (size_t n = 1; n <= N; n = n < 20 ? n + 1 : n * 3 < N ? n * 3 : n < N ? N : N + 1) {
+        memcpy(o0, g, sizeof g);
+        portable(o0, u, n);
+        for (size_t i = 0; i < n; i++) {
+            double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+            assert_true(fabs(o0[i] - want) <= 1e-6 * fabs(want) + 1e-30);
+        }
+        for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
+            veil_swiglu_fn f = veil_swiglu_variant(level);
+            if (!f) continue;
+            memcpy(o1, g, sizeof g);
+            f(o1, u, n);
+            assert_memory_equal(o0, o1, n * sizeof *o1);
+            assert_memory_equal(o1 + n, g + n, (N - n) * sizeof *o1); /* nothing past n */
+        }
+    }
+}
+
 /* Greedy generation does not depend on the number of threads. */
 /* Attention of a group of heads sharing keys and values: the portable form against
  * softmax-weighted sums in double precision, and every level this CPU runs against the portable
@@ -819,6 +854,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_agree),
         cmocka_unit_test(test_interleaved_rows),
         cmocka_unit_test(test_attention_levels),
+        cmocka_unit_test(test_swiglu_levels),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_text_utf8_and_stop),
