@@ -24,12 +24,16 @@
 #include "engine_internal.h"
 #include "vexp.h"
 
-/* ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)): the AVX2 form's reduction of its lanes. */
+/* Eight lanes' sum in the order the AVX2 form reduces a vector (hsum8). */
+static inline float sum_lanes(const float l[8]) {
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
 static float dot_lanes(const float *a, const float *b, int n) {
     float l[8] = {0};
     for (int j = 0; j < n; j += 8)
         for (int i = 0; i < 8; i++) l[i] += a[j + i] * b[j + i];
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    return sum_lanes(l);
 }
 
 static float dot_plain(const float *a, const float *b, int n) {
@@ -38,14 +42,14 @@ static float dot_plain(const float *a, const float *b, int n) {
     return s;
 }
 
-/* The softmax of att[0..n): e^(a − max), their sum by eight lanes (position p in lane p % 8,
- * reduced as dot_lanes does), each divided by the sum. */
+/* The softmax of att[0..n): e^(a − max), their sum by eight lanes (position p in lane p % 8),
+ * each divided by the sum. */
 static void softmax_c(float *att, int n) {
     float mx = -INFINITY, l[8] = {0};
     for (int p = 0; p < n; p++)
         if (att[p] > mx) mx = att[p];
     for (int p = 0; p < n; p++) l[p % 8] += att[p] = veil_exp_c(att[p] - mx);
-    float sum = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    float sum = sum_lanes(l);
     for (int p = 0; p < n; p++) att[p] /= sum;
 }
 
@@ -92,7 +96,7 @@ AVX2 static void softmax_avx2(float *att, int n) {
     }
     _mm256_storeu_ps(l, sum);
     for (int p = n8; p < n; p++) l[p % 8] += att[p] = veil_exp_c(att[p] - mx);
-    float total = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    float total = sum_lanes(l);
     __m256 s = _mm256_set1_ps(total);
     int p = 0;
     for (; p < n8; p += 8) _mm256_storeu_ps(att + p, _mm256_div_ps(_mm256_loadu_ps(att + p), s));
