@@ -250,21 +250,31 @@ static int grow_cache(veil_llm_session *s, int need) {
     return 1;
 }
 
+/* The attention's tasks for T tokens (att_job): each key/value head's query heads in `parts`
+ * runs of up to `per`, as many as give each of the threads a task. */
+static void att_split(const veil_llm_info *in, int threads, int T, int *parts, int *per) {
+    int grp = in->n_heads / in->n_kv_heads, n = (threads + T * in->n_kv_heads - 1) / (T * in->n_kv_heads);
+    if (n > grp) n = grp;
+    *per = (grp + n - 1) / n;
+    *parts = (grp + *per - 1) / *per;
+}
+
 /* One pass of T ≤ BATCH tokens: token t belongs to ss[t] at position
  * pos[t] (a prompt's chunk: one session, consecutive positions; a decode
  * step: one token of each of T sessions). Each token's logits go to
- * out + t·vocab when `out`, else the last token's to its session. Called
- * with the workspace held. */
+ * out + t·vocab when `out`; else, when `last`, the last token's to its
+ * session, and when neither, none: the pass only fills the KV cache (a
+ * prompt's chunk before its last). Without `out`, the last layer goes on
+ * past its keys and values with the last token alone, or stops there: the
+ * other tokens' outputs from it feed nothing. Called with the workspace
+ * held. */
 static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const int32_t *tok, const int *pos, int T,
-                          float *out) {
+                          float *out, int last) {
     veil_workspace *ws = m->ws;
     const veil_llm_info *in = &m->info;
     int dim = in->dim, hd = in->head_dim, qd = in->n_heads * hd, kvd = in->n_kv_heads * hd, ff = in->ff;
-    int threads = veil_pool_threads(m->pool);
-    int grp = in->n_heads / in->n_kv_heads, parts = (threads + T * in->n_kv_heads - 1) / (T * in->n_kv_heads);
-    if (parts > grp) parts = grp;
-    int per = (grp + parts - 1) / parts;
-    parts = (grp + per - 1) / per;
+    int threads = veil_pool_threads(m->pool), grp = in->n_heads / in->n_kv_heads, parts, per;
+    att_split(in, threads, T, &parts, &per);
     if (ws->att_threads < threads) { /* room for a group's scores on each thread */
         float *a = realloc(ws->att, (size_t)threads * grp * in->ctx * 4);
         if (!a) return 0;
@@ -297,6 +307,13 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
                 memcpy(ss[t]->vc + at, v + h * hd, (size_t)hd * 4);
             }
         }
+        if (!out && l == in->n_layers - 1 && !last) return 1;
+        if (!out && l == in->n_layers - 1 && T > 1) { /* the last token's output alone is read */
+            memcpy(ws->q, ws->q + (size_t)(T - 1) * qd, (size_t)qd * 4);
+            memcpy(ws->x, ws->x + (size_t)(T - 1) * dim, (size_t)dim * 4);
+            ss += T - 1, pos += T - 1, T = 1;
+            att_split(in, threads, T, &parts, &per);
+        }
         att_job aj = {m, ss, pos, l, T, parts, per};
         veil_pool_run(m->pool, att_worker, &aj);
         matmul(m, T, ws->xb2, qd, 1, &L->wo, ws->xb, NULL, NULL, NULL, NULL);
@@ -327,7 +344,8 @@ const float *veil_llm_prefill(veil_llm_session *s, const int32_t *tokens, size_t
     for (size_t done = 0; ok && done < n;) {
         int T = n - done < BATCH ? (int)(n - done) : BATCH;
         for (int t = 0; t < T; t++) ss[t] = s, pos[t] = pos0 + (int)done + t;
-        ok = forward_tokens(m, ss, tokens + done, pos, T, all_logits ? all_logits + done * (size_t)in->vocab : NULL);
+        ok = forward_tokens(m, ss, tokens + done, pos, T, all_logits ? all_logits + done * (size_t)in->vocab : NULL,
+                            done + (size_t)T == n);
         done += (size_t)T;
     }
     pthread_mutex_unlock(&m->ws->mu);
@@ -403,7 +421,7 @@ static void run_steps(const veil_llm *m, step_req **reqs, int n) {
     pthread_mutex_lock(&ws->mu);
     int ok = 1;
     if (!ws->logits) ok = (ws->logits = malloc((size_t)BATCH * in->vocab * 4)) != NULL;
-    ok = ok && forward_tokens(m, ss, tok, pos, n, ws->logits);
+    ok = ok && forward_tokens(m, ss, tok, pos, n, ws->logits, 1);
     for (int i = 0; ok && i < n; i++) memcpy(ss[i]->logits, ws->logits + (size_t)i * in->vocab, (size_t)in->vocab * 4);
     pthread_mutex_unlock(&ws->mu);
     for (int i = 0; i < n; i++) reqs[i]->ok = ok;

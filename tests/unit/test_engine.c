@@ -843,6 +843,60 @@ static void test_batched_equals_alone(void **state) {
     unlink(path);
 }
 
+/* A prompt's chunks before its last only fill the KV cache, and its last chunk's last layer runs
+ * past the keys and values with the last token alone (forward.c): the last token's logits, and
+ * the next step's, must be the very floats of a prefill that computes every token's logits, and
+ * of the prompt fed one token at a time. */
+static void prefill_alone_case(const char *path, int threads) {
+    veil_llm *m;
+    assert_int_equal(veil_llm_load(&m, path, NULL), VEIL_OK);
+    veil_llm_set_threads(m, threads);
+    int vocab = veil_llm_get_info(m)->vocab;
+    enum { N = 75 }; /* chunks of 32, 32 and 11 */
+    int32_t ids[N];
+    uint32_t r = 12345;
+    for (int i = 0; i < N; i++) r = r * 1103515245u + 12345u, ids[i] = (int32_t)(r >> 8) % vocab;
+    size_t vb = (size_t)vocab * sizeof(float);
+    float *all = malloc(N * vb), *last = malloc(vb), *next[3];
+    assert_non_null(all), assert_non_null(last);
+    static const size_t lens[] = {1, 32, 33, N};
+    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
+        size_t n = lens[c];
+        veil_llm_session *s[3];
+        for (int k = 0; k < 3; k++) assert_non_null(s[k] = veil_llm_session_new(m, N + 1));
+        const float *lg = veil_llm_prefill(s[0], ids, n, 0, NULL);
+        assert_non_null(lg);
+        memcpy(last, lg, vb);
+        assert_non_null(veil_llm_prefill(s[1], ids, n, 0, all));
+        assert_memory_equal(last, all + (n - 1) * (size_t)vocab, vb);
+        for (size_t i = 0; i < n; i++) assert_non_null(lg = veil_llm_forward(s[2], ids[i], (int)i));
+        assert_memory_equal(last, lg, vb);
+        for (int k = 0; k < 3; k++) { /* the caches filled alike: one more step each */
+            assert_non_null(lg = veil_llm_forward(s[k], ids[0], (int)n));
+            assert_non_null(next[k] = malloc(vb));
+            memcpy(next[k], lg, vb);
+        }
+        assert_memory_equal(next[0], next[1], vb);
+        assert_memory_equal(next[0], next[2], vb);
+        for (int k = 0; k < 3; k++) free(next[k]), veil_llm_session_free(s[k]);
+    }
+    free(all), free(last);
+    veil_llm_free(m);
+}
+
+static void test_prefill_reads_last_alone(void **state) {
+    (void)state;
+    prefill_alone_case(model_path, 1);
+    prefill_alone_case(model_path, 3);
+    char path[80];
+    snprintf(path, sizeof path, "/tmp/veil-test-engine-q8p-%d.gguf", (int)getpid());
+    veil_synth_opts o = veil_synth_tiny(VEIL_ARCH_QWEN2, VEIL_GGML_Q8_0);
+    o.seed = 5;
+    assert_int_equal(veil_synth_write(&o, path, NULL), VEIL_OK);
+    prefill_alone_case(path, 2);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gguf_valid_and_truncated),
@@ -856,6 +910,7 @@ int main(void) {
         cmocka_unit_test(test_attention_levels),
         cmocka_unit_test(test_swiglu_levels),
         cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_prefill_reads_last_alone),
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_text_utf8_and_stop),
         cmocka_unit_test(test_text_think),
