@@ -138,6 +138,8 @@ veil_sampler *veil_sampler_new(const veil_sampling *p, int32_t vocab);
 void veil_sampler_free(veil_sampler *s);
 /* Picks the next token from logits (modified in place) given the tokens so far. */
 int32_t veil_sampler_pick(veil_sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* The greedy pick: the first token of the highest logit (temperature 0 without penalties). */
+int32_t veil_greedy_pick(const float *logits, int32_t vocab);
 
 /* ---- generation ---- */
 

@@ -97,10 +97,7 @@ static void *stream_main(void *arg) {
     veil_llm_decode_begin(j->m);
     j->t_start = now_s();
     for (int i = 0; i < j->n_gen && out; i++) {
-        int32_t best = 0;
-        for (int32_t k = 1; k < in->vocab; k++)
-            if (out[k] > out[best]) best = k;
-        out = veil_llm_step(s, best, j->n_prompt + i);
+        out = veil_llm_step(s, veil_greedy_pick(out, in->vocab), j->n_prompt + i);
     }
     j->t_end = now_s();
     veil_llm_decode_end(j->m);
@@ -222,10 +219,7 @@ static int bench_engine(int argc, char **argv) {
         const float *out = veil_llm_prefill(s, prompt, (size_t)n_prompt, 0, NULL);
         double t1 = now_s();
         for (int i = 0; i < n_gen && out; i++) {
-            int32_t best = 0;
-            for (int32_t k = 1; k < in->vocab; k++)
-                if (out[k] > out[best]) best = k;
-            out = veil_llm_forward(s, best, n_prompt + i);
+            out = veil_llm_forward(s, veil_greedy_pick(out, in->vocab), n_prompt + i);
         }
         double t2 = now_s();
         veil_llm_session_free(s);

@@ -119,6 +119,18 @@ typedef void (*veil_swiglu_fn)(float *g, const float *u, size_t n);
 veil_swiglu_fn veil_swiglu_variant(int level); /* NULL where this CPU lacks the level */
 veil_swiglu_fn veil_swiglu_for(void);
 
+/* ---- sampling's passes over a vocabulary (sampler.c) ---- */
+typedef struct veil_sample_kernels {
+    /* the first index of the largest of x[0..n) (NaN is never larger) */
+    int32_t (*argmax)(const float *x, int32_t n);
+    /* out[i] = e^((x[i] − mx) / temp) for i < n, and the sum of those ≥ floor_ (double, four
+     * partial sums by i mod 4, added as (s0 + s1) + (s2 + s3)) */
+    double (*probs)(const float *x, int32_t n, float mx, float temp, float floor_, float *out);
+} veil_sample_kernels;
+/* Every level gives the same results; NULL where this CPU lacks the level. */
+const veil_sample_kernels *veil_sample_kernels_variant(int level);
+const veil_sample_kernels *veil_sample_kernels_for(void);
+
 /* ---- thread pool (pool.c) ---- */
 typedef struct veil_pool veil_pool;
 veil_pool *veil_pool_new(int n_threads);

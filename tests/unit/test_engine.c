@@ -9,6 +9,7 @@
 
 #include "testutil.h"
 #include "engine/engine_internal.h"
+#include "engine/vexp.h"
 #include "veil/engine.h"
 
 static char model_path[64];
@@ -843,6 +844,173 @@ static void test_batched_equals_alone(void **state) {
     unlink(path);
 }
 
+/* ---- sampling ---- */
+
+/* The sampler's documented choice, the plain way: the whole vocabulary sorted for top-k and
+ * top-p, and its own splitmix64 (the sampler's generator, from the same seed). */
+typedef struct ref_sampler {
+    uint64_t rng;
+} ref_sampler;
+
+static double ref_unit(ref_sampler *r) {
+    uint64_t z = (r->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+static const float *ref_logits;
+static int ref_desc(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (ref_logits[i] != ref_logits[j]) return ref_logits[i] < ref_logits[j] ? 1 : -1;
+    return i - j;
+}
+
+static int32_t ref_pick(ref_sampler *r, const veil_sampling *p, const float *l, int32_t V, float *prob, int32_t *idx) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < V; i++)
+        if (l[i] > l[best]) best = i;
+    if (p->temperature <= 0) return best;
+    float floor_ = p->min_p > 0 ? p->min_p : 0;
+    double part[4] = {0, 0, 0, 0}, total, sum = 0;
+    for (int32_t i = 0; i < V; i++) {
+        prob[i] = veil_exp_c((l[i] - l[best]) / p->temperature);
+        if (prob[i] >= floor_) part[i & 3] += prob[i];
+    }
+    total = (part[0] + part[1]) + (part[2] + part[3]);
+    int top_k = p->top_k > 0 && p->top_k < V ? p->top_k : 0;
+    if (!top_k && p->top_p >= 1.0f) {
+        double u = ref_unit(r) * total, c = 0;
+        int32_t last = best;
+        for (int32_t i = 0; i < V; i++)
+            if (prob[i] >= floor_) {
+                c += prob[i], last = i;
+                if (u < c) return i;
+            }
+        return last;
+    }
+    for (int32_t i = 0; i < V; i++) idx[i] = i;
+    ref_logits = l;
+    qsort(idx, (size_t)V, sizeof *idx, ref_desc);
+    int32_t n = 0, m = top_k ? top_k : V;
+    for (int32_t i = 0; i < m; i++)
+        if (prob[idx[i]] >= floor_) idx[n++] = idx[i], sum += prob[idx[i]];
+    if (p->top_p < 1.0f) {
+        double goal = p->top_p * (top_k ? sum : total), c = 0;
+        for (int32_t i = 0; i < n; i++) {
+            c += prob[idx[i]];
+            if (c >= goal) {
+                n = i + 1;
+                break;
+            }
+        }
+        sum = c;
+    }
+    double u = ref_unit(r) * sum, c = 0;
+    for (int32_t i = 0; i < n; i++) {
+        c += prob[idx[i]];
+        if (u < c) return idx[i];
+    }
+    return idx[n - 1];
+}
+
+/* The sampler's picks equal the plain reference's, draw after draw, over logits with ties, wide
+ * and narrow spreads, and every mix of temperature, top-k, top-p and min-p. */
+static void test_sampler_matches_reference(void **state) {
+    (void)state;
+    enum { V = 1201 };
+    float *l = malloc(V * sizeof *l), *w = malloc(V * sizeof *w), *prob = malloc(V * sizeof *prob);
+    int32_t *idx = malloc(V * sizeof *idx);
+    assert_non_null(l), assert_non_null(w), assert_non_null(prob), assert_non_null(idx);
+    static const float spreads[] = {0.3f, 3.0f, 12.0f}, temps[] = {0, 0.4f, 1.0f, 2.0f}, top_ps[] = {1, 0.97f, 0.6f, 0};
+    static const float min_ps[] = {0, 0.02f, 0.5f};
+    static const int top_ks[] = {0, 1, 7, 40, V - 1, V + 5};
+    uint32_t x = 99;
+    int cases = 0, differ = 0;
+    for (size_t a = 0; a < 3; a++)
+        for (int ties = 0; ties < 2; ties++) {
+            for (int32_t i = 0; i < V; i++) { /* a sum of uniforms: roughly normal */
+                float g = 0;
+                for (int k = 0; k < 4; k++) x = x * 1664525u + 1013904223u, g += (float)(x >> 8) / 16777216.0f - 0.5f;
+                l[i] = spreads[a] * g;
+                if (ties) l[i] = roundf(l[i] * 4) / 4;
+            }
+            if (a == 0) l[17] = l[1100] = 3.0f; /* the highest, twice */
+            for (size_t t = 0; t < sizeof temps / sizeof temps[0]; t++)
+                for (size_t k = 0; k < sizeof top_ks / sizeof top_ks[0]; k++)
+                    for (size_t q = 0; q < sizeof top_ps / sizeof top_ps[0]; q++)
+                        for (size_t mp = 0; mp < sizeof min_ps / sizeof min_ps[0]; mp++) {
+                            veil_sampling p;
+                            veil_sampling_default(&p);
+                            p.temperature = temps[t], p.top_k = top_ks[k], p.top_p = top_ps[q], p.min_p = min_ps[mp];
+                            p.seed = 1000 + (uint64_t)cases;
+                            veil_sampler *sp = veil_sampler_new(&p, V);
+                            assert_non_null(sp);
+                            ref_sampler r = {p.seed};
+                            int32_t first = -1;
+                            for (int d = 0; d < 4; d++) {
+                                memcpy(w, l, V * sizeof *l);
+                                int32_t got = veil_sampler_pick(sp, w, NULL, 0), want = ref_pick(&r, &p, l, V, prob, idx);
+                                if (got != want)
+                                    print_error("spread %g ties %d temp %g top_k %d top_p %g min_p %g draw %d: %d, want %d\n",
+                                                spreads[a], ties, temps[t], top_ks[k], top_ps[q], min_ps[mp], d, got, want);
+                                assert_int_equal(got, want);
+                                differ += first >= 0 && got != first;
+                                if (first < 0) first = got;
+                            }
+                            veil_sampler_free(sp);
+                            cases++;
+                        }
+        }
+    assert_true(differ > 100); /* the draws are draws, not all the best token */
+    free(l), free(w), free(prob), free(idx);
+}
+
+/* The passes over a vocabulary give the same at every kernel level: argmax (ties: the first;
+ * NaN never the largest, x[0] NaN stays) and the probabilities and their sum, bit for bit. */
+static void test_sample_kernels_levels(void **state) {
+    (void)state;
+    const veil_sample_kernels *c = veil_sample_kernels_variant(0);
+    assert_non_null(c);
+    enum { N = 2000 };
+    float *x = malloc(N * sizeof *x), *p0 = malloc(N * sizeof *p0), *p1 = malloc(N * sizeof *p1);
+    assert_non_null(x), assert_non_null(p0), assert_non_null(p1);
+    uint32_t r = 5;
+    int levels = 0;
+    for (int level = 1; level < 4; level++) {
+        const veil_sample_kernels *k = veil_sample_kernels_variant(level);
+        if (!k || k == c) continue;
+        levels++;
+        for (int trial = 0; trial < 400; trial++) {
+            int n = trial < 100 ? 1 + trial : 1 + (int)((r = r * 1664525u + 1013904223u) >> 8) % N;
+            for (int i = 0; i < n; i++) {
+                r = r * 1664525u + 1013904223u;
+                x[i] = trial % 3 ? (float)((int)(r >> 24) % 9) : (float)(int32_t)r / 1e8f; /* ties / spread */
+            }
+            if (trial % 7 == 0) x[(r >> 3) % (uint32_t)n] = NAN;
+            if (trial % 11 == 0) x[0] = NAN;
+            if (trial % 13 == 0) x[n - 1] = 1e30f;
+            assert_int_equal(k->argmax(x, n), c->argmax(x, n));
+            int32_t b = c->argmax(x, n);
+            for (int i = 0; i < n; i++)
+                if (x[i] != x[i]) x[i] = -1; /* the probabilities' inputs are finite */
+            b = c->argmax(x, n);
+            float floor_ = trial % 2 ? 0.0f : 0.01f, temp = trial % 5 ? 1.0f : 0.25f;
+            double s0 = c->probs(x, n, x[b], temp, floor_, p0), s1 = k->probs(x, n, x[b], temp, floor_, p1);
+            assert_memory_equal(p0, p1, (size_t)n * sizeof *p0);
+            assert_memory_equal(&s0, &s1, sizeof s0);
+            double want = 0; /* and the sum is of what it says, near enough */
+            for (int i = 0; i < n; i++)
+                if (p0[i] >= floor_) want += p0[i];
+            assert_true(fabs(s0 - want) <= 1e-12 * want);
+            assert_true(fabsf(p0[b] - 1.0f) == 0.0f);
+        }
+    }
+    print_message("  %d level(s) besides the portable one\n", levels);
+    free(x), free(p0), free(p1);
+}
+
 /* A prompt's chunks before its last only fill the KV cache, and its last chunk's last layer runs
  * past the keys and values with the last token alone (forward.c): the last token's logits, and
  * the next step's, must be the very floats of a prefill that computes every token's logits, and
@@ -911,6 +1079,8 @@ int main(void) {
         cmocka_unit_test(test_swiglu_levels),
         cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_prefill_reads_last_alone),
+        cmocka_unit_test(test_sampler_matches_reference),
+        cmocka_unit_test(test_sample_kernels_levels),
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_text_utf8_and_stop),
         cmocka_unit_test(test_text_think),
