@@ -1,10 +1,14 @@
 /* Token sampling: penalties, temperature, top-k, top-p, min-p and a seeded
- * generator, so that the same seed gives the same output. A step's logits
- * are a whole vocabulary (151 936 for Qwen2.5), so the passes over all of
- * them run eight lanes wide (the same result at every kernel level), and
- * top-k and top-p sort only a prefix of the tokens by logit that is sure to
- * hold what they keep, not the whole vocabulary (which took longer than the
- * decode step itself: 24-27 ms a token on the 2-core development VM). */
+ * generator, so that the same seed gives the same output. Top-k keeps the k
+ * highest logits (equal logits: the lower index first); min-p the tokens at
+ * least min_p as probable as the best; top-p the shortest run of those from
+ * the top whose probability reaches top_p of theirs; the token is drawn in
+ * proportion to probability among the kept ones. A step's logits are a whole
+ * vocabulary (151 936 for Qwen2.5), so the passes over all of them run eight
+ * lanes wide (the same result at every kernel level), and top-k and top-p
+ * find where their run ends by partitions, not by sorting the vocabulary
+ * (which took longer than the decode step itself: 24-27 ms a token on the
+ * 2-core development VM; bench/sampler). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +17,15 @@
 #include "veil/secure.h"
 #include "vexp.h"
 
+#define BUCKETS 2048 /* the histogram of logits that top-k and top-p start from */
+
 struct veil_sampler {
     veil_sampling p;
     int32_t vocab;
     uint64_t rng;
     int32_t *idx;
     float *prob;
+    double *hist; /* BUCKETS */
     uint16_t *count;
 };
 
@@ -40,7 +47,8 @@ veil_sampler *veil_sampler_new(const veil_sampling *p, int32_t vocab) {
     s->idx = malloc((size_t)vocab * sizeof *s->idx);
     s->prob = malloc((size_t)vocab * sizeof *s->prob);
     s->count = calloc((size_t)vocab, sizeof *s->count);
-    if (!s->idx || !s->prob || !s->count) {
+    s->hist = malloc(BUCKETS * sizeof *s->hist);
+    if (!s->idx || !s->prob || !s->count || !s->hist) {
         veil_sampler_free(s);
         return NULL;
     }
@@ -49,7 +57,7 @@ veil_sampler *veil_sampler_new(const veil_sampling *p, int32_t vocab) {
 
 void veil_sampler_free(veil_sampler *s) {
     if (!s) return;
-    free(s->idx), free(s->prob), free(s->count);
+    free(s->idx), free(s->prob), free(s->count), free(s->hist);
     free(s);
 }
 
@@ -147,6 +155,19 @@ int32_t veil_greedy_pick(const float *logits, int32_t vocab) { return veil_sampl
 
 /* ---- picking a token ---- */
 
+/* Whether token i comes no later than token c in the vocabulary's order by logit (the highest
+ * first; equal logits by index). A NaN logit comes after every other. */
+static inline int not_after(const float *l, int32_t i, int32_t c) { return l[i] > l[c] || (l[i] == l[c] && i <= c); }
+
+/* The sum of prob[i] ≥ floor_ over the tokens i no later than c (every token where c < 0), in
+ * the probabilities kernel's order: four partial sums by i mod 4, (s0 + s1) + (s2 + s3). */
+static double kept_mass(const float *l, const float *prob, int32_t V, int32_t c, float floor_) {
+    double s[4] = {0, 0, 0, 0};
+    for (int32_t i = 0; i < V; i++)
+        if (prob[i] >= floor_ && (c < 0 || not_after(l, i, c))) s[i & 3] += prob[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 static __thread const float *tl_logits;
 static int by_logit_desc(const void *a, const void *b) {
     float x = tl_logits[*(const int32_t *)a], y = tl_logits[*(const int32_t *)b];
@@ -154,22 +175,92 @@ static int by_logit_desc(const void *a, const void *b) {
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-/* The tokens whose logit is at least lo into idx, sorted by logit (highest first, then by
- * index): a prefix of the whole vocabulary's order, whatever lo. Returns how many. */
-static int32_t gather_sorted(const float *logits, int32_t V, float lo, int32_t *idx) {
-    int32_t n = 0;
-    for (int32_t i = 0; i < V; i++)
-        if (logits[i] >= lo) idx[n++] = i;
-    tl_logits = logits;
-    qsort(idx, (size_t)n, sizeof *idx, by_logit_desc);
-    return n;
+static inline void swap32(int32_t *a, int32_t *b) {
+    int32_t t = *a;
+    *a = *b, *b = t;
 }
 
-/* How many logits are at least lo. */
-static int32_t count_at_least(const float *logits, int32_t V, float lo) {
-    int32_t n = 0;
-    for (int32_t i = 0; i < V; i++) n += logits[i] >= lo;
-    return n;
+static inline double weight_sum(const float *w, const int32_t *S, int32_t lo, int32_t hi) {
+    if (!w) return (double)(hi - lo);
+    double s = 0;
+    for (int32_t i = lo; i < hi; i++) s += w[S[i]];
+    return s;
+}
+
+/* The bucket of logit x for a histogram of logits from top down to lo (the lowest bucket also
+ * takes everything below lo): never higher for a higher x. */
+static inline int bucket_of(float x, float top, float lo, double scale) {
+    if (!(x >= lo)) return BUCKETS - 1;
+    double b = ((double)top - x) * scale;
+    return b < BUCKETS - 1 ? (int)b : BUCKETS - 1;
+}
+
+/* The token of S[0..m) (tokens with finite or infinite logits, no NaN; reordered here) at which
+ * a walk of S in the vocabulary's order first brings the sum of weights (w[token], or 1 each
+ * where w is NULL) to goal; -1 if all of S falls short. Not a sort of S: a histogram of the
+ * logits (hist: BUCKETS doubles) finds the bucket the walk ends in, adding up the buckets before
+ * it; then three-way partitions around a logit (the median of three drawn from the part still
+ * open) keep only the part the walk ends in, until 64 tokens or one logit are left, which are
+ * sorted and walked. */
+static int32_t prefix_cut(const float *l, const float *w, int32_t *S, int32_t m, double goal, double *hist) {
+    int32_t lo = 0, hi = m;
+    double before = 0; /* the weights of the tokens ahead of S[lo..hi), where the walk ends */
+    float top = -INFINITY, bottom = INFINITY;
+    for (int32_t i = 0; m > 4 * BUCKETS && i < m; i++) {
+        float x = l[S[i]];
+        if (x > top) top = x;
+        if (x < bottom && x > -INFINITY) bottom = x;
+    }
+    if (m > 4 * BUCKETS && isfinite(top) && top > bottom) {
+        float floor_l = bottom > top - 128 ? bottom : top - 128; /* below: e^-128 of the best at t = 1 */
+        double scale = (BUCKETS - 1) / ((double)top - floor_l);
+        memset(hist, 0, BUCKETS * sizeof *hist);
+        for (int32_t i = 0; i < m; i++) hist[bucket_of(l[S[i]], top, floor_l, scale)] += w ? w[S[i]] : 1.0;
+        int B = 0;
+        while (B < BUCKETS && before + hist[B] < goal) before += hist[B++];
+        if (B == BUCKETS) return -1;
+        hi = 0;
+        for (int32_t i = 0; i < m; i++)
+            if (bucket_of(l[S[i]], top, floor_l, scale) == B) swap32(&S[hi++], &S[i]);
+    }
+    uint64_t r = 0x9e3779b97f4a7c15ull;
+    while (hi - lo > 64) {
+        float piv[3];
+        for (int k = 0; k < 3; k++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            piv[k] = l[S[lo + (int32_t)(r % (uint64_t)(hi - lo))]];
+        }
+        float pivot = piv[0] > piv[1] ? (piv[1] > piv[2] ? piv[1] : piv[0] > piv[2] ? piv[2] : piv[0])
+                                      : (piv[0] > piv[2] ? piv[0] : piv[1] > piv[2] ? piv[2] : piv[1]);
+        int32_t gt = lo, i = lo, lt = hi; /* [lo, gt): above the pivot, [gt, lt): equal, [lt, hi): below */
+        while (i < lt) {
+            float x = l[S[i]];
+            if (x > pivot)
+                swap32(&S[gt++], &S[i++]);
+            else if (x < pivot)
+                swap32(&S[i], &S[--lt]);
+            else
+                i++;
+        }
+        double above = weight_sum(w, S, lo, gt);
+        if (gt > lo && before + above >= goal) {
+            hi = gt;
+            continue;
+        }
+        before += above;
+        double equal = weight_sum(w, S, gt, lt);
+        if (before + equal >= goal) { /* in the tokens of the pivot's logit: walked in index order */
+            lo = gt, hi = lt;
+            break;
+        }
+        before += equal;
+        lo = lt;
+    }
+    tl_logits = l;
+    qsort(S + lo, (size_t)(hi - lo), sizeof *S, by_logit_desc);
+    for (int32_t i = lo; i < hi; i++)
+        if ((before += w ? w[S[i]] : 1.0) >= goal) return S[i];
+    return -1;
 }
 
 int32_t veil_sampler_pick(veil_sampler *s, float *logits, const int32_t *history, size_t n_history) {
@@ -192,81 +283,36 @@ int32_t veil_sampler_pick(veil_sampler *s, float *logits, const int32_t *history
     }
     int32_t best = k->argmax(logits, V);
     if (p->temperature <= 0) return best;
-    float mx = logits[best], temp = p->temperature, *prob = s->prob; /* prob[token] */
     /* min_p keeps the tokens whose probability is at least min_p × the best's (which is e^0 = 1) */
-    float floor_ = p->min_p > 0 ? p->min_p : 0;
-    int top_k = p->top_k > 0 && p->top_k < V ? p->top_k : 0;
-    if (!top_k && !(p->top_p < 1.0f)) { /* every token, in index order */
-        double sum = k->probs(logits, V, mx, temp, floor_, prob), r = next_unit(s) * sum, c = 0;
-        int32_t last = best;
-        for (int32_t i = 0; i < V; i++)
-            if (prob[i] >= floor_) {
-                c += prob[i];
-                last = i;
-                if (r < c) return i;
-            }
-        return last;
-    }
-    int32_t n;
-    double sum = 0;
-    if (top_k) { /* the k highest logits: a prefix at least k long, widened until it is, sorted */
-        float d = 1.0f, lo = mx - d;
-        for (int j = 0; isfinite(lo) && count_at_least(logits, V, lo) < top_k; j++)
-            lo = j < 8 ? mx - (d *= 2) : -INFINITY; /* logits 256 apart: then every token */
-        int32_t m = gather_sorted(logits, V, isfinite(lo) ? lo : -INFINITY, s->idx);
-        n = m < top_k ? m : top_k;
-        int32_t kept = 0;
-        for (int32_t i = 0; i < n; i++) { /* probabilities in that order, min_p's filter */
-            int32_t t = s->idx[i];
-            prob[t] = veil_exp_c((logits[t] - mx) / temp);
-            if (prob[t] >= floor_) s->idx[kept++] = t, sum += prob[t];
+    float floor_ = p->min_p > 0 ? p->min_p : 0, *prob = s->prob;
+    double total = k->probs(logits, V, logits[best], p->temperature, floor_, prob);
+    int32_t cut = -1; /* the last token kept, in the vocabulary's order by logit; -1: all */
+    int top_k = p->top_k > 0 && p->top_k < V;
+    if (top_k || p->top_p < 1.0f) {
+        int32_t m = 0;
+        if (top_k) { /* the k-th token in that order */
+            for (int32_t i = 0; i < V; i++)
+                if (logits[i] == logits[i]) s->idx[m++] = i;
+            cut = prefix_cut(logits, NULL, s->idx, m, (double)p->top_k, s->hist);
         }
-        n = kept;
-        if (p->top_p < 1.0f) {
-            double c = 0;
-            for (int32_t i = 0; i < n; i++) {
-                c += prob[s->idx[i]];
-                if (c >= p->top_p * sum) {
-                    n = i + 1;
-                    sum = c;
-                    break;
-                }
-            }
-        }
-    } else { /* top-p over the whole vocabulary: a prefix by logit whose probabilities reach top_p
-              * of the total, the prefix widened (e^−4.6 ≈ 1/100 of the best, then 1/10⁴, 1/10⁸, all)
-              * until its sorted walk gets there */
-        double total = k->probs(logits, V, mx, temp, floor_, prob), goal = p->top_p * total;
-        static const float widths[] = {4.6f, 9.2f, 18.4f, INFINITY};
-        n = 0;
-        for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
-            float lo = isfinite(widths[w]) ? mx - widths[w] * temp : -INFINITY;
-            if (!(lo > -INFINITY)) lo = -INFINITY;
-            if (isfinite(widths[w])) { /* is this prefix's mass enough? (before sorting it) */
-                double mass = 0;
-                for (int32_t i = 0; i < V; i++)
-                    if (logits[i] >= lo && prob[i] >= floor_) mass += prob[i];
-                if (mass < goal) continue;
-            }
-            int32_t m = gather_sorted(logits, V, lo, s->idx), kept = 0;
-            double c = 0;
-            int reached = 0;
-            for (int32_t i = 0; i < m && !reached; i++) {
-                int32_t t = s->idx[i];
-                if (!(prob[t] >= floor_)) continue;
-                s->idx[kept++] = t;
-                c += prob[t];
-                reached = c >= goal;
-            }
-            n = kept;
-            sum = c;
-            if (reached || !isfinite(widths[w])) break;
+        if (p->top_p < 1.0f) { /* the shortest run from the top whose probability reaches top_p of theirs */
+            double kept = cut < 0 ? total : kept_mass(logits, prob, V, cut, floor_);
+            m = 0;
+            for (int32_t i = 0; i < V; i++)
+                if (prob[i] >= floor_ && logits[i] == logits[i] && (cut < 0 || not_after(logits, i, cut)))
+                    s->idx[m++] = i;
+            int32_t c = prefix_cut(logits, prob, s->idx, m, p->top_p * kept, s->hist);
+            if (c >= 0) cut = c;
         }
     }
-    double r = next_unit(s) * sum, c = 0;
-    for (int32_t i = 0; i < n; i++) {
-        c += prob[s->idx[i]];
-        if (r < c) return s->idx[i];
-    }
-    return n > 0 ? s->idx[n - 1] : best;
+    /* a draw in proportion to probability among the kept tokens, walked in index order */
+    double sum = cut < 0 ? total : kept_mass(logits, prob, V, cut, floor_), r = next_unit(s) * sum, c = 0;
+    int32_t last = best;
+    for (int32_t i = 0; i < V; i++)
+        if (prob[i] >= floor_ && (cut < 0 || not_after(logits, i, cut))) {
+            c += prob[i];
+            last = i;
+            if (r < c) return i;
+        }
+    return last;
 }

@@ -867,61 +867,92 @@ static int ref_desc(const void *a, const void *b) {
     return i - j;
 }
 
+/* token i no later than token c in the order by logit (highest first, then lower index) */
+static int ref_not_after(const float *l, int32_t i, int32_t c) { return l[i] > l[c] || (l[i] == l[c] && i <= c); }
+
+static double ref_mass(const float *l, const float *prob, int32_t V, int32_t c, float floor_) {
+    double s[4] = {0, 0, 0, 0};
+    for (int32_t i = 0; i < V; i++)
+        if (prob[i] >= floor_ && (c < 0 || ref_not_after(l, i, c))) s[i & 3] += prob[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 static int32_t ref_pick(ref_sampler *r, const veil_sampling *p, const float *l, int32_t V, float *prob, int32_t *idx) {
     int32_t best = 0;
     for (int32_t i = 1; i < V; i++)
         if (l[i] > l[best]) best = i;
     if (p->temperature <= 0) return best;
     float floor_ = p->min_p > 0 ? p->min_p : 0;
-    double part[4] = {0, 0, 0, 0}, total, sum = 0;
-    for (int32_t i = 0; i < V; i++) {
-        prob[i] = veil_exp_c((l[i] - l[best]) / p->temperature);
-        if (prob[i] >= floor_) part[i & 3] += prob[i];
-    }
-    total = (part[0] + part[1]) + (part[2] + part[3]);
-    int top_k = p->top_k > 0 && p->top_k < V ? p->top_k : 0;
-    if (!top_k && p->top_p >= 1.0f) {
-        double u = ref_unit(r) * total, c = 0;
-        int32_t last = best;
-        for (int32_t i = 0; i < V; i++)
-            if (prob[i] >= floor_) {
-                c += prob[i], last = i;
-                if (u < c) return i;
-            }
-        return last;
-    }
-    for (int32_t i = 0; i < V; i++) idx[i] = i;
+    for (int32_t i = 0; i < V; i++) prob[i] = veil_exp_c((l[i] - l[best]) / p->temperature);
+    for (int32_t i = 0; i < V; i++) idx[i] = i; /* the whole vocabulary, sorted */
     ref_logits = l;
     qsort(idx, (size_t)V, sizeof *idx, ref_desc);
-    int32_t n = 0, m = top_k ? top_k : V;
-    for (int32_t i = 0; i < m; i++)
-        if (prob[idx[i]] >= floor_) idx[n++] = idx[i], sum += prob[idx[i]];
+    int32_t cut = -1; /* the last token kept, in that order */
+    int top_k = p->top_k > 0 && p->top_k < V;
+    if (top_k) cut = idx[p->top_k - 1];
     if (p->top_p < 1.0f) {
-        double goal = p->top_p * (top_k ? sum : total), c = 0;
-        for (int32_t i = 0; i < n; i++) {
-            c += prob[idx[i]];
-            if (c >= goal) {
-                n = i + 1;
+        double goal = p->top_p * ref_mass(l, prob, V, cut, floor_), c = 0;
+        for (int32_t i = 0; i < (top_k ? p->top_k : V); i++)
+            if (prob[idx[i]] >= floor_ && (c += prob[idx[i]]) >= goal) {
+                cut = idx[i];
                 break;
             }
+    }
+    double u = ref_unit(r) * ref_mass(l, prob, V, cut, floor_), c = 0;
+    int32_t last = best;
+    for (int32_t i = 0; i < V; i++)
+        if (prob[i] >= floor_ && (cut < 0 || ref_not_after(l, i, cut))) {
+            c += prob[i], last = i;
+            if (u < c) return i;
         }
-        sum = c;
-    }
-    double u = ref_unit(r) * sum, c = 0;
-    for (int32_t i = 0; i < n; i++) {
-        c += prob[idx[i]];
-        if (u < c) return idx[i];
-    }
-    return idx[n - 1];
+    return last;
 }
 
-/* The sampler's picks equal the plain reference's, draw after draw, over logits with ties, wide
- * and narrow spreads, and every mix of temperature, top-k, top-p and min-p. */
+/* Four draws of the sampler and of the reference from the same seed: the same tokens. Returns
+ * how many draws differed from the first (a sampler that always gave the best would give 0). */
+static int check_draws(const float *l, int32_t V, float temp, int top_k, float top_p, float min_p, uint64_t seed,
+                       float *w, float *prob, int32_t *idx) {
+    veil_sampling p;
+    veil_sampling_default(&p);
+    p.temperature = temp, p.top_k = top_k, p.top_p = top_p, p.min_p = min_p, p.seed = seed;
+    veil_sampler *sp = veil_sampler_new(&p, V);
+    assert_non_null(sp);
+    ref_sampler r = {seed};
+    int32_t first = -1;
+    int differ = 0;
+    for (int d = 0; d < 4; d++) {
+        memcpy(w, l, (size_t)V * sizeof *l);
+        int32_t got = veil_sampler_pick(sp, w, NULL, 0), want = ref_pick(&r, &p, l, V, prob, idx);
+        if (got != want)
+            print_error("V %d temp %g top_k %d top_p %g min_p %g draw %d: %d, want %d\n", (int)V, temp, top_k, top_p,
+                        min_p, d, got, want);
+        assert_int_equal(got, want);
+        differ += first >= 0 && got != first;
+        if (first < 0) first = got;
+    }
+    veil_sampler_free(sp);
+    return differ;
+}
+
+/* Roughly normal logits (a sum of uniforms) of the given spread, rounded to quarters for ties. */
+static void normal_logits(float *l, int32_t V, float spread, int ties, uint32_t *x) {
+    for (int32_t i = 0; i < V; i++) {
+        float g = 0;
+        for (int k = 0; k < 4; k++) *x = *x * 1664525u + 1013904223u, g += (float)(*x >> 8) / 16777216.0f - 0.5f;
+        l[i] = spread * g;
+        if (ties) l[i] = roundf(l[i] * 4) / 4;
+    }
+}
+
+/* The sampler's picks equal the plain reference's (the whole vocabulary sorted), draw after draw,
+ * over logits with ties, wide and narrow spreads, and every mix of temperature, top-k, top-p and
+ * min-p; and over vocabularies large enough for the histogram that top-k and top-p start from,
+ * with a few leading tokens, and with logits at -inf and far below the rest. */
 static void test_sampler_matches_reference(void **state) {
     (void)state;
-    enum { V = 1201 };
-    float *l = malloc(V * sizeof *l), *w = malloc(V * sizeof *w), *prob = malloc(V * sizeof *prob);
-    int32_t *idx = malloc(V * sizeof *idx);
+    enum { V = 1201, BIG = 30011 };
+    float *l = malloc(BIG * sizeof *l), *w = malloc(BIG * sizeof *w), *prob = malloc(BIG * sizeof *prob);
+    int32_t *idx = malloc(BIG * sizeof *idx);
     assert_non_null(l), assert_non_null(w), assert_non_null(prob), assert_non_null(idx);
     static const float spreads[] = {0.3f, 3.0f, 12.0f}, temps[] = {0, 0.4f, 1.0f, 2.0f}, top_ps[] = {1, 0.97f, 0.6f, 0};
     static const float min_ps[] = {0, 0.02f, 0.5f};
@@ -930,40 +961,44 @@ static void test_sampler_matches_reference(void **state) {
     int cases = 0, differ = 0;
     for (size_t a = 0; a < 3; a++)
         for (int ties = 0; ties < 2; ties++) {
-            for (int32_t i = 0; i < V; i++) { /* a sum of uniforms: roughly normal */
-                float g = 0;
-                for (int k = 0; k < 4; k++) x = x * 1664525u + 1013904223u, g += (float)(x >> 8) / 16777216.0f - 0.5f;
-                l[i] = spreads[a] * g;
-                if (ties) l[i] = roundf(l[i] * 4) / 4;
-            }
+            normal_logits(l, V, spreads[a], ties, &x);
             if (a == 0) l[17] = l[1100] = 3.0f; /* the highest, twice */
             for (size_t t = 0; t < sizeof temps / sizeof temps[0]; t++)
                 for (size_t k = 0; k < sizeof top_ks / sizeof top_ks[0]; k++)
                     for (size_t q = 0; q < sizeof top_ps / sizeof top_ps[0]; q++)
-                        for (size_t mp = 0; mp < sizeof min_ps / sizeof min_ps[0]; mp++) {
-                            veil_sampling p;
-                            veil_sampling_default(&p);
-                            p.temperature = temps[t], p.top_k = top_ks[k], p.top_p = top_ps[q], p.min_p = min_ps[mp];
-                            p.seed = 1000 + (uint64_t)cases;
-                            veil_sampler *sp = veil_sampler_new(&p, V);
-                            assert_non_null(sp);
-                            ref_sampler r = {p.seed};
-                            int32_t first = -1;
-                            for (int d = 0; d < 4; d++) {
-                                memcpy(w, l, V * sizeof *l);
-                                int32_t got = veil_sampler_pick(sp, w, NULL, 0), want = ref_pick(&r, &p, l, V, prob, idx);
-                                if (got != want)
-                                    print_error("spread %g ties %d temp %g top_k %d top_p %g min_p %g draw %d: %d, want %d\n",
-                                                spreads[a], ties, temps[t], top_ks[k], top_ps[q], min_ps[mp], d, got, want);
-                                assert_int_equal(got, want);
-                                differ += first >= 0 && got != first;
-                                if (first < 0) first = got;
-                            }
-                            veil_sampler_free(sp);
-                            cases++;
-                        }
+                        for (size_t mp = 0; mp < sizeof min_ps / sizeof min_ps[0]; mp++)
+                            differ += check_draws(l, V, temps[t], top_ks[k], top_ps[q], min_ps[mp],
+                                                  1000 + (uint64_t)cases++, w, prob, idx);
         }
     assert_true(differ > 100); /* the draws are draws, not all the best token */
+    static const struct {
+        float temp, top_p, min_p;
+        int top_k;
+    } big[] = {{1, 0.9f, 0, 0},    {1.5f, 0.95f, 0, 0}, {0.7f, 0.5f, 0, 0}, {1, 1, 0, 40},   {1, 1, 0, 9000},
+               {1, 0.9f, 0, 500}, {1, 0.99f, 0.001f, 0}, {2, 0.8f, 0, 0}, {1, 0, 0, 0}};
+    for (int shape = 0; shape < 3; shape++) {
+        normal_logits(l, BIG, 3.0f, shape == 1, &x);
+        l[123] = 12, l[20000] = 11.5f, l[7] = 10; /* the likely few */
+        if (shape == 2) /* a masked token and one far below: the histogram's range stops at 128 below the top */
+            l[5] = -INFINITY, l[29000] = -1e30f, l[300] = -200;
+        for (size_t c = 0; c < sizeof big / sizeof big[0]; c++)
+            check_draws(l, BIG, big[c].temp, big[c].top_k, big[c].top_p, big[c].min_p, 77 + c, w, prob, idx);
+        /* k ending exactly where a logit's ties end (the leaders', then the bulk's highest): at a
+         * temperature of 50 the token just past the end would be drawn as often as those kept */
+        for (float v = 12; shape == 1 && v >= 4; v -= 0.25f) {
+            int k = 0;
+            for (int32_t i = 0; i < BIG; i++) k += l[i] >= v;
+            if (k && (v == 12 || v == 11.5f || v == 10 || k > 3)) check_draws(l, BIG, 50, k, 1, 0, 90, w, prob, idx);
+            if (k > 3) break;
+        }
+    }
+    /* 200 tokens tied at the top: a partition around their logit finds none above it */
+    normal_logits(l, V, 1.0f, 0, &x);
+    for (int i = 0; i < 200; i++) l[(i * 37) % V] = 5.0f;
+    static const float tie_ps[] = {0, 0.01f, 0.5f, 1};
+    static const int tie_ks[] = {0, 1, 150, 250};
+    for (size_t q = 0; q < 4; q++)
+        for (size_t k = 0; k < 4; k++) check_draws(l, V, 1, tie_ks[k], tie_ps[q], 0, 200 + q * 4 + k, w, prob, idx);
     free(l), free(w), free(prob), free(idx);
 }
 
