@@ -6,9 +6,9 @@
  * proportion to probability among the kept ones. A step's logits are a whole
  * vocabulary (151 936 for Qwen2.5), so the passes over all of them run eight
  * lanes wide (the same result at every kernel level), and top-k and top-p
- * find where their run ends by partitions, not by sorting the vocabulary
- * (which took longer than the decode step itself: 24-27 ms a token on the
- * 2-core development VM; bench/sampler). */
+ * find where their run ends by a histogram of the logits and partitions, not
+ * by sorting the vocabulary (which took longer than the decode step itself:
+ * 24-27 ms a token on the 2-core development VM; bench/sampler). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
