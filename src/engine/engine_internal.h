@@ -126,6 +126,9 @@ typedef struct veil_sample_kernels {
     /* out[i] = e^((x[i] − mx) / temp) for i < n, and the sum of those ≥ floor_ (double, four
      * partial sums by i mod 4, added as (s0 + s1) + (s2 + s3)) */
     double (*probs)(const float *x, int32_t n, float mx, float temp, float floor_, float *out);
+    /* the sum of prob[i] ≥ floor_ over the i no later than token ci of logit cl in the order by
+     * logit (x[i] > cl, or x[i] == cl and i ≤ ci), in the same four partial sums */
+    double (*mass)(const float *x, const float *prob, int32_t n, float cl, int32_t ci, float floor_);
 } veil_sample_kernels;
 /* Every level gives the same results; NULL where this CPU lacks the level. */
 const veil_sample_kernels *veil_sample_kernels_variant(int level);

@@ -91,6 +91,17 @@ static double probs_c(const float *x, int32_t n, float mx, float temp, float flo
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+/* The sum of prob[i] ≥ floor_ over the tokens i no later than token (cl, ci) in the order by
+ * logit (x[i] > cl, or x[i] == cl and i ≤ ci; a NaN logit never), in the same four partial sums. */
+static double mass_c(const float *x, const float *prob, int32_t n, float cl, int32_t ci, float floor_) {
+    double s[4] = {0, 0, 0, 0};
+    for (int32_t i = 0; i < n; i++) {
+        int kept = prob[i] >= floor_ && (x[i] > cl || (x[i] == cl && i <= ci));
+        s[i & 3] += kept ? prob[i] : 0.0;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 #if defined(__x86_64__)
 AVX2 static int32_t argmax_avx2(const float *x, int32_t n) {
     if (n < 16 || x[0] != x[0]) return argmax_c(x, n);
@@ -135,11 +146,36 @@ AVX2 static double probs_avx2(const float *x, int32_t n, float mx, float temp, f
     }
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
+
+AVX2 static double mass_avx2(const float *x, const float *prob, int32_t n, float cl, int32_t ci, float floor_) {
+    const __m256 c = _mm256_set1_ps(cl), f = _mm256_set1_ps(floor_);
+    const __m256i last = _mm256_set1_epi32(ci), eight = _mm256_set1_epi32(8);
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256d acc = _mm256_setzero_pd();
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8, idx = _mm256_add_epi32(idx, eight)) {
+        __m256 v = _mm256_loadu_ps(x + i), p = _mm256_loadu_ps(prob + i);
+        __m256 tie = _mm256_and_ps(_mm256_cmp_ps(v, c, _CMP_EQ_OQ),
+                                   _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpgt_epi32(idx, last),
+                                                                        _mm256_set1_epi32(-1)))); /* i ≤ ci */
+        __m256 kept = _mm256_and_ps(_mm256_or_ps(_mm256_cmp_ps(v, c, _CMP_GT_OQ), tie), _mm256_cmp_ps(p, f, _CMP_GE_OQ));
+        p = _mm256_and_ps(p, kept);
+        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+    }
+    double s[4];
+    _mm256_storeu_pd(s, acc);
+    for (; i < n; i++) {
+        int kept = prob[i] >= floor_ && (x[i] > cl || (x[i] == cl && i <= ci));
+        s[i & 3] += kept ? prob[i] : 0.0;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
 #endif
 
-static const veil_sample_kernels sample_c = {argmax_c, probs_c};
+static const veil_sample_kernels sample_c = {argmax_c, probs_c, mass_c};
 #if defined(__x86_64__)
-static const veil_sample_kernels sample_avx2 = {argmax_avx2, probs_avx2};
+static const veil_sample_kernels sample_avx2 = {argmax_avx2, probs_avx2, mass_avx2};
 #endif
 
 const veil_sample_kernels *veil_sample_kernels_variant(int level) {
@@ -159,14 +195,6 @@ int32_t veil_greedy_pick(const float *logits, int32_t vocab) { return veil_sampl
  * first; equal logits by index). A NaN logit comes after every other. */
 static inline int not_after(const float *l, int32_t i, int32_t c) { return l[i] > l[c] || (l[i] == l[c] && i <= c); }
 
-/* The sum of prob[i] ≥ floor_ over the tokens i no later than c (every token where c < 0), in
- * the probabilities kernel's order: four partial sums by i mod 4, (s0 + s1) + (s2 + s3). */
-static double kept_mass(const float *l, const float *prob, int32_t V, int32_t c, float floor_) {
-    double s[4] = {0, 0, 0, 0};
-    for (int32_t i = 0; i < V; i++)
-        if (prob[i] >= floor_ && (c < 0 || not_after(l, i, c))) s[i & 3] += prob[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
 
 static __thread const float *tl_logits;
 static int by_logit_desc(const void *a, const void *b) {
@@ -291,28 +319,26 @@ int32_t veil_sampler_pick(veil_sampler *s, float *logits, const int32_t *history
     if (top_k || p->top_p < 1.0f) {
         int32_t m = 0;
         if (top_k) { /* the k-th token in that order */
-            for (int32_t i = 0; i < V; i++)
-                if (logits[i] == logits[i]) s->idx[m++] = i;
+            for (int32_t i = 0; i < V; i++) s->idx[m] = i, m += logits[i] == logits[i];
             cut = prefix_cut(logits, NULL, s->idx, m, (double)p->top_k, s->hist);
         }
         if (p->top_p < 1.0f) { /* the shortest run from the top whose probability reaches top_p of theirs */
-            double kept = cut < 0 ? total : kept_mass(logits, prob, V, cut, floor_);
+            double kept = cut < 0 ? total : k->mass(logits, prob, V, logits[cut], cut, floor_);
             m = 0;
             for (int32_t i = 0; i < V; i++)
-                if (prob[i] >= floor_ && logits[i] == logits[i] && (cut < 0 || not_after(logits, i, cut)))
-                    s->idx[m++] = i;
+                s->idx[m] = i, m += prob[i] >= floor_ && logits[i] == logits[i] && (cut < 0 || not_after(logits, i, cut));
             int32_t c = prefix_cut(logits, prob, s->idx, m, p->top_p * kept, s->hist);
             if (c >= 0) cut = c;
         }
     }
     /* a draw in proportion to probability among the kept tokens, walked in index order */
-    double sum = cut < 0 ? total : kept_mass(logits, prob, V, cut, floor_), r = next_unit(s) * sum, c = 0;
+    double sum = cut < 0 ? total : k->mass(logits, prob, V, logits[cut], cut, floor_), r = next_unit(s) * sum, c = 0;
     int32_t last = best;
-    for (int32_t i = 0; i < V; i++)
-        if (prob[i] >= floor_ && (cut < 0 || not_after(logits, i, cut))) {
-            c += prob[i];
-            last = i;
-            if (r < c) return i;
-        }
+    for (int32_t i = 0; i < V; i++) {
+        int kept = prob[i] >= floor_ && (cut < 0 || not_after(logits, i, cut));
+        c += kept ? prob[i] : 0.0; /* + 0.0 changes nothing */
+        last = kept ? i : last;
+        if (kept && r < c) return i;
+    }
     return last;
 }

@@ -1003,7 +1003,8 @@ static void test_sampler_matches_reference(void **state) {
 }
 
 /* The passes over a vocabulary give the same at every kernel level: argmax (ties: the first;
- * NaN never the largest, x[0] NaN stays) and the probabilities and their sum, bit for bit. */
+ * NaN never the largest, x[0] NaN stays), the probabilities and their sum, and the mass of the
+ * tokens up to one in the order by logit, bit for bit. */
 static void test_sample_kernels_levels(void **state) {
     (void)state;
     const veil_sample_kernels *c = veil_sample_kernels_variant(0);
@@ -1040,6 +1041,17 @@ static void test_sample_kernels_levels(void **state) {
                 if (p0[i] >= floor_) want += p0[i];
             assert_true(fabs(s0 - want) <= 1e-12 * want);
             assert_true(fabsf(p0[b] - 1.0f) == 0.0f);
+            for (int cut = 0; cut < 3; cut++) { /* the mass up to a token: its logit and index */
+                int32_t ci = cut == 0 ? b : (int32_t)((r = r * 1664525u + 1013904223u) >> 8) % n;
+                float mf = cut == 2 ? p0[ci] : floor_; /* a floor some probability equals */
+                double m0 = c->mass(x, p0, n, x[ci], ci, mf), m1 = k->mass(x, p0, n, x[ci], ci, mf);
+                assert_memory_equal(&m0, &m1, sizeof m0);
+                double part[4] = {0, 0, 0, 0};
+                for (int i = 0; i < n; i++)
+                    if (p0[i] >= mf && (x[i] > x[ci] || (x[i] == x[ci] && i <= ci))) part[i & 3] += p0[i];
+                double m = (part[0] + part[1]) + (part[2] + part[3]);
+                assert_memory_equal(&m0, &m, sizeof m);
+            }
         }
     }
     print_message("  %d level(s) besides the portable one\n", levels);
