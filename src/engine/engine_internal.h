@@ -119,6 +119,10 @@ typedef void (*veil_swiglu_fn)(float *g, const float *u, size_t n);
 veil_swiglu_fn veil_swiglu_variant(int level); /* NULL where this CPU lacks the level */
 veil_swiglu_fn veil_swiglu_for(void);
 
+/* veil_llm_prefill without the last token's logits: only the KV cache filled (a prompt's
+ * part before its last); 1, or 0 on a bad token or position. */
+int veil_llm_prefill_kv(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0);
+
 /* ---- sampling's passes over a vocabulary (sampler.c) ---- */
 typedef struct veil_sample_kernels {
     /* the first index of the largest of x[0..n) (NaN is never larger) */

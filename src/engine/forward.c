@@ -331,12 +331,13 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
     return 1;
 }
 
-const float *veil_llm_prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0, float *all_logits) {
+/* veil_llm_prefill, and with `last` 0 the same without the last token's logits (1 or 0). */
+static int prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0, float *all_logits, int last) {
     const veil_llm *m = s->m;
     const veil_llm_info *in = &m->info;
-    if (n == 0 || pos0 < 0 || (size_t)pos0 + n > (size_t)s->n_ctx) return NULL;
+    if (n == 0 || pos0 < 0 || (size_t)pos0 + n > (size_t)s->n_ctx) return 0;
     for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= in->vocab) return NULL;
+        if (tokens[i] < 0 || tokens[i] >= in->vocab) return 0;
     veil_llm_session *ss[BATCH];
     int pos[BATCH];
     int ok = 1;
@@ -345,13 +346,20 @@ const float *veil_llm_prefill(veil_llm_session *s, const int32_t *tokens, size_t
         int T = n - done < BATCH ? (int)(n - done) : BATCH;
         for (int t = 0; t < T; t++) ss[t] = s, pos[t] = pos0 + (int)done + t;
         ok = forward_tokens(m, ss, tokens + done, pos, T, all_logits ? all_logits + done * (size_t)in->vocab : NULL,
-                            done + (size_t)T == n);
+                            last && done + (size_t)T == n);
         done += (size_t)T;
     }
     pthread_mutex_unlock(&m->ws->mu);
-    if (!ok) return NULL;
-    if (all_logits) memcpy(s->logits, all_logits + (n - 1) * (size_t)in->vocab, (size_t)in->vocab * 4);
-    return s->logits;
+    if (ok && all_logits) memcpy(s->logits, all_logits + (n - 1) * (size_t)in->vocab, (size_t)in->vocab * 4);
+    return ok;
+}
+
+const float *veil_llm_prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0, float *all_logits) {
+    return prefill(s, tokens, n, pos0, all_logits, 1) ? s->logits : NULL;
+}
+
+int veil_llm_prefill_kv(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0) {
+    return prefill(s, tokens, n, pos0, NULL, 0);
 }
 
 const float *veil_llm_forward(veil_llm_session *s, int32_t token, int pos) {

@@ -209,11 +209,14 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     size_t nh = prompt->n;
     double t0 = now_s();
     const float *out = NULL;
-    /* prefill in chunks, so that a client that leaves stops a long prompt early */
+    /* prefill in chunks, so that a client that leaves stops a long prompt early; the last
+     * token's logits from the last chunk only */
     for (size_t i = 0; i < prompt->n; i += 128) {
         if (i && cb->cancelled && cb->cancelled(cb->ctx)) goto done;
         size_t n = prompt->n - i < 128 ? prompt->n - i : 128;
-        if (!(out = veil_llm_prefill(s, prompt->ids + i, n, (int)i, NULL))) {
+        int last = i + n == prompt->n;
+        if (last ? !(out = veil_llm_prefill(s, prompt->ids + i, n, (int)i, NULL))
+                 : !veil_llm_prefill_kv(s, prompt->ids + i, n, (int)i)) {
             rc = veil_err_set(err, VEIL_ERR_MALFORMED, "a prompt token is outside the vocabulary");
             goto done;
         }

@@ -1060,8 +1060,8 @@ static void test_sample_kernels_levels(void **state) {
 
 /* A prompt's chunks before its last only fill the KV cache, and its last chunk's last layer runs
  * past the keys and values with the last token alone (forward.c): the last token's logits, and
- * the next step's, must be the very floats of a prefill that computes every token's logits, and
- * of the prompt fed one token at a time. */
+ * the next step's, must be the very floats of a prefill that computes every token's logits, of
+ * the prompt fed one token at a time, and of its first half given to veil_llm_prefill_kv. */
 static void prefill_alone_case(const char *path, int threads) {
     veil_llm *m;
     assert_int_equal(veil_llm_load(&m, path, NULL), VEIL_OK);
@@ -1077,11 +1077,19 @@ static void prefill_alone_case(const char *path, int threads) {
     static const size_t lens[] = {1, 32, 33, N};
     for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
         size_t n = lens[c];
-        veil_llm_session *s[3];
-        for (int k = 0; k < 3; k++) assert_non_null(s[k] = veil_llm_session_new(m, N + 1));
+        veil_llm_session *s[4];
+        for (int k = 0; k < 4; k++) assert_non_null(s[k] = veil_llm_session_new(m, N + 1));
         const float *lg = veil_llm_prefill(s[0], ids, n, 0, NULL);
         assert_non_null(lg);
         memcpy(last, lg, vb);
+        size_t head = n / 2; /* the KV cache alone for a first part, then the rest */
+        if (head) assert_true(veil_llm_prefill_kv(s[3], ids, head, 0));
+        assert_non_null(lg = veil_llm_prefill(s[3], ids + head, n - head, (int)head, NULL));
+        assert_memory_equal(last, lg, vb);
+        int32_t bad = vocab; /* and its refusals: a token outside the vocabulary, a position past n_ctx */
+        assert_false(veil_llm_prefill_kv(s[3], &bad, 1, (int)n));
+        assert_false(veil_llm_prefill_kv(s[3], ids, 1, N + 1));
+        veil_llm_session_free(s[3]);
         assert_non_null(veil_llm_prefill(s[1], ids, n, 0, all));
         assert_memory_equal(last, all + (n - 1) * (size_t)vocab, vb);
         for (size_t i = 0; i < n; i++) assert_non_null(lg = veil_llm_forward(s[2], ids[i], (int)i));
