@@ -87,10 +87,11 @@ $(BUILD)/fuzz/libveil.a: $(FUZZ_OBJS)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libveil.a $(wildcard include/veil/*.h src/*/*.h)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(BUILD)/fuzz/libveil.a $(LIBS)
 
-# build/veil, the engine's unit tests, the kernel benchmark, the mock upstream and curl with their
-# shared libraries and loader, to run where veil's dependencies are not
+# build/veil, the engine's unit tests, the kernel and sampler benchmarks, the mock upstream and curl
+# with their shared libraries and loader, to run where veil's dependencies are not
 # installed (scripts/gpu-check and scripts/bench-check on a lent machine).
-DEVBUNDLE_BINS := $(BUILD)/veil $(BUILD)/tests/test_engine $(BUILD)/bench/mock_upstream $(BUILD)/bench/kernels
+DEVBUNDLE_BINS := $(BUILD)/veil $(BUILD)/tests/test_engine $(BUILD)/bench/mock_upstream $(BUILD)/bench/kernels \
+	$(BUILD)/bench/sampler
 devbundle: $(DEVBUNDLE_BINS)
 	rm -rf $(BUILD)/devbundle && mkdir -p $(BUILD)/devbundle/lib
 	cp $(DEVBUNDLE_BINS) $$(command -v curl) $(BUILD)/devbundle/
