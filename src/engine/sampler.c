@@ -80,26 +80,42 @@ static int32_t argmax_c(const float *x, int32_t n) {
     return best;
 }
 
-/* out[i] = e^((x[i] − mx) / temp), and the sum of those ≥ floor in double, four partial sums
- * (i mod 4) added as (s0 + s1) + (s2 + s3). */
-static double probs_c(const float *x, int32_t n, float mx, float temp, float floor_, float *out) {
-    double s[4] = {0, 0, 0, 0};
-    for (int32_t i = 0; i < n; i++) {
+/* Whether token i of logit x comes no later than token ci of logit cl in the vocabulary's order
+ * by logit (the highest first; equal logits by index). A NaN logit comes after every other. */
+static inline int precedes(float x, int32_t i, float cl, int32_t ci) { return x > cl || (x == cl && i <= ci); }
+
+/* The four partial sums (i mod 4) added as (s0 + s1) + (s2 + s3). */
+static inline double sum4(const double s[4]) { return (s[0] + s[1]) + (s[2] + s[3]); }
+
+/* Positions [i, n) of probs: out[i] = e^((x[i] − mx) / temp), added to s[i mod 4] where ≥ floor_. */
+static void probs_run(const float *x, int32_t i, int32_t n, float mx, float temp, float floor_, float *out,
+                      double s[4]) {
+    for (; i < n; i++) {
         out[i] = veil_exp_c((x[i] - mx) / temp);
         if (out[i] >= floor_) s[i & 3] += out[i];
     }
-    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Positions [i, n) of mass: prob[i] added to s[i mod 4] where it is ≥ floor_ and token i comes no
+ * later than (cl, ci) (+ 0.0 elsewhere, which changes no sum). */
+static void mass_run(const float *x, const float *prob, int32_t i, int32_t n, float cl, int32_t ci, float floor_,
+                     double s[4]) {
+    for (; i < n; i++) s[i & 3] += prob[i] >= floor_ && precedes(x[i], i, cl, ci) ? prob[i] : 0.0;
+}
+
+/* out[i] = e^((x[i] − mx) / temp), and the sum of those ≥ floor in double, four partial sums. */
+static double probs_c(const float *x, int32_t n, float mx, float temp, float floor_, float *out) {
+    double s[4] = {0, 0, 0, 0};
+    probs_run(x, 0, n, mx, temp, floor_, out, s);
+    return sum4(s);
 }
 
 /* The sum of prob[i] ≥ floor_ over the tokens i no later than token (cl, ci) in the order by
- * logit (x[i] > cl, or x[i] == cl and i ≤ ci; a NaN logit never), in the same four partial sums. */
+ * logit, in the same four partial sums. */
 static double mass_c(const float *x, const float *prob, int32_t n, float cl, int32_t ci, float floor_) {
     double s[4] = {0, 0, 0, 0};
-    for (int32_t i = 0; i < n; i++) {
-        int kept = prob[i] >= floor_ && (x[i] > cl || (x[i] == cl && i <= ci));
-        s[i & 3] += kept ? prob[i] : 0.0;
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    mass_run(x, prob, 0, n, cl, ci, floor_, s);
+    return sum4(s);
 }
 
 #if defined(__x86_64__)
@@ -127,6 +143,12 @@ AVX2 static int32_t argmax_avx2(const float *x, int32_t n) {
     return best;
 }
 
+/* Eight floats p[0..8) added to four double lanes, p[j] to lane j mod 4 (p[j] before p[j + 4]). */
+AVX2 static inline __m256d add_lanes4(__m256d acc, __m256 p) {
+    acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
+    return _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+}
+
 AVX2 static double probs_avx2(const float *x, int32_t n, float mx, float temp, float floor_, float *out) {
     const __m256 m = _mm256_set1_ps(mx), t = _mm256_set1_ps(temp), f = _mm256_set1_ps(floor_);
     __m256d acc = _mm256_setzero_pd(); /* lane j: the partial sum of i mod 4 = j */
@@ -134,17 +156,12 @@ AVX2 static double probs_avx2(const float *x, int32_t n, float mx, float temp, f
     for (; i + 8 <= n; i += 8) {
         __m256 p = veil_exp_avx2(_mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), m), t));
         _mm256_storeu_ps(out + i, p);
-        p = _mm256_and_ps(p, _mm256_cmp_ps(p, f, _CMP_GE_OQ)); /* + 0.0 changes no partial sum */
-        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
-        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+        acc = add_lanes4(acc, _mm256_and_ps(p, _mm256_cmp_ps(p, f, _CMP_GE_OQ))); /* + 0.0 changes no sum */
     }
     double s[4];
     _mm256_storeu_pd(s, acc);
-    for (; i < n; i++) {
-        out[i] = veil_exp_c((x[i] - mx) / temp);
-        if (out[i] >= floor_) s[i & 3] += out[i];
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    probs_run(x, i, n, mx, temp, floor_, out, s);
+    return sum4(s);
 }
 
 AVX2 static double mass_avx2(const float *x, const float *prob, int32_t n, float cl, int32_t ci, float floor_) {
@@ -159,17 +176,12 @@ AVX2 static double mass_avx2(const float *x, const float *prob, int32_t n, float
                                    _mm256_castsi256_ps(_mm256_xor_si256(_mm256_cmpgt_epi32(idx, last),
                                                                         _mm256_set1_epi32(-1)))); /* i ≤ ci */
         __m256 kept = _mm256_and_ps(_mm256_or_ps(_mm256_cmp_ps(v, c, _CMP_GT_OQ), tie), _mm256_cmp_ps(p, f, _CMP_GE_OQ));
-        p = _mm256_and_ps(p, kept);
-        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
-        acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
+        acc = add_lanes4(acc, _mm256_and_ps(p, kept));
     }
     double s[4];
     _mm256_storeu_pd(s, acc);
-    for (; i < n; i++) {
-        int kept = prob[i] >= floor_ && (x[i] > cl || (x[i] == cl && i <= ci));
-        s[i & 3] += kept ? prob[i] : 0.0;
-    }
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    mass_run(x, prob, i, n, cl, ci, floor_, s);
+    return sum4(s);
 }
 #endif
 
@@ -191,9 +203,8 @@ int32_t veil_greedy_pick(const float *logits, int32_t vocab) { return veil_sampl
 
 /* ---- picking a token ---- */
 
-/* Whether token i comes no later than token c in the vocabulary's order by logit (the highest
- * first; equal logits by index). A NaN logit comes after every other. */
-static inline int not_after(const float *l, int32_t i, int32_t c) { return l[i] > l[c] || (l[i] == l[c] && i <= c); }
+/* Whether token i comes no later than token c in that order. */
+static inline int not_after(const float *l, int32_t i, int32_t c) { return precedes(l[i], i, l[c], c); }
 
 
 static __thread const float *tl_logits;
