@@ -460,6 +460,19 @@ AVX2 static void x8_decode(uint32_t type, const uint8_t *p, int nb, uint8_t *dec
         }
 }
 
+/* The tokens four at a time, then one by one, through kernel x8_NAME over nb blocks from p (the
+ * tokens' activations from q, d, s), codes unpacked at dec or not (NULL), sums resumed or not. */
+#define X8_TOKENS(name, p, q, d, s, nb, dec, resume)                                                                   \
+    do {                                                                                                               \
+        int t = 0;                                                                                                     \
+        for (; t + 4 <= T; t += 4)                                                                                     \
+            x8_##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), nb, ld, 4,          \
+                      out + (size_t)t * ldo, ldo, dec, resume);                                                        \
+        for (; t < T; t++)                                                                                             \
+            x8_##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), nb, ld, 1,          \
+                      out + (size_t)t * ldo, ldo, dec, resume);                                                        \
+    } while (0)
+
 /* Any number of tokens: four at a time, then one by one, each token's sums the same either way.
  * From eight tokens on (a prompt's chunk), the K types unpack their codes 8 KiB (four
  * super-blocks) at a time once for all the tokens, the tokens' sums carried from one such run to
@@ -477,26 +490,12 @@ AVX2 static void x8_decode(uint32_t type, const uint8_t *p, int nb, uint8_t *dec
                 int m = nb - b0 < RUN ? nb - b0 : RUN;                                                                 \
                 const uint8_t *p = (const uint8_t *)w + (size_t)b0 * bytes;                                            \
                 x8_decode(type, p, m, dec);                                                                            \
-                const int8_t *q = xq + (size_t)b0 * block;                                                             \
-                const float *d = xd + (size_t)b0 * (block / 32);                                                       \
-                const int16_t *s = xs + (size_t)b0 * (block / 16);                                                     \
-                int t = 0;                                                                                             \
-                for (; t + 4 <= T; t += 4)                                                                             \
-                    x8_##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), m, ld, 4,   \
-                              out + (size_t)t * ldo, ldo, dec, b0 > 0);                                                \
-                for (; t < T; t++)                                                                                     \
-                    x8_##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), m, ld, 1,   \
-                              out + (size_t)t * ldo, ldo, dec, b0 > 0);                                                \
+                X8_TOKENS(name, p, xq + (size_t)b0 * block, xd + (size_t)b0 * (block / 32),                            \
+                          xs + (size_t)b0 * (block / 16), m, dec, b0 > 0);                                             \
             }                                                                                                          \
             return;                                                                                                    \
         }                                                                                                              \
-        int t = 0;                                                                                                     \
-        for (; t + 4 <= T; t += 4)                                                                                     \
-            x8_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), nb, ld, 4,       \
-                      out + (size_t)t * ldo, ldo, NULL, 0);                                                            \
-        for (; t < T; t++)                                                                                             \
-            x8_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), nb, ld, 1,       \
-                      out + (size_t)t * ldo, ldo, NULL, 0);                                                            \
+        X8_TOKENS(name, w, xq, xd, xs, nb, NULL, 0);                                                                   \
     }
 
 X8_ENTRY(q8_0, 32, VEIL_GGML_Q8_0)
