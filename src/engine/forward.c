@@ -307,12 +307,14 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
                 memcpy(ss[t]->vc + at, v + h * hd, (size_t)hd * 4);
             }
         }
-        if (!out && l == in->n_layers - 1 && !last) return 1;
-        if (!out && l == in->n_layers - 1 && T > 1) { /* the last token's output alone is read */
-            memcpy(ws->q, ws->q + (size_t)(T - 1) * qd, (size_t)qd * 4);
-            memcpy(ws->x, ws->x + (size_t)(T - 1) * dim, (size_t)dim * 4);
-            ss += T - 1, pos += T - 1, T = 1;
-            att_split(in, threads, T, &parts, &per);
+        if (!out && l == in->n_layers - 1) {
+            if (!last) return 1;
+            if (T > 1) { /* the last token's output alone is read */
+                memcpy(ws->q, ws->q + (size_t)(T - 1) * qd, (size_t)qd * 4);
+                memcpy(ws->x, ws->x + (size_t)(T - 1) * dim, (size_t)dim * 4);
+                ss += T - 1, pos += T - 1, T = 1;
+                att_split(in, threads, T, &parts, &per);
+            }
         }
         att_job aj = {m, ss, pos, l, T, parts, per};
         veil_pool_run(m->pool, att_worker, &aj);
