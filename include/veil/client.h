@@ -19,6 +19,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 #define VEIL_DEFAULT_BASE_URL "https://api.venice.ai/api/v1"
 
@@ -115,6 +116,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_client_chat(veil_client *c, const veil_chat
 
 void veil_chat_result_clear(veil_chat_result *r);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

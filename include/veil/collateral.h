@@ -10,6 +10,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* Parsed collateral. Opaque; free with veil_collateral_free. */
 typedef struct veil_collateral veil_collateral;
@@ -36,6 +37,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_collateral_parse(veil_collateral **out, con
 
 void veil_collateral_free(veil_collateral *c);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

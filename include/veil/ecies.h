@@ -12,6 +12,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 #define VEIL_ECIES_IV_LEN 12
 #define VEIL_ECIES_TAG_LEN 16
@@ -75,6 +76,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_hex_pooled(char **out_hex, veil_
 VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_open_hex(uint8_t **out, size_t *out_len, const veil_seckey *key,
                                                     const char *hex, size_t len, veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

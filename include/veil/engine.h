@@ -13,6 +13,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 typedef enum { VEIL_ARCH_LLAMA, VEIL_ARCH_QWEN2, VEIL_ARCH_QWEN3 } veil_arch;
 typedef enum { VEIL_TOK_BPE, VEIL_TOK_SPM } veil_tok_kind;
@@ -208,6 +209,7 @@ void veil_quantize_row(uint32_t type, const float *src, void *dst, size_t n);
 /* Converts a row of `type` back to n floats. */
 void veil_dequantize_row(uint32_t type, const void *src, float *dst, size_t n);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

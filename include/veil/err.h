@@ -8,13 +8,28 @@
 extern "C" {
 #endif
 
+/* The contract of every public function (docs/api.md): it returns a
+ * veil_rc, or a bool-like int marked VEIL_WARN_UNUSED_RESULT where a yes/no
+ * is the whole answer; out-parameters come first, the optional veil_err *
+ * last; pointer parameters that must not be NULL are named in VEIL_NONNULL.
+ * libveil is built with hidden visibility: what a public header declares
+ * between VEIL_API_BEGIN and VEIL_API_END is exported, and nothing else
+ * (src/libveil.map lists it). */
 #if defined(__GNUC__)
 #define VEIL_WARN_UNUSED_RESULT __attribute__((warn_unused_result))
 #define VEIL_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define VEIL_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
+#define VEIL_API_BEGIN _Pragma("GCC visibility push(default)")
+#define VEIL_API_END _Pragma("GCC visibility pop")
 #else
 #define VEIL_WARN_UNUSED_RESULT
 #define VEIL_PRINTF(fmt, args)
+#define VEIL_NONNULL(...)
+#define VEIL_API_BEGIN
+#define VEIL_API_END
 #endif
+
+VEIL_API_BEGIN
 
 /* Result of a libveil call. VEIL_OK is zero; every other value names a
  * class of failure that callers may branch on. The numeric values are not
@@ -58,6 +73,7 @@ veil_rc veil_err_set(veil_err *err, veil_rc code, const char *fmt, ...) VEIL_PRI
 /* Resets `err` (when not NULL) to VEIL_OK with an empty message. */
 void veil_err_clear(veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 #define VEIL_ADDRESS_LEN 20
 #define VEIL_ADDRESS_STR_LEN 42   /* "0x" + 40 hex */
@@ -61,6 +62,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_eip191_recover_address(uint8_t addr[VEIL_AD
                                                             size_t n, const char *sig_hex, size_t sig_len,
                                                             veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* The event type of dstack runtime events, whose digest is derived from
  * their name and payload. */
@@ -53,6 +54,7 @@ void veil_event_log_replay(const veil_event_log *log, uint8_t rtmr[4][48], unsig
  * returns a malloc'd string or NULL when out of memory. */
 char *veil_event_log_to_json(const veil_event_log *log);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* Metadata value types, numbered as in the GGUF specification. */
 enum {
@@ -111,6 +112,7 @@ void veil_gguf_w_tensor(veil_gguf_writer *w, const char *name, uint32_t type, ui
 /* Writes the file (atomically: a temporary beside it, then rename). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_gguf_writer_save(veil_gguf_writer *w, const char *path, veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* Writes the lowercase hex of in[0..n) and a terminating NUL to `out`.
  * out: must hold 2*n + 1 bytes. in and out may not overlap. */
@@ -37,6 +38,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_hex_decode_exact(uint8_t *out, size_t want,
  * digits, else 0. */
 int veil_hex_is_valid(const char *hex, size_t len);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

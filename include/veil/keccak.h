@@ -5,9 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "veil/err.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 #define VEIL_KECCAK256_LEN 32
 
@@ -29,6 +32,7 @@ void veil_keccak256_final(veil_keccak256_ctx *ctx, uint8_t out[VEIL_KECCAK256_LE
 /* One-shot Keccak-256 of data[0..n) into `out`. */
 void veil_keccak256(uint8_t out[VEIL_KECCAK256_LEN], const void *data, size_t n);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

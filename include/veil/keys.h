@@ -10,6 +10,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 #define VEIL_SECKEY_LEN 32
 #define VEIL_PUBKEY_LEN 65     /* 0x04 || X || Y */
@@ -69,6 +70,7 @@ void veil_pubkey_to_hex(const veil_pubkey *key, char out[VEIL_PUBKEY_HEX_LEN + 1
 VEIL_WARN_UNUSED_RESULT veil_rc veil_ecdh_x(uint8_t shared[32], const veil_seckey *sec,
                                             const veil_pubkey *pub, veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

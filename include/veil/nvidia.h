@@ -15,6 +15,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* SHA-256 of the DER of the NVIDIA Device Identity CA (protocol.md §5). */
 extern const uint8_t VEIL_NVIDIA_ROOT_SHA256[32];
@@ -147,6 +148,7 @@ int veil_gpu_provider_simulated(const veil_gpu_provider *p);
 /* The simulated GPU's root certificate (DER, borrowed), for verification. */
 const uint8_t *veil_gpu_sim_root(const veil_gpu_provider *p, size_t *len);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* Fields a policy can pin, each to one or more allowed values. */
 typedef enum veil_pin_field {
@@ -73,6 +74,7 @@ const char *veil_pin_name(veil_pin_field f);
 /* The byte length of a pinned field. */
 size_t veil_pin_len(veil_pin_field f);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

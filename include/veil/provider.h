@@ -14,6 +14,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 typedef enum veil_tee_kind {
     VEIL_TEE_AUTO,   /* configfs-tsm if present, else the dstack socket if present, else simulated */
@@ -66,6 +67,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_provider_get_quote(veil_quote_provider *p, 
                                                         uint8_t **quote, size_t *quote_len, char **event_log_json,
                                                         veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

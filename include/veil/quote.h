@@ -11,6 +11,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 #define VEIL_TEE_TYPE_SGX 0x00000000u
 #define VEIL_TEE_TYPE_TDX 0x00000081u
@@ -190,6 +191,7 @@ typedef struct veil_quote_verdict {
 VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_verify(const veil_quote *q, const veil_quote_options *opts,
                                                   veil_quote_verdict *verdict, veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* Overwrites p[0..n) with zeros in a way the compiler may not elide. NULL is a no-op. */
 void veil_wipe(void *p, size_t n);
@@ -29,6 +30,7 @@ int veil_ct_equal(const void *a, const void *b, size_t n);
  * seeded. Returns VEIL_OK or VEIL_ERR_RANDOM. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_random_bytes(void *out, size_t n, veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 struct veil_event_log;
 
@@ -58,6 +59,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_sim_quote(veil_sim *sim, const uint8_t repo
 VEIL_WARN_UNUSED_RESULT veil_rc veil_sim_collateral(const veil_sim *sim, int64_t now, int revoke_pck, char **json,
                                                     veil_err *err);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

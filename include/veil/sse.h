@@ -13,6 +13,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+VEIL_API_BEGIN
 
 /* Called for each complete event. event: the event type ("message" when the
  * stream gave none); data: the data, NUL-terminated, data_len bytes (may hold
@@ -35,6 +36,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_sse_feed(veil_sse *p, const char *buf, size
 /* Number of events dispatched so far. */
 size_t veil_sse_events(const veil_sse *p);
 
+VEIL_API_END
 #ifdef __cplusplus
 }
 #endif

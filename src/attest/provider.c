@@ -172,7 +172,7 @@ static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_
     veil_hex_encode(hex, rd, 64);
     snprintf(body, sizeof body, "{\"report_data\":\"%s\"}", hex);
     CURL *curl = curl_easy_init();
-    veil_buf resp = {NULL, 0, 4 * MAX_QUOTE + 1024 * 1024};
+    veil_buf resp = {.limit = 4 * MAX_QUOTE + 1024 * 1024};
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     long status = 0;
     CURLcode cc = CURLE_FAILED_INIT;

@@ -75,7 +75,7 @@ json_t *veil_client_get_json(veil_client *c, const char *path, long *status, vei
     sprintf(url, "%s%s", c->base, path);
     CURL *h = curl_easy_init();
     struct curl_slist *hd = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
-    veil_buf b = {NULL, 0, 16u << 20}; /* an attestation is far smaller */
+    veil_buf b = {.limit = 16u << 20}; /* an attestation is far smaller */
     CURLcode rc = CURLE_FAILED_INIT;
     if (h) {
         curl_easy_setopt(h, CURLOPT_URL, url);

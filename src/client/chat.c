@@ -220,6 +220,7 @@ veil_rc veil_client_chat(veil_client *c, const veil_chat_options *o, json_t *mes
     json_decref(req);
     stream_state s;
     memset(&s, 0, sizeof s);
+    s.answer.secret = 1; /* plaintext: no stale copies as it grows */
     s.opts = o;
     s.out = out;
     s.e2ee = mode == VEIL_CHAT_E2EE;

@@ -73,8 +73,8 @@ veil_rc veil_pcs_collateral(const char *pcs_url, const veil_quote *q, const veil
     const char *kind = q->tee_type == VEIL_TEE_TYPE_TDX ? "tdx" : "sgx";
     char fmspc[13], url[1024];
     veil_hex_encode(fmspc, pck->fmspc, 6);
-    fetch tcb = {{NULL, 0, 0}, "TCB-Info-Issuer-Chain", NULL}, qe = {{NULL, 0, 0}, "SGX-Enclave-Identity-Issuer-Chain", NULL},
-          crl = {{NULL, 0, 0}, "SGX-PCK-CRL-Issuer-Chain", NULL}, root = {{NULL, 0, 0}, NULL, NULL};
+    fetch tcb = {{0}, "TCB-Info-Issuer-Chain", NULL}, qe = {{0}, "SGX-Enclave-Identity-Issuer-Chain", NULL},
+          crl = {{0}, "SGX-PCK-CRL-Issuer-Chain", NULL}, root = {{0}, NULL, NULL};
     veil_rc rc;
     snprintf(url, sizeof url, "%.*s/%s/certification/v4/tcb?fmspc=%s", (int)n, pcs_url, kind, fmspc);
     rc = get(url, &tcb, err);

@@ -1,6 +1,7 @@
-/* Internal interfaces of veil serve: models, request validation, backends,
- * the API key store, and the HTTP server that ties them together. Nothing
- * below the HTTP layer (server.c) knows HTTP exists. */
+/* Internal interfaces of veil serve: models, request validation, E2EE,
+ * backends, the API key and signature stores, and the HTTP server that ties
+ * them together. Nothing below the HTTP layer (the http_*.c files and their
+ * http_internal.h) knows HTTP exists. Formats and messages: docs/serve.md. */
 #ifndef VEIL_SERVER_SERVER_H
 #define VEIL_SERVER_SERVER_H
 
@@ -26,7 +27,7 @@ typedef struct veil_model {
     struct veil_backend *backend;       /* borrowed */
 } veil_model;
 
-/* The /models list entry of a model (Venice's shape, protocol.md §3.1). */
+/* The /models list entry of a model (Venice's shape, docs/serve.md). */
 json_t *veil_model_json(const veil_model *m, long created);
 
 /* ---- requests ---- */
@@ -43,15 +44,15 @@ typedef struct veil_chat_request {
     long max_tokens;  /* 0: model default */
 } veil_chat_request;
 
-/* An HTTP-level refusal: status, OpenAI error type and the exact message. */
+/* An HTTP-level refusal: status, the exact message and the parameter it
+ * names ("" for none); the OpenAI error type follows from the status. */
 typedef struct veil_http_error {
     int status;
-    const char *type;
     char message[300];
     char param[64];
 } veil_http_error;
 
-/* Validates a chat completion body against protocol.md §3.2 in its order:
+/* Validates a chat completion body (docs/serve.md) in its order:
  * JSON, known keys, model, types and ranges, capabilities. On success fills
  * `out` (free with veil_chat_request_clear) and returns 1; else fills `e`
  * and returns 0. find_model looks a model up by id. */
@@ -59,7 +60,26 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
                        void *ctx, int (*e2ee_rules)(void *, json_t *body, veil_chat_request *out, veil_http_error *e),
                        void *rules_ctx, veil_chat_request *out, veil_http_error *e);
 
-/* ---- E2EE (protocol.md §3.3, §4) ---- */
+/* ---- E2EE (the public page's E2EE section, Venice's and NEAR's headers) ---- */
+
+/* The request headers the E2EE rules read (NULL: absent). */
+typedef struct veil_e2ee_headers {
+    const char *client_pub_key, *model_pub_key, *signing_algo;               /* X-Venice-TEE-* */
+    const char *near_signing_algo, *near_client_pub_key, *near_model_pub_key; /* X-Signing-Algo, X-{Client,Model}-Pub-Key */
+} veil_e2ee_headers;
+
+/* The E2EE rules in their order, each refusal with its exact message: the
+ * headers, the client key, the model's capability, the instance key
+ * (`instance`: NULL when the server has no TEE), streaming, tools, web
+ * search, files, and the shape of every field that must be ciphertext.
+ * Marks out as E2EE (and NEAR) when the headers ask for it. Returns 1, or 0
+ * with the 400 in e. Runs on the loop: no decryption here. */
+int veil_e2ee_request_rules(const veil_e2ee_headers *h, const veil_pubkey *instance, json_t *body,
+                            veil_chat_request *out, veil_http_error *e);
+
+/* 1 when hex[0..n) has the shape of a sealed envelope: strict hex of at
+ * least VEIL_ECIES_MIN_HEX_LEN characters. */
+int veil_e2ee_looks_sealed(const char *hex, size_t n);
 
 /* Decrypts the messages of an E2EE request in place with the instance key:
  * user/system/developer contents (every role under NEAR) must be envelopes;

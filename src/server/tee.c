@@ -350,3 +350,14 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
     free(gpu_json);
     return doc;
 }
+
+json_t *veil_tee_near_report(json_t *doc, const char *model) {
+    const char *key = json_string_value(json_object_get(doc, "signing_key"));
+    json_t *r = json_pack("{s:s, s:O, s:s, s:s, s:O, s:O, s:O, s:O, s:O}", "model_name", model, "signing_address",
+                          json_object_get(doc, "signing_address"), "signing_algo", "ecdsa", "signing_public_key",
+                          key ? key + 2 : "", "request_nonce", json_object_get(doc, "request_nonce"), "intel_quote",
+                          json_object_get(doc, "intel_quote"), "nvidia_payload", json_object_get(doc, "nvidia_payload"),
+                          "event_log", json_object_get(doc, "event_log"), "info", json_object_get(doc, "info"));
+    json_object_set_new(r, "all_attestations", json_pack("[o]", json_deep_copy(r)));
+    return r;
+}

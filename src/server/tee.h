@@ -1,6 +1,6 @@
 /* Internal: the TEE state of a veil serve instance: its signing key (which
  * also decrypts E2EE requests), its quote provider, and the attestation
- * document of protocol.md §3.4, verified by the server itself before it is
+ * attestation document of docs/serve.md (the public page's Venice format), verified by the server itself before it is
  * returned. */
 #ifndef VEIL_SERVER_TEE_H
 #define VEIL_SERVER_TEE_H
@@ -46,5 +46,10 @@ void veil_tee_set_gpu(veil_tee *t, veil_gpu_provider *gpu);
  * err set when the TEE fails (a 502). */
 json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[32], const char *nonce_text,
                         int client_nonce, veil_err *err);
+
+/* The same attestation in NEAR AI Cloud's report shape (the public page's
+ * NEAR section): built from the Venice document `doc` (borrowed) for
+ * `model`; owned by the caller. */
+json_t *veil_tee_near_report(json_t *doc, const char *model);
 
 #endif

@@ -1,4 +1,4 @@
-/* Validation of chat completion requests (protocol.md §3.2): strict keys,
+/* Validation of chat completion requests (docs/serve.md): strict keys,
  * types and ranges, capability gates, each refusal with its exact message. */
 #include <math.h>
 #include <stdarg.h>
@@ -7,12 +7,10 @@
 
 #include "server.h"
 
-static int refuse(veil_http_error *e, int status, const char *type, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+static int refuse(veil_http_error *e, int status, const char *param, const char *fmt, ...) VEIL_PRINTF(4, 5);
 
-static int refuse(veil_http_error *e, int status, const char *type, const char *param, const char *fmt, ...) {
+static int refuse(veil_http_error *e, int status, const char *param, const char *fmt, ...) {
     e->status = status;
-    e->type = type;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
@@ -21,7 +19,7 @@ static int refuse(veil_http_error *e, int status, const char *type, const char *
     return 0;
 }
 
-#define BAD(e, param, ...) refuse(e, 400, "invalid_request_error", param, __VA_ARGS__)
+#define BAD(e, param, ...) refuse(e, 400, param, __VA_ARGS__)
 
 static const char *const known_keys[] = {
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
@@ -105,7 +103,7 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
     }
     const veil_model *model = find_model(ctx, model_id);
     if (!model) {
-        refuse(e, 404, "not_found_error", "model", "Model not found");
+        refuse(e, 404, "model", "Model not found");
         goto out;
     }
     /* §3.3: the E2EE rules come right after the model, before everything else */
