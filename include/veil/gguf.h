@@ -92,8 +92,6 @@ const char *veil_ggml_type_name(uint32_t type);
 /* Elements per block and bytes per block; 0 when the type is unknown. */
 uint32_t veil_ggml_block_elems(uint32_t type);
 uint32_t veil_ggml_block_bytes(uint32_t type);
-/* Name of a metadata value type ("u32"). */
-const char *veil_gguf_type_name(uint32_t type);
 
 /* ---- writer ---- */
 typedef struct veil_gguf_writer veil_gguf_writer;

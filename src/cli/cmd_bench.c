@@ -8,14 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/base.h"
 #include "cli.h"
 #include "veil/engine.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 typedef struct bw_job {
     const uint64_t *p;
@@ -62,7 +57,7 @@ static double bandwidth(const uint64_t *buf, size_t words, int threads) {
     pthread_t th[64];
     bw_job jobs[64];
     size_t per = words / (size_t)threads / 16 * 16; /* whole 128-byte steps, 32-byte aligned */
-    double t0 = now_s();
+    double t0 = veil_now_s();
     for (int i = 0; i < threads; i++) {
         jobs[i] = (bw_job){buf + per * (size_t)i, per, 0};
         pthread_create(&th[i], NULL, bw_read, &jobs[i]);
@@ -72,7 +67,7 @@ static double bandwidth(const uint64_t *buf, size_t words, int threads) {
         pthread_join(th[i], NULL);
         sink += jobs[i].sum;
     }
-    double dt = now_s() - t0;
+    double dt = veil_now_s() - t0;
     if (sink == 42) fputc(' ', stderr); /* keeps the reads */
     return (double)(per * (size_t)threads * 8) / dt / 1e9;
 }
@@ -95,11 +90,11 @@ static void *stream_main(void *arg) {
     const float *out = s ? veil_llm_prefill(s, j->prompt, (size_t)j->n_prompt, 0, NULL) : NULL;
     pthread_barrier_wait(j->ready); /* every stream decodes from the same moment */
     veil_llm_decode_begin(j->m);
-    j->t_start = now_s();
+    j->t_start = veil_now_s();
     for (int i = 0; i < j->n_gen && out; i++) {
         out = veil_llm_step(s, veil_greedy_pick(out, in->vocab), j->n_prompt + i);
     }
-    j->t_end = now_s();
+    j->t_end = veil_now_s();
     veil_llm_decode_end(j->m);
     j->ok = out != NULL;
     veil_llm_session_free(s);
@@ -211,17 +206,17 @@ static int bench_engine(int argc, char **argv) {
         bw[r] = bandwidth(buf, words, threads);
         veil_llm_session *s = veil_llm_session_new(m, n_prompt + n_gen + 1);
         if (!s) break;
-        double t0 = now_s();
+        double t0 = veil_now_s();
         for (int i = 0; i < n_prompt; i++) {
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
             prompt[i] = (int32_t)((rng >> 33) % (uint64_t)in->vocab);
         }
         const float *out = veil_llm_prefill(s, prompt, (size_t)n_prompt, 0, NULL);
-        double t1 = now_s();
+        double t1 = veil_now_s();
         for (int i = 0; i < n_gen && out; i++) {
             out = veil_llm_forward(s, veil_greedy_pick(out, in->vocab), n_prompt + i);
         }
-        double t2 = now_s();
+        double t2 = veil_now_s();
         veil_llm_session_free(s);
         pf[r] = n_prompt / (t1 - t0);
         dc[r] = n_gen / (t2 - t1);

@@ -9,32 +9,17 @@
 typedef struct render {
     const veil_tokenizer *tok;
     veil_tokens *out;
-    char *text;
-    size_t len, cap;
+    veil_buf text; /* plain text waiting to be tokenized */
     int ok;
 } render;
 
 static void text(render *r, const char *s) {
-    size_t n = strlen(s);
-    if (!r->ok) return;
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 256;
-        while (cap < r->len + n + 1) cap *= 2;
-        char *p = realloc(r->text, cap);
-        if (!p) {
-            r->ok = 0;
-            return;
-        }
-        r->text = p;
-        r->cap = cap;
-    }
-    memcpy(r->text + r->len, s, n);
-    r->len += n;
+    if (r->ok && !veil_buf_append(&r->text, s, strlen(s))) r->ok = 0;
 }
 
 static void flush(render *r) {
-    if (r->ok && r->len && !veil_tokenize(r->tok, r->text, r->len, r->out)) r->ok = 0;
-    r->len = 0;
+    if (r->ok && r->text.len && !veil_tokenize(r->tok, r->text.data, r->text.len, r->out)) r->ok = 0;
+    veil_buf_consume(&r->text, r->text.len);
 }
 
 /* A special token by its text; when the vocabulary lacks it, its text. */
@@ -76,7 +61,7 @@ static void inst_open(render *r, int32_t bos, const char *sys) {
 }
 
 int veil_chat_tokens(const veil_llm *m, const veil_chat_msg *msgs, size_t n, int disable_thinking, veil_tokens *out) {
-    render r = {m->tok, out, NULL, 0, 0, 1};
+    render r = {m->tok, out, {.secret = 1}, 1}; /* the prompt: no stale copies */
     const veil_llm_info *in = &m->info;
     int32_t bos = veil_tokenizer_bos(m->tok);
     veil_gguf_str tmpl = {"", 0};
@@ -167,6 +152,6 @@ int veil_chat_tokens(const veil_llm *m, const veil_chat_msg *msgs, size_t n, int
     }
     }
     flush(&r);
-    free(r.text);
+    veil_buf_free(&r.text);
     return r.ok;
 }

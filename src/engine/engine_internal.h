@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "veil/buf.h"
 #include "veil/engine.h"
 
 /* A weight matrix (rows × cols, rows stored one after another) or vector. */
@@ -174,15 +175,11 @@ struct veil_llm {
 /* The text side of a generation: detokenized bytes in, whole UTF-8
  * characters out (invalid sequences as U+FFFD), <think>…</think> routed to
  * reasoning when p->reasoning, stop strings cut and never emitted. */
-typedef struct veil_textbuf {
-    char *p;
-    size_t len, cap;
-} veil_textbuf;
 typedef struct veil_textout {
     const veil_gen_params *p;
     const veil_gen_callbacks *cb;
-    veil_textbuf raw;   /* detokenized bytes not yet released */
-    veil_textbuf think; /* released text waiting for the <think> splitter */
+    veil_buf raw;     /* detokenized bytes not yet released */
+    veil_buf think;   /* released text waiting for the <think> splitter */
     int th;
     int stopped;        /* a stop string was found: the generation ends */
 } veil_textout;

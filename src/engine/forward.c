@@ -24,7 +24,7 @@ typedef struct mm_job {
     veil_dot_fn dot[3];   /* each matrix's kernels, chosen once per job */
     veil_dot4_fn dot4[3];
     veil_dot8_fn dot8[3]; /* for a matrix whose rows are interleaved eight at a time */
-    int n_w, T, cols;
+    int T, cols;
     int chunk, chunks;    /* rows a thread takes at a time (a multiple of 16), chunks in all */
     atomic_int next;      /* the first chunk no thread has taken */
     const float *x;                 /* x[t * cols + c] */
@@ -130,7 +130,7 @@ veil_workspace *veil_workspace_new(const veil_llm *m) {
 static void matmul(const veil_llm *m, int T, const float *x, int cols, int n_w, const veil_mat *w0, float *o0,
                    const veil_mat *w1, float *o1, const veil_mat *w2, float *o2) {
     veil_workspace *ws = m->ws;
-    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, {NULL}, {NULL}, {NULL}, n_w, T, cols, 0, 0, 0, x, ws->xq, ws->xd, ws->xs};
+    mm_job j = {{w0, w1, w2}, {o0, o1, o2}, {NULL}, {NULL}, {NULL}, T, cols, 0, 0, 0, x, ws->xq, ws->xd, ws->xs};
     int need_q = 0, total = 0, nth = veil_pool_threads(m->pool);
     for (int k = 0; k < n_w; k++) {
         total += j.w[k]->rows;

@@ -5,29 +5,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/base.h"
 #include "engine_internal.h"
+#include "veil/buf.h"
 
-
-static int tb_put(veil_textbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) return 0;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 1;
-}
-
-static void tb_drop(veil_textbuf *b, size_t n) {
-    memmove(b->p, b->p + n, b->len - n);
-    b->len -= n;
-    if (b->p) b->p[b->len] = 0;
-}
 
 /* Length of the longest suffix of s[0..n) that is a proper prefix of tag. */
 static size_t partial_suffix(const char *s, size_t n, const char *tag) {
@@ -50,29 +31,21 @@ static size_t utf8_complete(const char *s, size_t n) {
 
 /* Appends s[0..n) to out with every invalid UTF-8 sequence replaced by
  * U+FFFD: a random or confused model can emit any bytes, and JSON needs text. */
-static int sanitize(const char *s, size_t n, veil_textbuf *out) {
+static int sanitize(const char *s, size_t n, veil_buf *out) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, start = 0;
     while (i < n) {
-        unsigned char b = u[i];
-        size_t k = b < 0x80 ? 1 : (b >= 0xC2 && b < 0xE0) ? 2 : (b >= 0xE0 && b < 0xF0) ? 3 : (b >= 0xF0 && b < 0xF5) ? 4 : 0;
-        int ok = k > 0 && i + k <= n;
-        for (size_t j = 1; ok && j < k; j++) ok = (u[i + j] & 0xC0) == 0x80;
-        if (ok && k == 3) {
-            unsigned c = (b & 15u) << 12 | (u[i + 1] & 63u) << 6 | (u[i + 2] & 63u);
-            ok = c >= 0x800 && (c < 0xD800 || c > 0xDFFF);
-        } else if (ok && k == 4) {
-            unsigned c = (b & 7u) << 18 | (u[i + 1] & 63u) << 12 | (u[i + 2] & 63u) << 6 | (u[i + 3] & 63u);
-            ok = c >= 0x10000 && c <= 0x10FFFF;
-        }
+        uint32_t cp;
+        size_t k = veil_utf8_next(u + i, n - i, &cp);
+        int ok = k > 0;
         if (ok) {
             i += k;
             continue;
         }
-        if (!tb_put(out, s + start, i - start) || !tb_put(out, "\xEF\xBF\xBD", 3)) return 0;
+        if (!veil_buf_append(out, s + start, i - start) || !veil_buf_append(out, "\xEF\xBF\xBD", 3)) return 0;
         start = ++i;
     }
-    return tb_put(out, s + start, n - start);
+    return veil_buf_append(out, s + start, n - start);
 }
 
 enum { TH_START, TH_IN, TH_AFTER, TH_CONTENT };
@@ -90,45 +63,45 @@ static int route(gen *g, const char *s, size_t n, int final) {
         emit(g, s, n, NULL, 0);
         return 1;
     }
-    if (!tb_put(&g->think, s, n)) return 0;
-    veil_textbuf *b = &g->think;
+    if (!veil_buf_append(&g->think, s, n)) return 0;
+    veil_buf *b = &g->think;
     for (;;) {
         if (g->th == TH_START) {
             size_t ws = 0;
-            while (ws < b->len && (b->p[ws] == ' ' || b->p[ws] == '\n')) ws++;
+            while (ws < b->len && (b->data[ws] == ' ' || b->data[ws] == '\n')) ws++;
             size_t rest = b->len - ws;
-            if (rest >= 7 && memcmp(b->p + ws, "<think>", 7) == 0) {
-                tb_drop(b, ws + 7);
+            if (rest >= 7 && memcmp(b->data + ws, "<think>", 7) == 0) {
+                veil_buf_consume(b, ws + 7);
                 g->th = TH_IN;
                 continue;
             }
-            if (!final && (rest == 0 || (rest < 7 && memcmp(b->p + ws, "<think>", rest) == 0))) return 1;
+            if (!final && (rest == 0 || (rest < 7 && memcmp(b->data + ws, "<think>", rest) == 0))) return 1;
             g->th = TH_CONTENT;
             continue;
         }
         if (g->th == TH_IN) {
-            char *e = memmem(b->p, b->len, "</think>", 8);
+            char *e = memmem(b->data, b->len, "</think>", 8);
             if (e) {
-                emit(g, NULL, 0, b->p, (size_t)(e - b->p));
-                tb_drop(b, (size_t)(e - b->p) + 8);
+                emit(g, NULL, 0, b->data, (size_t)(e - b->data));
+                veil_buf_consume(b, (size_t)(e - b->data) + 8);
                 g->th = TH_AFTER;
                 continue;
             }
-            size_t keep = final ? 0 : partial_suffix(b->p, b->len, "</think>");
-            emit(g, NULL, 0, b->p, b->len - keep);
-            tb_drop(b, b->len - keep);
+            size_t keep = final ? 0 : partial_suffix(b->data, b->len, "</think>");
+            emit(g, NULL, 0, b->data, b->len - keep);
+            veil_buf_consume(b, b->len - keep);
             return 1;
         }
         if (g->th == TH_AFTER) { /* the blank lines after </think> */
             size_t ws = 0;
-            while (ws < b->len && (b->p[ws] == '\n' || b->p[ws] == ' ')) ws++;
-            tb_drop(b, ws);
+            while (ws < b->len && (b->data[ws] == '\n' || b->data[ws] == ' ')) ws++;
+            veil_buf_consume(b, ws);
             if (!b->len && !final) return 1;
             g->th = TH_CONTENT;
             continue;
         }
-        emit(g, b->p, b->len, NULL, 0);
-        tb_drop(b, b->len);
+        emit(g, b->data, b->len, NULL, 0);
+        veil_buf_consume(b, b->len);
         return 1;
     }
 }
@@ -138,7 +111,8 @@ static int route(gen *g, const char *s, size_t n, int final) {
 static int release(gen *g, int final);
 
 int veil_textout_feed(veil_textout *g, const char *bytes, size_t n) {
-    return tb_put(&g->raw, bytes, n) && release(g, 0);
+    g->raw.secret = g->think.secret = 1; /* the answer: no stale copies */
+    return veil_buf_append(&g->raw, bytes, n) && release(g, 0);
 }
 
 int veil_textout_finish(veil_textout *g) {
@@ -148,39 +122,34 @@ int veil_textout_finish(veil_textout *g) {
 }
 
 void veil_textout_clear(veil_textout *g) {
-    free(g->raw.p), free(g->think.p);
+    veil_buf_free(&g->raw), veil_buf_free(&g->think);
     memset(g, 0, sizeof *g);
 }
 
 static int release(gen *g, int final) {
-    veil_textbuf *b = &g->raw;
-    size_t upto = final ? b->len : utf8_complete(b->p, b->len);
+    veil_buf *b = &g->raw;
+    size_t upto = final ? b->len : utf8_complete(b->data, b->len);
     size_t cut = upto, hold = 0;
     for (size_t i = 0; i < g->p->n_stop; i++) {
         const char *st = g->p->stop[i];
         size_t sl = strlen(st);
         if (!sl) continue;
-        char *f = memmem(b->p, b->len, st, sl);
-        if (f && (size_t)(f - b->p) < cut) {
-            cut = (size_t)(f - b->p);
+        char *f = memmem(b->data, b->len, st, sl);
+        if (f && (size_t)(f - b->data) < cut) {
+            cut = (size_t)(f - b->data);
             g->stopped = 1;
         }
-        size_t ps = partial_suffix(b->p, upto, st);
+        size_t ps = partial_suffix(b->data, upto, st);
         if (ps > hold) hold = ps;
     }
     if (!g->stopped && !final) cut = upto - hold;
-    veil_textbuf clean = {0};
-    int ok = sanitize(b->p, cut, &clean) && route(g, clean.p ? clean.p : "", clean.len, final || g->stopped);
-    free(clean.p);
-    tb_drop(b, g->stopped ? b->len : cut);
+    veil_buf clean = {.secret = 1};
+    int ok = sanitize(b->data, cut, &clean) && route(g, clean.data ? clean.data : "", clean.len, final || g->stopped);
+    veil_buf_free(&clean);
+    veil_buf_consume(b, g->stopped ? b->len : cut);
     return ok;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_gen_params *p,
                       const veil_gen_callbacks *cb, veil_gen_result *res, veil_err *err) {
@@ -207,7 +176,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     }
     memcpy(hist, prompt->ids, prompt->n * sizeof *hist);
     size_t nh = prompt->n;
-    double t0 = now_s();
+    double t0 = veil_now_s();
     const float *out = NULL;
     /* prefill in chunks, so that a client that leaves stops a long prompt early; the last
      * token's logits from the last chunk only */
@@ -221,7 +190,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
             goto done;
         }
     }
-    double t1 = now_s();
+    double t1 = veil_now_s();
     res->prefill_s = t1 - t0;
     veil_llm_decode_begin(m);
     decoding = 1;
@@ -258,7 +227,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
         rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for a generation");
         goto done;
     }
-    res->decode_s = now_s() - t1;
+    res->decode_s = veil_now_s() - t1;
     res->finish_reason = finish;
 done:
     if (decoding) veil_llm_decode_end(m);

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "veil/buf.h"
+
 #define GGUF_MAX_KEY 65535u
 #define GGUF_MAX_NESTING 4
 #define GGUF_MAX_DIMS 4
@@ -35,13 +37,6 @@ static const struct {
 const char *veil_ggml_type_name(uint32_t t) { return t < N_GGML_TYPES ? ggml_types[t].name : NULL; }
 uint32_t veil_ggml_block_elems(uint32_t t) { return t < N_GGML_TYPES ? ggml_types[t].elems : 0; }
 uint32_t veil_ggml_block_bytes(uint32_t t) { return t < N_GGML_TYPES ? ggml_types[t].bytes : 0; }
-
-static const char *const value_type_names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
-                                               "bool", "string", "array", "u64", "i64", "f64"};
-
-const char *veil_gguf_type_name(uint32_t t) {
-    return t < sizeof value_type_names / sizeof value_type_names[0] ? value_type_names[t] : "?";
-}
 
 /* Size of a fixed-width value type; 0 for string/array/unknown. */
 static size_t scalar_size(uint32_t t) {
@@ -438,27 +433,15 @@ double veil_gguf_arr_num(const veil_gguf_kv *kv, uint64_t i) {
 
 /* ---- writer ---- */
 
+/* The bytes being written; an append that fails marks the buffer (oom) and
+ * the writer reports it once at the end. */
 typedef struct wbuf {
-    uint8_t *p;
-    size_t len, cap;
+    veil_buf b;
     int oom;
 } wbuf;
 
 static void wb_put(wbuf *b, const void *d, size_t n) {
-    if (b->oom) return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
+    if (!b->oom && !veil_buf_append(&b->b, d, n)) b->oom = 1;
 }
 static void wb_u32(wbuf *b, uint32_t v) { wb_put(b, &v, 4); }
 static void wb_u64(wbuf *b, uint64_t v) { wb_put(b, &v, 8); }
@@ -488,7 +471,7 @@ veil_gguf_writer *veil_gguf_writer_new(void) { return calloc(1, sizeof(veil_gguf
 
 void veil_gguf_writer_free(veil_gguf_writer *w) {
     if (!w) return;
-    free(w->kv.p);
+    veil_buf_free(&w->kv.b);
     for (size_t i = 0; i < w->n_t; i++) {
         free(w->t[i].name);
         free(w->t[i].data);
@@ -577,7 +560,7 @@ veil_rc veil_gguf_writer_save(veil_gguf_writer *w, const char *path, veil_err *e
     wb_u32(&h, 3);
     wb_u64(&h, w->n_t);
     wb_u64(&h, w->n_kv);
-    wb_put(&h, w->kv.p, w->kv.len);
+    wb_put(&h, w->kv.b.data, w->kv.b.len);
     uint64_t off = 0;
     for (size_t i = 0; i < w->n_t; i++) {
         wtensor *t = &w->t[i];
@@ -589,15 +572,15 @@ veil_rc veil_gguf_writer_save(veil_gguf_writer *w, const char *path, veil_err *e
         off += (t->size + align - 1) / align * align;
     }
     static const uint8_t zeros[32];
-    if (h.len % align) wb_put(&h, zeros, align - h.len % align);
+    if (h.b.len % align) wb_put(&h, zeros, align - h.b.len % align);
     if (h.oom) {
-        free(h.p);
+        veil_buf_free(&h.b);
         return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory building the GGUF file");
     }
     size_t plen = strlen(path) + 8;
     char *tmp = malloc(plen);
     if (!tmp) {
-        free(h.p);
+        veil_buf_free(&h.b);
         return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
     }
     snprintf(tmp, plen, "%s.tmp", path);
@@ -606,7 +589,7 @@ veil_rc veil_gguf_writer_save(veil_gguf_writer *w, const char *path, veil_err *e
     if (!f) {
         rc = veil_err_set(err, VEIL_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     } else {
-        int ok = fwrite(h.p, 1, h.len, f) == h.len;
+        int ok = fwrite(h.b.data, 1, h.b.len, f) == h.b.len;
         for (size_t i = 0; ok && i < w->n_t; i++) {
             size_t pad = (align - w->t[i].size % align) % align;
             ok = fwrite(w->t[i].data, 1, w->t[i].size, f) == w->t[i].size && fwrite(zeros, 1, pad, f) == pad;
@@ -618,6 +601,6 @@ veil_rc veil_gguf_writer_save(veil_gguf_writer *w, const char *path, veil_err *e
         }
     }
     free(tmp);
-    free(h.p);
+    veil_buf_free(&h.b);
     return rc;
 }

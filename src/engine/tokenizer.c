@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "engine_internal.h"
 #include "unicode_tables.h"
 
@@ -76,26 +77,11 @@ static uint32_t lower_ascii(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 :
 static size_t utf8_decode(const uint8_t *s, size_t len, uint32_t *cp, size_t *off) {
     size_t n = 0, i = 0;
     while (i < len) {
-        uint8_t b = s[i];
         uint32_t c;
-        size_t k = 0;
-        if (b < 0x80) c = b, k = 1;
-        else if ((b & 0xE0) == 0xC0 && b >= 0xC2) c = b & 0x1F, k = 2;
-        else if ((b & 0xF0) == 0xE0) c = b & 0x0F, k = 3;
-        else if ((b & 0xF8) == 0xF0 && b <= 0xF4) c = b & 0x07, k = 4;
-        if (k == 0 || i + k > len) {
-            c = 0x110000u + b;
+        size_t k = veil_utf8_next(s + i, len - i, &c);
+        if (!k) {
+            c = 0x110000u + s[i];
             k = 1;
-        } else {
-            int ok = 1;
-            for (size_t j = 1; j < k; j++) {
-                if ((s[i + j] & 0xC0) != 0x80) ok = 0;
-                c = c << 6 | (s[i + j] & 0x3F);
-            }
-            if (!ok || (k == 3 && (c < 0x800 || (c >= 0xD800 && c <= 0xDFFF))) || (k == 4 && (c < 0x10000 || c > 0x10FFFF))) {
-                c = 0x110000u + b;
-                k = 1;
-            }
         }
         cp[n] = c;
         off[n++] = i;
