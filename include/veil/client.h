@@ -8,8 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "veil/collateral.h"
 #include "veil/err.h"
 #include "veil/keys.h"
@@ -69,12 +67,13 @@ typedef struct veil_attestation {
  * address, event log replay, the policy. Returns VEIL_OK when the
  * attestation was evaluated (see out->accepted) or an error when it could
  * not be fetched or read (VEIL_ERR_IO, VEIL_ERR_MALFORMED). */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, const veil_attest_options *opts,
-                                                   veil_attestation *out, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, veil_attestation *out,
+                                                   const veil_attest_options *opts, veil_err *err) VEIL_NONNULL(1, 2, 3);
 
-/* The server's models (GET /models?type=all): the JSON list object, owned by
- * the caller, or NULL with err set. */
-json_t *veil_client_models(veil_client *c, veil_err *err);
+/* The server's models (GET /models?type=all): *json_out is the list object's
+ * JSON text (malloc'd; free()). Returns VEIL_OK, or VEIL_ERR_IO (HTTP
+ * failure or a non-200 answer), VEIL_ERR_MALFORMED (not a JSON object). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_client_models(veil_client *c, char **json_out, veil_err *err) VEIL_NONNULL(1, 2);
 
 typedef enum veil_chat_mode {
     VEIL_CHAT_AUTO,  /* E2EE when the model supports it, else TEE-only when it is a TEE model, else plain */
@@ -102,17 +101,26 @@ typedef struct veil_chat_result {
     int signature_checked;    /* the signature verified and its signer is the attested address */
 } veil_chat_result;
 
-/* Sends `messages` (a JSON array of {role, content} in plaintext,
- * borrowed) as a streaming chat completion. Under E2EE the attestation must
+/* One chat message in plaintext: role ("system", "user", "assistant", ...)
+ * and content (UTF-8, content_len bytes). */
+typedef struct veil_message {
+    const char *role;
+    const char *content;
+    size_t content_len;
+} veil_message;
+
+/* Sends messages[0..n_messages) (borrowed) as a streaming chat completion. Under E2EE the attestation must
  * be accepted first; user, system and developer contents (and prior
  * assistant turns) are sealed to the attested key; every chunk must decrypt
  * with this call's ephemeral key (wiped after), else the call fails and no
  * unverified text is handed on. Returns VEIL_OK, or VEIL_ERR_IO (HTTP or
  * stream failure), VEIL_ERR_AUTH_FAILED (attestation refused, a plaintext or
  * undecryptable chunk in an E2EE stream), VEIL_ERR_BAD_SIGNATURE (the
- * signature check failed). */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_client_chat(veil_client *c, const veil_chat_options *opts, json_t *messages,
-                                                 veil_chat_result *out, veil_err *err);
+ * signature check failed), VEIL_ERR_INVALID_ARG (a message that is not
+ * UTF-8). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_client_chat(veil_client *c, veil_chat_result *out, const veil_chat_options *opts,
+                                                 const veil_message *messages, size_t n_messages, veil_err *err)
+    VEIL_NONNULL(1, 2, 3);
 
 void veil_chat_result_clear(veil_chat_result *r);
 

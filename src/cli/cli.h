@@ -5,10 +5,87 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "veil/client.h"
 #include "veil/err.h"
 
-/* Exit statuses of every veil command. */
-enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+/* Exit statuses of every veil command; CLI_HELP is cli_parse's "help was
+ * printed" (the command then exits with CLI_OK). */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_HELP = 3 };
+
+/* ---- the option layer (opt.c) ---- */
+
+typedef enum cli_opt_type {
+    CLI_OPT_STR,    /* const char **: the argument as given */
+    CLI_OPT_LIST,   /* cli_list *: repeatable, up to CLI_LIST_MAX */
+    CLI_OPT_LONG,   /* long *: a whole number in [min, max] */
+    CLI_OPT_U64,    /* uint64_t *: a whole number */
+    CLI_OPT_DOUBLE, /* double *: a finite number in [min, max] */
+    CLI_OPT_TIME,   /* int64_t *: a Unix time, > 0 */
+    CLI_OPT_HEX32,  /* cli_hex32 *: 32 bytes as 64 hex characters */
+    CLI_OPT_FLAG,   /* int *: set to 1; takes no argument */
+    CLI_OPT_SET     /* int *: set to min; takes no argument (one of several modes) */
+} cli_opt_type;
+
+typedef struct cli_opt {
+    const char *name; /* long name without "--" */
+    cli_opt_type type;
+    void *dest;
+    const char *meta; /* the argument's name in help ("URL"); NULL for flags */
+    const char *help; /* one line, or several separated by \n */
+    long min, max;
+} cli_opt;
+
+#define CLI_LIST_MAX 32
+typedef struct cli_list {
+    const char *v[CLI_LIST_MAX];
+    size_t n;
+} cli_list;
+
+typedef struct cli_hex32 {
+    uint8_t bytes[32];
+    int set;
+} cli_hex32;
+
+#define OPT_STR(name, dest, meta, help) {name, CLI_OPT_STR, dest, meta, help, 0, 0}
+#define OPT_LIST(name, dest, meta, help) {name, CLI_OPT_LIST, dest, meta, help, 0, 0}
+#define OPT_LONG(name, dest, lo, hi, meta, help) {name, CLI_OPT_LONG, dest, meta, help, lo, hi}
+#define OPT_U64(name, dest, meta, help) {name, CLI_OPT_U64, dest, meta, help, 0, 0}
+#define OPT_DOUBLE(name, dest, lo, hi, meta, help) {name, CLI_OPT_DOUBLE, dest, meta, help, lo, hi}
+#define OPT_TIME(name, dest, help) {name, CLI_OPT_TIME, dest, "UNIX", help, 0, 0}
+#define OPT_HEX32(name, dest, help) {name, CLI_OPT_HEX32, dest, "HEX", help, 0, 0}
+#define OPT_FLAG(name, dest, help) {name, CLI_OPT_FLAG, dest, NULL, help, 0, 0}
+#define OPT_SET(name, dest, value, help) {name, CLI_OPT_SET, dest, NULL, help, value, value}
+
+/* A command's options and help. */
+typedef struct cli_spec {
+    const char *cmd;   /* "veil attest": for messages and the --help hint */
+    const char *usage; /* after "Usage: " */
+    const char *about; /* paragraphs after the usage; may be NULL */
+    const cli_opt *opts;
+    size_t n_opts;
+} cli_spec;
+
+#define CLI_SPEC(cmd, usage, about, opts) {cmd, usage, about, opts, sizeof opts / sizeof opts[0]}
+
+/* Parses argv[1..argc) (argv[0] is the command's own name; options and
+ * arguments may mix) into the table's destinations, each value checked.
+ * Returns CLI_OK with *pos the index of the first positional argument in
+ * argv (after the parse's reordering); CLI_HELP after printing --help; or
+ * CLI_USAGE after printing what was wrong ("veil: ..." and the hint). */
+int cli_parse(const cli_spec *spec, int argc, char **argv, int *pos);
+
+/* Prints a command's help: usage, about, and the options from its table. */
+void cli_print_help(const cli_spec *spec);
+
+/* Where a client command connects: --base-url (default Venice's API) and
+ * --api-key (default $VEIL_API_KEY, else $API_KEY_VENICE). */
+typedef struct cli_endpoint {
+    const char *base, *key;
+} cli_endpoint;
+void cli_endpoint_init(cli_endpoint *ep);
+#define CLI_ENDPOINT_OPTS(ep)                                                                                          \
+    OPT_STR("base-url", &(ep)->base, "URL", "the server's API base (default " VEIL_DEFAULT_BASE_URL ")"),              \
+        OPT_STR("api-key", &(ep)->key, "KEY", "bearer key (default $VEIL_API_KEY, else $API_KEY_VENICE)")
 
 /* One subcommand: its name, one line of help, and its entry point, which
  * receives argv starting at the subcommand's own name. */
@@ -33,8 +110,17 @@ int cli_usage_error(const char *hint, const char *fmt, ...) VEIL_PRINTF(2, 3);
 uint8_t *cli_read_stdin(size_t limit, size_t *len);
 
 /* Reads a file ("-": stdin) of at most `limit` bytes into a malloc'd,
- * NUL-terminated buffer; NULL (after printing why) on failure. */
+ * NUL-terminated buffer; NULL (after printing why: cannot open, cannot
+ * read, or larger than the limit) on failure. Never truncates. */
 uint8_t *cli_read_file(const char *path, size_t limit, size_t *len);
+
+/* The limit on JSON documents read from files: policies, collateral. */
+#define CLI_DOC_LIMIT ((size_t)4 << 20)
+
+/* Reads and parses a policy or collateral file; CLI_OK, or CLI_USAGE after
+ * printing why (hint: the command's --help). */
+int cli_load_policy(const char *path, veil_quote_policy *policy, const char *hint);
+int cli_load_collateral(const char *path, veil_collateral **col, const char *hint);
 
 /* Returns s with ASCII whitespace trimmed at both ends; *len is updated. */
 const char *cli_trim(const char *s, size_t *len);

@@ -143,21 +143,46 @@ uint8_t *cli_read_file(const char *path, size_t limit, size_t *len) {
         return cli_read_stdin(limit, len);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        cli_fail("cannot open %s", path);
+        cli_fail("cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     uint8_t *buf = malloc(limit + 1);
     size_t n = buf ? fread(buf, 1, limit + 1, f) : 0;
-    int bad = !buf || ferror(f) || n > limit;
+    int err = !buf || ferror(f);
     fclose(f);
-    if (bad) {
+    if (err || n > limit) {
         free(buf);
-        cli_fail("cannot read %s (or it is larger than %zu KiB)", path, limit >> 10);
+        if (err)
+            cli_fail("cannot read %s", path);
+        else
+            cli_fail("%s is larger than the %zu KiB this accepts", path, limit >> 10);
         return NULL;
     }
     buf[n] = 0;
     *len = n;
     return buf;
+}
+
+int cli_load_policy(const char *path, veil_quote_policy *policy, const char *hint) {
+    size_t n;
+    veil_err err;
+    char *t = (char *)cli_read_file(path, CLI_DOC_LIMIT, &n);
+    if (!t)
+        return CLI_USAGE;
+    int ok = veil_policy_parse(policy, t, n, &err) == VEIL_OK;
+    free(t);
+    return ok ? CLI_OK : cli_usage_error(hint, "%s: %s", path, err.message);
+}
+
+int cli_load_collateral(const char *path, veil_collateral **col, const char *hint) {
+    size_t n;
+    veil_err err;
+    char *t = (char *)cli_read_file(path, CLI_DOC_LIMIT, &n);
+    if (!t)
+        return CLI_USAGE;
+    int ok = veil_collateral_parse(col, t, n, &err) == VEIL_OK;
+    free(t);
+    return ok ? CLI_OK : cli_usage_error(hint, "%s: %s", path, err.message);
 }
 
 static const char *program = "veil";

@@ -170,7 +170,7 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
     veil_gpu_payload_clear(&p);
 }
 
-veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_attestation *a, veil_err *err) {
+veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attest_options *o, veil_err *err) {
     memset(a, 0, sizeof *a);
     a->accepted = 1;
     uint8_t nonce[32];
@@ -305,7 +305,7 @@ veil_rc veil_client_attest(veil_client *c, const veil_attest_options *o, veil_at
     return VEIL_OK;
 }
 
-json_t *veil_client_models(veil_client *c, veil_err *err) {
+json_t *veil_client_models_json(veil_client *c, veil_err *err) {
     long status = 0;
     json_t *v = veil_client_get_json(c, "/models?type=all", &status, err);
     if (v && status != 200) {
@@ -315,4 +315,18 @@ json_t *veil_client_models(veil_client *c, veil_err *err) {
         return NULL;
     }
     return v;
+}
+
+veil_rc veil_client_models(veil_client *c, char **json_out, veil_err *err) {
+    *json_out = NULL;
+    json_t *v = veil_client_models_json(c, err);
+    if (!v)
+        return err ? err->code : VEIL_ERR_IO;
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return veil_err_set(err, VEIL_ERR_MALFORMED, "models: the answer is not a JSON object");
+    }
+    *json_out = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(v);
+    return *json_out ? VEIL_OK : veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
 }

@@ -167,13 +167,28 @@ static veil_rc check_signature(veil_client *c, stream_state *s, const char *body
     return rc;
 }
 
-veil_rc veil_client_chat(veil_client *c, const veil_chat_options *o, json_t *messages, veil_chat_result *out,
-                         veil_err *err) {
+/* The messages as the request's JSON array (owned), or NULL when one is not
+ * UTF-8 or memory ran out. */
+static json_t *messages_json(const veil_message *messages, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        json_t *content = json_stringn(messages[i].content ? messages[i].content : "", messages[i].content_len);
+        if (!content || !messages[i].role ||
+            json_array_append_new(a, json_pack("{s:s, s:o}", "role", messages[i].role, "content", content)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+veil_rc veil_client_chat(veil_client *c, veil_chat_result *out, const veil_chat_options *o,
+                         const veil_message *message_list, size_t n_messages, veil_err *err) {
     memset(out, 0, sizeof *out);
     veil_chat_mode mode = o->mode;
     if (mode == VEIL_CHAT_AUTO) {
         /* E2EE where the model supports it, else TEE-only for TEE models, else plain */
-        json_t *list = veil_client_models(c, err), *m, *found = NULL;
+        json_t *list = veil_client_models_json(c, err), *m, *found = NULL;
         size_t i;
         if (!list)
             return err ? err->code : VEIL_ERR_IO;
@@ -192,7 +207,7 @@ veil_rc veil_client_chat(veil_client *c, const veil_chat_options *o, json_t *mes
     if (mode != VEIL_CHAT_PLAIN) {
         veil_attest_options ao = o->attest;
         ao.model = o->model;
-        rc = veil_client_attest(c, &ao, &out->attestation, err);
+        rc = veil_client_attest(c, &out->attestation, &ao, err);
         if (rc != VEIL_OK)
             return rc;
         if (!out->attestation.accepted)
@@ -201,19 +216,28 @@ veil_rc veil_client_chat(veil_client *c, const veil_chat_options *o, json_t *mes
     veil_seckey key;
     veil_pubkey pub;
     char pub_hex[VEIL_PUBKEY_HEX_LEN + 1], model_hex[VEIL_PUBKEY_HEX_LEN + 1];
+    json_t *messages = messages_json(message_list, n_messages);
+    if (!messages)
+        return veil_err_set(err, VEIL_ERR_INVALID_ARG, "a message has no role, or content that is not UTF-8");
     json_t *msgs = json_incref(messages);
     if (mode == VEIL_CHAT_E2EE) {
-        if ((rc = veil_seckey_generate(&key, err)) != VEIL_OK || (rc = veil_pubkey_from_seckey(&pub, &key, err)) != VEIL_OK)
+        if ((rc = veil_seckey_generate(&key, err)) != VEIL_OK ||
+            (rc = veil_pubkey_from_seckey(&pub, &key, err)) != VEIL_OK) {
+            json_decref(msgs);
+            json_decref(messages);
             return rc;
+        }
         veil_pubkey_to_hex(&pub, pub_hex);
         veil_pubkey_to_hex(&out->attestation.signing_key, model_hex);
         json_decref(msgs);
         msgs = seal_messages(messages, &out->attestation.signing_key, err);
         if (!msgs) {
+            json_decref(messages);
             veil_seckey_wipe(&key);
             return VEIL_ERR_CRYPTO;
         }
     }
+    json_decref(messages);
     json_t *req = json_pack("{s:s, s:O, s:b}", "model", o->model, "messages", msgs, "stream", 1);
     json_decref(msgs);
     char *body = json_dumps(req, JSON_COMPACT);

@@ -10,6 +10,9 @@ const char *veil_client_base(const veil_client *c);
 const char *veil_client_auth(const veil_client *c); /* "Authorization: Bearer …" header or NULL */
 long veil_client_timeout(const veil_client *c);
 
+/* The server's models as parsed JSON (owned), or NULL with err set. */
+json_t *veil_client_models_json(veil_client *c, veil_err *err);
+
 /* GET base + path (path starts with '/'): the JSON body (NULL with err set
  * when the request failed or the body is not JSON) and the HTTP status. */
 json_t *veil_client_get_json(veil_client *c, const char *path, long *status, veil_err *err);
