@@ -16,6 +16,7 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2, CLI_HELP = 3 };
 
 typedef enum cli_opt_type {
     CLI_OPT_STR,    /* const char **: the argument as given */
+    CLI_OPT_CHOICE, /* const char **: one of the words of meta ("auto|tdx|none") */
     CLI_OPT_LIST,   /* cli_list *: repeatable, up to CLI_LIST_MAX */
     CLI_OPT_LONG,   /* long *: a whole number in [min, max] */
     CLI_OPT_U64,    /* uint64_t *: a whole number */
@@ -47,6 +48,7 @@ typedef struct cli_hex32 {
 } cli_hex32;
 
 #define OPT_STR(name, dest, meta, help) {name, CLI_OPT_STR, dest, meta, help, 0, 0}
+#define OPT_CHOICE(name, dest, choices, help) {name, CLI_OPT_CHOICE, dest, choices, help, 0, 0}
 #define OPT_LIST(name, dest, meta, help) {name, CLI_OPT_LIST, dest, meta, help, 0, 0}
 #define OPT_LONG(name, dest, lo, hi, meta, help) {name, CLI_OPT_LONG, dest, meta, help, lo, hi}
 #define OPT_U64(name, dest, meta, help) {name, CLI_OPT_U64, dest, meta, help, 0, 0}
@@ -121,6 +123,10 @@ uint8_t *cli_read_file(const char *path, size_t limit, size_t *len);
  * printing why (hint: the command's --help). */
 int cli_load_policy(const char *path, veil_quote_policy *policy, const char *hint);
 int cli_load_collateral(const char *path, veil_collateral **col, const char *hint);
+
+/* Reads a certificate (PEM or DER) as DER: *der is OpenSSL's (OPENSSL_free).
+ * CLI_OK, or CLI_USAGE after printing why. */
+int cli_load_cert_der(const char *path, uint8_t **der, size_t *len, const char *hint);
 
 /* Returns s with ASCII whitespace trimmed at both ends; *len is updated. */
 const char *cli_trim(const char *s, size_t *len);

@@ -1,6 +1,5 @@
 /* veil gpu: NVIDIA GPU evidence by hand: verify a payload or a report
  * locally, and produce evidence with NVML or the simulated GPU. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +33,6 @@ static void help(void) {
          "        evidence from this machine's GPUs (NVML) or the simulated GPU, as an nvidia_payload;\n"
          "        what NVML reports goes to stderr\n"
          "  sim-root [--state DIR]   the simulated GPU's root certificate (PEM)");
-}
-
-static int parse_nonce(const char *hex, uint8_t out[32]) {
-    size_t n;
-    return veil_hex_decode(out, 32, &n, hex, strlen(hex), NULL) == VEIL_OK && n == 32;
 }
 
 /* FILE as evidence: a JSON payload or evidence list, or a hex SPDM report
@@ -79,55 +73,34 @@ static int load_evidence(const char *path, const char *chain_path, int need_chai
 }
 
 static int cmd_verify(int argc, char **argv) {
-    static const struct option opts[] = {{"nonce", required_argument, NULL, 'n'},   {"at", required_argument, NULL, 'a'},
-                                         {"rim-dir", required_argument, NULL, 'r'}, {"cert-chain", required_argument, NULL, 'c'},
-                                         {"root", required_argument, NULL, 'R'},    {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     veil_gpu_verify_opts o;
     memset(&o, 0, sizeof o);
-    uint8_t nonce[32];
+    cli_hex32 nonce = {0};
     const char *chain = NULL, *root = NULL;
-    int json = 0, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        char *end;
-        switch (c) {
-        case 'n':
-            if (!parse_nonce(optarg, nonce)) return cli_usage_error("veil gpu --help", "--nonce takes 64 hex characters");
-            o.nonce = nonce;
-            break;
-        case 'a':
-            o.at = strtoll(optarg, &end, 10);
-            if (*end || o.at <= 0) return cli_usage_error("veil gpu --help", "--at takes a Unix time");
-            break;
-        case 'r': o.rim_dir = optarg; break;
-        case 'c': chain = optarg; break;
-        case 'R': root = optarg; break;
-        case 'j': json = 1; break;
-        case 'h': help(); return CLI_OK;
-        default: return cli_usage_error("veil gpu --help", "bad option '%s' for 'veil gpu verify'", argv[optind - 1]);
-        }
-    }
-    if (optind + 1 != argc) return cli_usage_error("veil gpu --help", "veil gpu verify takes one FILE");
+    int json = 0;
+    const cli_opt opts[] = {
+        OPT_HEX32("nonce", &nonce, "the request nonce (default: the payload's)"),
+        OPT_TIME("at", &o.at, "evaluate validity at this time (default now)"),
+        OPT_STR("rim-dir", &o.rim_dir, "DIR", "compare measurements with the driver and VBIOS RIMs found here"),
+        OPT_STR("cert-chain", &chain, "PEM", "the chain of a hex SPDM report"),
+        OPT_STR("root", &root, "PEM", "trust this root instead of NVIDIA's (e.g. the simulator's)"),
+        OPT_FLAG("json", &json, "print the verdict as JSON"),
+    };
+    const cli_spec spec = CLI_SPEC("veil gpu", "veil gpu verify FILE [options]", NULL, opts);
+    int pos, prc = cli_parse(&spec, argc, argv, &pos);
+    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
+    if (nonce.set) o.nonce = nonce.bytes;
+    if (pos + 1 != argc) return cli_usage_error("veil gpu --help", "veil gpu verify takes one FILE");
     veil_gpu_payload p;
     veil_err err;
     int rc = CLI_USAGE;
     uint8_t *root_der = NULL;
-    if (load_evidence(argv[optind], chain, 1, &p) != 1) return CLI_USAGE;
-    if (root) {
-        size_t rl;
-        uint8_t *pem = cli_read_file(root, GPU_FILE_LIMIT, &rl);
-        BIO *bio = pem ? BIO_new_mem_buf(pem, (int)rl) : NULL;
-        X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-        int n = x ? i2d_X509(x, &root_der) : -1;
-        X509_free(x), BIO_free(bio), free(pem);
-        if (n <= 0) {
-            veil_gpu_payload_clear(&p);
-            return cli_usage_error("veil gpu --help", "--root must be a PEM certificate");
-        }
-        o.root_der = root_der;
-        o.root_der_len = (size_t)n;
+    if (load_evidence(argv[pos], chain, 1, &p) != 1) return CLI_USAGE;
+    if (root && cli_load_cert_der(root, &root_der, &o.root_der_len, "veil gpu --help") != CLI_OK) {
+        veil_gpu_payload_clear(&p);
+        return CLI_USAGE;
     }
+    o.root_der = root_der;
     veil_gpu_verdict v;
     if (veil_gpu_verify(&p, &o, &v, &err) != VEIL_OK) {
         rc = cli_fail_err("GPU verification", &err);
@@ -252,27 +225,17 @@ static int cmd_show(int argc, char **argv) {
 }
 
 static int cmd_evidence(int argc, char **argv) {
-    static const struct option opts[] = {{"nonce", required_argument, NULL, 'n'}, {"gpu", required_argument, NULL, 'g'},
-                                         {"state", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    uint8_t nonce[32];
-    int have_nonce = 0, c;
+    cli_hex32 nonce = {0};
     const char *gpu = "nvml", *state = NULL;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'n':
-            if (!parse_nonce(optarg, nonce)) return cli_usage_error("veil gpu --help", "--nonce takes 64 hex characters");
-            have_nonce = 1;
-            break;
-        case 'g': gpu = optarg; break;
-        case 's': state = optarg; break;
-        case 'h': help(); return CLI_OK;
-        default: return cli_usage_error("veil gpu --help", "bad option '%s' for 'veil gpu evidence'", argv[optind - 1]);
-        }
-    }
-    if (!have_nonce || optind != argc) return cli_usage_error("veil gpu --help", "veil gpu evidence needs --nonce HEX");
-    if (strcmp(gpu, "nvml") && strcmp(gpu, "sim")) return cli_usage_error("veil gpu --help", "--gpu must be nvml or sim");
+    const cli_opt opts[] = {
+        OPT_HEX32("nonce", &nonce, "the nonce the evidence binds (required)"),
+        OPT_CHOICE("gpu", &gpu, "nvml|sim", "this machine's GPUs (default) or the simulated GPU"),
+        OPT_STR("state", &state, "DIR", "state directory of the simulated GPU"),
+    };
+    const cli_spec spec = CLI_SPEC("veil gpu", "veil gpu evidence --nonce HEX [options]", NULL, opts);
+    int pos, prc = cli_parse(&spec, argc, argv, &pos);
+    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
+    if (!nonce.set || pos != argc) return cli_usage_error("veil gpu --help", "veil gpu evidence needs --nonce HEX");
     veil_gpu_provider *p = NULL;
     veil_err err;
     char info[600] = "";
@@ -287,7 +250,7 @@ static int cmd_evidence(int argc, char **argv) {
     }
     if (rc != VEIL_OK) return cli_fail_err("GPU", &err);
     veil_gpu_payload pl;
-    rc = veil_gpu_provider_evidence(p, nonce, &pl, &err);
+    rc = veil_gpu_provider_evidence(p, nonce.bytes, &pl, &err);
     veil_gpu_provider_free(p);
     if (rc != VEIL_OK) return cli_fail_err("GPU evidence", &err);
     char *s = veil_gpu_payload_json(&pl);
@@ -299,8 +262,13 @@ static int cmd_evidence(int argc, char **argv) {
 }
 
 static int cmd_sim_root(int argc, char **argv) {
-    const char *state = argc == 3 && !strcmp(argv[1], "--state") ? argv[2] : cli_state_dir();
-    if (argc != 1 && argc != 3) return cli_usage_error("veil gpu --help", "veil gpu sim-root [--state DIR]");
+    const char *state = NULL;
+    const cli_opt opts[] = {OPT_STR("state", &state, "DIR", "state directory of the simulated GPU")};
+    const cli_spec spec = CLI_SPEC("veil gpu", "veil gpu sim-root [--state DIR]", NULL, opts);
+    int pos, prc = cli_parse(&spec, argc, argv, &pos);
+    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
+    if (pos != argc) return cli_usage_error("veil gpu --help", "veil gpu sim-root [--state DIR]");
+    if (!state) state = cli_state_dir();
     if (!state) return cli_fail("no state directory: pass --state DIR");
     veil_gpu_provider *p;
     veil_err err;

@@ -1,5 +1,4 @@
 /* veil quote: show and verify Intel TDX/SGX DCAP quotes. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,31 +149,14 @@ static int cmd_show(int argc, char **argv) {
 /* Reads a PEM (or DER) certificate file as the trusted root. */
 static int load_root(const char *path, veil_quote_options *opts, uint8_t **der_out) {
     size_t n;
-    uint8_t *file = read_file(path, &n);
-    if (!file)
-        return CLI_USAGE;
-    BIO *bio = BIO_new_mem_buf(file, (int)n);
-    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-    if (!x) {
-        const unsigned char *p = file;
-        x = d2i_X509(NULL, &p, (long)n);
-    }
-    BIO_free(bio);
-    free(file);
-    unsigned char *der = NULL;
-    int der_len = x ? i2d_X509(x, &der) : -1;
-    X509_free(x);
-    if (der_len <= 0)
-        return cli_usage_error("veil quote --help", "%s is not a PEM or DER certificate", path);
-    EVP_Digest(der, (size_t)der_len, opts->root_sha256, NULL, EVP_sha256(), NULL);
-    opts->root_der = der;
-    opts->root_der_len = (size_t)der_len;
-    *der_out = der;
+    int rc = cli_load_cert_der(path, der_out, &n, "veil quote --help");
+    if (rc != CLI_OK)
+        return rc;
+    EVP_Digest(*der_out, n, opts->root_sha256, NULL, EVP_sha256(), NULL);
+    opts->root_der = *der_out;
+    opts->root_der_len = n;
     return CLI_OK;
 }
-
-/* Reads a whole text file for a parser that takes (text, len). */
-static char *read_text(const char *path, size_t *len) { return (char *)read_file(path, len); }
 
 static void put_verdict(json_t *o, const veil_quote_verdict *v) {
     json_object_set_new(o, "accepted", json_boolean(v->code == VEIL_QUOTE_OK));
@@ -199,44 +181,25 @@ static void put_pck(json_t *o, const veil_quote_verdict *v) {
 }
 
 static int cmd_verify(int argc, char **argv) {
-    static const struct option opts_long[] = {{"root", required_argument, NULL, 'r'},
-                                              {"at", required_argument, NULL, 't'},
-                                              {"collateral", required_argument, NULL, 'c'},
-                                              {"policy", required_argument, NULL, 'p'},
-                                              {"event-log", required_argument, NULL, 'e'},
-                                              {"json", no_argument, NULL, 'j'},
-                                              {"help", no_argument, NULL, 'h'},
-                                              {NULL, 0, NULL, 0}};
     veil_quote_options opts;
     veil_quote_options_init(&opts);
     const char *root = NULL, *collateral_path = NULL, *policy_path = NULL, *log_path = NULL;
-    int json = 0, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts_long, NULL)) != -1) {
-        if (c == 'r') {
-            root = optarg;
-        } else if (c == 't') {
-            char *end;
-            long long t = strtoll(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || t < 0)
-                return cli_usage_error("veil quote --help", "--at takes a Unix time in seconds");
-            opts.at = t;
-        } else if (c == 'c') {
-            collateral_path = optarg;
-        } else if (c == 'p') {
-            policy_path = optarg;
-        } else if (c == 'e') {
-            log_path = optarg;
-        } else if (c == 'j') {
-            json = 1;
-        } else if (c == 'h') {
-            help();
-            return CLI_OK;
-        } else {
-            return cli_usage_error("veil quote --help", "bad option '%s' for 'veil quote verify'", argv[optind - 1]);
-        }
-    }
-    if (optind != argc - 1)
+    int json = 0;
+    const cli_opt table[] = {
+        OPT_STR("collateral", &collateral_path, "FILE", "dcap-qvl's QuoteCollateralV3 JSON"),
+        OPT_STR("policy", &policy_path, "FILE", "a policy JSON"),
+        OPT_STR("event-log", &log_path, "FILE", "a dstack JSON log or a binary CCEL log"),
+        OPT_STR("root", &root, "PEM", "replace the pinned Intel SGX Root CA (test roots, the simulator)"),
+        OPT_TIME("at", &opts.at, "evaluate every validity window at this time (default now)"),
+        OPT_FLAG("json", &json, "print the verdict as JSON"),
+    };
+    const cli_spec spec = CLI_SPEC("veil quote", "veil quote verify FILE [options]", NULL, table);
+    int pos, prc = cli_parse(&spec, argc, argv, &pos);
+    if (prc == CLI_HELP)
+        help(); /* the group's help explains the inputs */
+    if (prc != CLI_OK)
+        return prc == CLI_HELP ? CLI_OK : prc;
+    if (pos != argc - 1)
         return cli_usage_error("veil quote --help", "'veil quote verify' takes one FILE");
     int status = CLI_OK;
     uint8_t *root_der = NULL, *buf = NULL;
@@ -247,26 +210,11 @@ static int cmd_verify(int argc, char **argv) {
     size_t n;
     if (root)
         status = load_root(root, &opts, &root_der);
-    if (status == CLI_OK && policy_path) {
-        char *text = read_text(policy_path, &n);
-        if (!text)
-            status = CLI_USAGE;
-        else if (veil_policy_parse(&policy, text, n, &err) != VEIL_OK)
-            status = cli_usage_error("veil quote --help", "%s: %s", policy_path, err.message);
-        else
-            opts.policy = &policy;
-        free(text);
-    }
-    if (status == CLI_OK && collateral_path) {
-        char *text = read_text(collateral_path, &n);
-        if (!text)
-            status = CLI_USAGE;
-        else if (veil_collateral_parse(&collateral, text, n, &err) != VEIL_OK)
-            status = cli_usage_error("veil quote --help", "%s: %s", collateral_path, err.message);
-        else
-            opts.collateral = collateral;
-        free(text);
-    }
+    if (status == CLI_OK && policy_path && (status = cli_load_policy(policy_path, &policy, "veil quote --help")) == CLI_OK)
+        opts.policy = &policy;
+    if (status == CLI_OK && collateral_path &&
+        (status = cli_load_collateral(collateral_path, &collateral, "veil quote --help")) == CLI_OK)
+        opts.collateral = collateral;
     if (status == CLI_OK && log_path) {
         uint8_t *data = read_file(log_path, &n);
         if (!data)
@@ -280,7 +228,7 @@ static int cmd_verify(int argc, char **argv) {
     veil_quote q;
     veil_quote_code why = VEIL_QUOTE_OK;
     if (status == CLI_OK)
-        buf = load_quote(argv[optind], &q, &why, &status);
+        buf = load_quote(argv[pos], &q, &why, &status);
     veil_quote_verdict v;
     if (status == CLI_OK) {
         if (veil_quote_verify(&q, &opts, &v, &err) != VEIL_OK) {

@@ -1,7 +1,7 @@
 /* veil serve: the OpenAI/Venice-compatible inference server; and veil keys,
  * which manages its API key store. */
 #include <ctype.h>
-#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,54 +17,12 @@
 #include "veil/engine.h"
 #include "veil/secure.h"
 
-#define MAX_KEYS 32
 #define MAX_MODELS 32
-
-static void serve_help(void) {
-    puts("Usage: veil serve [options]\n"
-         "\n"
-         "Serves the OpenAI-compatible API under /api/v1 (Venice) and /v1.\n"
-         "\n"
-         "Options:\n"
-         "  --host HOST            address to listen on (default 127.0.0.1)\n"
-         "  --port PORT            port (default 8080; 0 picks a free one)\n"
-         "  --state DIR            state directory: API key store (default $VEIL_STATE_DIR,\n"
-         "                         else $XDG_STATE_HOME/veil, else ~/.local/state/veil)\n"
-         "  --api-key KEY          accept this bearer key (repeatable); without any, the key\n"
-         "                         store is used, and a first key is made and shown once\n"
-         "  --upstream URL         an OpenAI-compatible server to serve from, e.g.\n"
-         "                         http://127.0.0.1:8000/v1 (vLLM, llama.cpp, SGLang, Ollama)\n"
-         "  --upstream-model NAME  the model name the upstream knows\n"
-         "  --upstream-key KEY     bearer key for the upstream\n"
-         "  --upstream-timeout S   seconds of upstream silence before 504 (default 60)\n"
-         "  --model FILE.gguf      serve a GGUF model with the built-in engine\n"
-         "  --model-id ID          the id clients use (default: the upstream model name, or the\n"
-         "                         GGUF file's general.name)\n"
-         "  --config FILE          models from a JSON file (see docs/serve.md)\n"
-         "                         With no --model, --upstream or --config: the built-in tiny model\n"
-         "                         veil-tiny (random weights, for protocol testing), made on first\n"
-         "                         start in STATE/models/\n"
-         "  --max-body BYTES       request body limit (default 4194304)\n"
-         "  --cors ORIGIN          send CORS headers for this origin ('*' for any)\n"
-         "  --tee auto|tdx|dstack|sim|none\n"
-         "                         where quotes come from (default auto: configfs-tsm, else the\n"
-         "                         dstack socket, else a SIMULATED TEE, announced as such)\n"
-         "  --gpu auto|nvml|sim|none\n"
-         "                         where GPU evidence (nvidia_payload) comes from (default auto:\n"
-         "                         NVML when a GPU in confidential-computing mode answers, else the\n"
-         "                         simulated GPU under a simulated TEE, else none)\n"
-         "  --tee-rate-limit N     attestation requests per client IP a minute (default 10)\n"
-         "  --trust-proxy          take the client IP from X-Forwarded-For (behind a proxy)\n"
-         "  --signature-retention S  keep response signatures this long (default 3600)\n"
-         "\n"
-         "SIGINT or SIGTERM stops accepting, lets streams finish (10 s), then exits.");
-}
 
 typedef struct serve_state {
     veil_model models[MAX_MODELS];
     size_t n_models;
-    const char *keys[MAX_KEYS];
-    size_t n_keys;
+    cli_list keys; /* --api-key */
     const char *shown_key; /* a key to print in the banner's examples */
     veil_tee *tee;
     const char *state_dir;
@@ -254,78 +212,62 @@ static void free_models(serve_state *st) {
 int cmd_serve(int argc, char **argv) {
     /* jansson holds decrypted prompts and answers: every block it frees is wiped first */
     json_set_alloc_funcs(malloc, veil_free_wiped);
-    static const struct option opts[] = {
-        {"host", required_argument, NULL, 'H'},         {"port", required_argument, NULL, 'p'},
-        {"state", required_argument, NULL, 's'},        {"api-key", required_argument, NULL, 'k'},
-        {"upstream", required_argument, NULL, 'u'},     {"upstream-model", required_argument, NULL, 'm'},
-        {"upstream-key", required_argument, NULL, 'K'}, {"upstream-timeout", required_argument, NULL, 'T'},
-        {"model-id", required_argument, NULL, 'i'},     {"config", required_argument, NULL, 'c'},
-        {"max-body", required_argument, NULL, 'b'},     {"cors", required_argument, NULL, 'C'},
-        {"tee", required_argument, NULL, 't'},          {"tee-rate-limit", required_argument, NULL, 'r'},
-        {"trust-proxy", no_argument, NULL, 'P'},      {"signature-retention", required_argument, NULL, 'R'},
-        {"model", required_argument, NULL, 'M'},        {"gpu", required_argument, NULL, 'g'},
-        {"help", no_argument, NULL, 'h'},               {NULL, 0, NULL, 0}};
     serve_state st;
     memset(&st, 0, sizeof st);
     veil_server_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.port = 8080;
     const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL,
                *tee_name = "auto", *model_file = NULL, *gpu_name = "auto";
-    long timeout = 60, retention = 3600;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        char *end = NULL;
-        switch (c) {
-        case 'H': cfg.host = optarg; break;
-        case 'p':
-            cfg.port = (int)strtol(optarg, &end, 10);
-            if (*end || cfg.port < 0 || cfg.port > 65535)
-                return cli_usage_error("veil serve --help", "--port takes 0..65535");
-            break;
-        case 's': st.state_dir = optarg; break;
-        case 'k':
-            if (st.n_keys == MAX_KEYS)
-                return cli_usage_error("veil serve --help", "at most %d --api-key", MAX_KEYS);
-            st.keys[st.n_keys++] = optarg;
-            break;
-        case 'u': upstream = optarg; break;
-        case 'M': model_file = optarg; break;
-        case 'g': gpu_name = optarg; break;
-        case 'm': up_model = optarg; break;
-        case 'K': up_key = optarg; break;
-        case 'T':
-            timeout = strtol(optarg, &end, 10);
-            if (*end || timeout < 1)
-                return cli_usage_error("veil serve --help", "--upstream-timeout takes seconds");
-            break;
-        case 'i': model_id = optarg; break;
-        case 'c': config = optarg; break;
-        case 'b':
-            cfg.max_body = (size_t)strtoull(optarg, &end, 10);
-            if (*end || cfg.max_body == 0)
-                return cli_usage_error("veil serve --help", "--max-body takes a byte count");
-            break;
-        case 'C': cfg.cors_origin = optarg; break;
-        case 't': tee_name = optarg; break;
-        case 'r':
-            cfg.tee_rate_per_min = (int)strtol(optarg, &end, 10);
-            if (*end || cfg.tee_rate_per_min < 1)
-                return cli_usage_error("veil serve --help", "--tee-rate-limit takes a positive count");
-            break;
-        case 'P': cfg.trust_proxy = 1; break;
-        case 'R':
-            retention = strtol(optarg, &end, 10);
-            if (*end || retention < 1)
-                return cli_usage_error("veil serve --help", "--signature-retention takes seconds");
-            break;
-        case 'h': serve_help(); return CLI_OK;
-        default: return cli_usage_error("veil serve --help", "bad option '%s' for 'veil serve'", argv[optind - 1]);
-        }
-    }
-    if (optind != argc)
+    long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10;
+    const cli_opt opts[] = {
+        OPT_STR("host", &cfg.host, "HOST", "address to listen on (default 127.0.0.1)"),
+        OPT_LONG("port", &port, 0, 65535, "PORT", "port (default 8080; 0 picks a free one)"),
+        OPT_STR("state", &st.state_dir, "DIR",
+                "state directory: API key store (default $VEIL_STATE_DIR,\n"
+                "else $XDG_STATE_HOME/veil, else ~/.local/state/veil)"),
+        OPT_LIST("api-key", &st.keys, "KEY",
+                 "accept this bearer key (repeatable); without any, the key\n"
+                 "store is used, and a first key is made and shown once"),
+        OPT_STR("upstream", &upstream, "URL",
+                "an OpenAI-compatible server to serve from, e.g.\n"
+                "http://127.0.0.1:8000/v1 (vLLM, llama.cpp, SGLang, Ollama)"),
+        OPT_STR("upstream-model", &up_model, "NAME", "the model name the upstream knows"),
+        OPT_STR("upstream-key", &up_key, "KEY", "bearer key for the upstream"),
+        OPT_LONG("upstream-timeout", &timeout, 1, 86400, "S", "seconds of upstream silence before 504 (default 60)"),
+        OPT_STR("model", &model_file, "FILE.gguf", "serve a GGUF model with the built-in engine"),
+        OPT_STR("model-id", &model_id, "ID",
+                "the id clients use (default: the upstream model name, or the\n"
+                "GGUF file's general.name)"),
+        OPT_STR("config", &config, "FILE",
+                "models from a JSON file (see docs/serve.md)\n"
+                "With no --model, --upstream or --config: the built-in tiny model\n"
+                "veil-tiny (random weights, for protocol testing), made on first\n"
+                "start in STATE/models/"),
+        OPT_LONG("max-body", &max_body, 1, LONG_MAX, "BYTES", "request body limit (default 4194304)"),
+        OPT_STR("cors", &cfg.cors_origin, "ORIGIN", "send CORS headers for this origin ('*' for any)"),
+        OPT_CHOICE("tee", &tee_name, "auto|tdx|dstack|sim|none",
+                   "where quotes come from (default auto: configfs-tsm, else the\n"
+                   "dstack socket, else a SIMULATED TEE, announced as such)"),
+        OPT_CHOICE("gpu", &gpu_name, "auto|nvml|sim|none",
+                   "where GPU evidence (nvidia_payload) comes from (default auto:\n"
+                   "NVML when a GPU in confidential-computing mode answers, else the\n"
+                   "simulated GPU under a simulated TEE, else none)"),
+        OPT_LONG("tee-rate-limit", &rate, 1, 1000000, "N", "attestation requests per client IP a minute (default 10)"),
+        OPT_FLAG("trust-proxy", &cfg.trust_proxy, "take the client IP from X-Forwarded-For (behind a proxy)"),
+        OPT_LONG("signature-retention", &retention, 1, LONG_MAX, "S", "keep response signatures this long (default 3600)"),
+    };
+    const cli_spec spec = CLI_SPEC("veil serve", "veil serve [options]",
+                                   "Serves the OpenAI-compatible API under /api/v1 (Venice) and /v1.\n"
+                                   "SIGINT or SIGTERM stops accepting, lets streams finish (10 s), then exits.",
+                                   opts);
+    int pos, prc = cli_parse(&spec, argc, argv, &pos);
+    if (prc != CLI_OK)
+        return prc == CLI_HELP ? CLI_OK : prc;
+    if (pos != argc)
         return cli_usage_error("veil serve --help", "'veil serve' takes no arguments");
+    cfg.port = (int)port;
+    cfg.max_body = (size_t)max_body;
+    cfg.tee_rate_per_min = (int)rate;
     if (!st.state_dir)
         st.state_dir = cli_state_dir();
     if (!st.state_dir)
@@ -365,10 +307,6 @@ int cmd_serve(int argc, char **argv) {
         kind = VEIL_TEE_DSTACK;
     else if (!strcmp(tee_name, "sim"))
         kind = VEIL_TEE_SIM;
-    else if (strcmp(tee_name, "auto") != 0 && strcmp(tee_name, "none") != 0)
-        return cli_usage_error("veil serve --help", "--tee must be auto, tdx, dstack, sim or none");
-    if (strcmp(gpu_name, "auto") && strcmp(gpu_name, "nvml") && strcmp(gpu_name, "sim") && strcmp(gpu_name, "none"))
-        return cli_usage_error("veil serve --help", "--gpu must be auto, nvml, sim or none");
     for (size_t i = 0; i < st.n_models; i++)
         st.models[i].tee |= st.models[i].e2ee; /* E2EE implies TEE */
 
@@ -401,7 +339,7 @@ int cmd_serve(int argc, char **argv) {
     snprintf(db, sizeof db, "%s/keys.db", st.state_dir);
     veil_keystore *ks = NULL;
     char *created = NULL;
-    if (st.n_keys == 0) {
+    if (st.keys.n == 0) {
         if (veil_keystore_open(&ks, db, &err) != VEIL_OK)
             return cli_fail_err("API keys", &err);
         char id[17];
@@ -412,12 +350,12 @@ int cmd_serve(int argc, char **argv) {
             st.shown_key = created;
         }
     } else {
-        st.shown_key = st.keys[0];
+        st.shown_key = st.keys.v[0];
     }
     cfg.models = st.models;
     cfg.n_models = st.n_models;
-    cfg.api_keys = st.keys;
-    cfg.n_api_keys = st.n_keys;
+    cfg.api_keys = st.keys.v;
+    cfg.n_api_keys = st.keys.n;
     cfg.keystore = ks;
     cfg.on_ready = on_ready;
     cfg.ready_ctx = &st;
@@ -450,53 +388,83 @@ static void print_key(void *ctx, const char *id, long created, int revoked) {
     printf("%s  %s  %s\n", id, when, revoked ? "revoked" : "active");
 }
 
-int cmd_keys(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        keys_help();
-        return argc < 2 ? CLI_USAGE : CLI_OK;
-    }
-    const char *verb = argv[1], *state = NULL, *id = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--state") && i + 1 < argc)
-            state = argv[++i];
-        else if (!id && argv[i][0] != '-')
-            id = argv[i];
-        else
-            return cli_usage_error("veil keys --help", "unexpected '%s'", argv[i]);
-    }
-    if (strcmp(verb, "create") && strcmp(verb, "list") && strcmp(verb, "revoke"))
-        return cli_usage_error("veil keys --help", "unknown command 'veil keys %s'", verb);
-    if (!strcmp(verb, "revoke") != !!id)
+/* Parses a keys command's --state and its arguments (want: how many), and
+ * opens the store; returns CLI_OK with *ks open, or the status to exit with. */
+static int keys_open(int argc, char **argv, int want, const char **id, veil_keystore **ks) {
+    const char *state = NULL;
+    const cli_opt opts[] = {OPT_STR("state", &state, "DIR", "the state directory (default as veil serve's)")};
+    char usage[64];
+    snprintf(usage, sizeof usage, "veil keys %s%s [--state DIR]", argv[0], want ? " ID" : "");
+    const cli_spec spec = CLI_SPEC("veil keys", usage, NULL, opts);
+    int pos, rc = cli_parse(&spec, argc, argv, &pos);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? CLI_HELP : rc;
+    if (argc - pos != want)
         return cli_usage_error("veil keys --help", "'veil keys revoke' takes one ID; the others none");
+    if (want)
+        *id = argv[pos];
     if (!state)
         state = cli_state_dir();
     if (!state)
         return cli_fail("no state directory: pass --state DIR or set VEIL_STATE_DIR or HOME");
-    mkdir(state, 0700);
+    cli_mkdir_p(state);
     char db[4200];
     snprintf(db, sizeof db, "%s/keys.db", state);
-    veil_keystore *ks;
     veil_err err;
-    if (veil_keystore_open(&ks, db, &err) != VEIL_OK)
+    if (veil_keystore_open(ks, db, &err) != VEIL_OK)
         return cli_fail_err("API keys", &err);
-    int rc = CLI_OK;
-    if (!strcmp(verb, "create")) {
-        char *secret, kid[17];
-        if (veil_keystore_create(ks, &secret, kid, &err) != VEIL_OK) {
-            rc = cli_fail_err("create", &err);
-        } else {
-            printf("id: %s\nkey: %s\n", kid, secret);
-            fprintf(stderr, "veil: the key is shown only now; veil keeps only its hash\n");
-            veil_free_secret(secret, strlen(secret));
-        }
-    } else if (!strcmp(verb, "list")) {
-        if (veil_keystore_list(ks, print_key, NULL) < 0)
-            rc = cli_fail("cannot read the key store");
-    } else if (veil_keystore_revoke(ks, id, &err) != VEIL_OK) {
-        rc = cli_fail_err("revoke", &err);
+    return CLI_OK;
+}
+
+static int keys_create(int argc, char **argv) {
+    veil_keystore *ks;
+    int rc = keys_open(argc, argv, 0, NULL, &ks);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    char *secret, kid[17];
+    veil_err err;
+    if (veil_keystore_create(ks, &secret, kid, &err) != VEIL_OK) {
+        rc = cli_fail_err("create", &err);
     } else {
-        printf("revoked %s\n", id);
+        printf("id: %s\nkey: %s\n", kid, secret);
+        fprintf(stderr, "veil: the key is shown only now; veil keeps only its hash\n");
+        veil_free_secret(secret, strlen(secret));
     }
     veil_keystore_close(ks);
     return rc;
+}
+
+static int keys_list(int argc, char **argv) {
+    veil_keystore *ks;
+    int rc = keys_open(argc, argv, 0, NULL, &ks);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (veil_keystore_list(ks, print_key, NULL) < 0)
+        rc = cli_fail("cannot read the key store");
+    veil_keystore_close(ks);
+    return rc;
+}
+
+static int keys_revoke(int argc, char **argv) {
+    veil_keystore *ks;
+    const char *id = NULL;
+    int rc = keys_open(argc, argv, 1, &id, &ks);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    veil_err err;
+    if (veil_keystore_revoke(ks, id, &err) != VEIL_OK)
+        rc = cli_fail_err("revoke", &err);
+    else
+        printf("revoked %s\n", id);
+    veil_keystore_close(ks);
+    return rc;
+}
+
+int cmd_keys(int argc, char **argv) {
+    static const cli_command commands[] = {
+        {"create", "make a key (shown once)", keys_create},
+        {"list", "the keys, active and revoked", keys_list},
+        {"revoke", "revoke a key by id", keys_revoke},
+    };
+    return cli_dispatch("veil keys", commands, sizeof commands / sizeof commands[0], argc, argv, keys_help);
 }

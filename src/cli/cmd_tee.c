@@ -1,6 +1,5 @@
 /* veil tee: the quote providers by hand: a quote for given report data, and
  * the simulated platform's root certificate and collateral. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,38 +35,28 @@ typedef struct tee_args {
     int revoke_pck, sim_debug;
 } tee_args;
 
+/* One table for the group's commands (each ignores what it does not use);
+ * returns CLI_OK, CLI_HELP (printed) or a usage error. */
 static int parse(int argc, char **argv, tee_args *a) {
-    static const struct option opts[] = {{"state", required_argument, NULL, 's'},
-                                         {"configfs", required_argument, NULL, 'c'},
-                                         {"dstack-socket", required_argument, NULL, 'd'},
-                                         {"report-data", required_argument, NULL, 'r'},
-                                         {"out", required_argument, NULL, 'o'},
-                                         {"event-log-out", required_argument, NULL, 'l'},
-                                         {"tee", required_argument, NULL, 't'},
-                                         {"revoke-pck", no_argument, NULL, 'R'},
-                                         {"sim-debug", no_argument, NULL, 'D'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 's': a->state = optarg; break;
-        case 'c': a->configfs = optarg; break;
-        case 'd': a->socket = optarg; break;
-        case 'r': a->report_data = optarg; break;
-        case 'o': a->out = optarg; break;
-        case 'l': a->log_out = optarg; break;
-        case 't': a->tee = optarg; break;
-        case 'R': a->revoke_pck = 1; break;
-        case 'D': a->sim_debug = 1; break;
-        case 'h': help(); exit(CLI_OK);
-        default:
-            return cli_usage_error("veil tee --help", "bad option '%s' for 'veil tee %s'", argv[optind - 1], argv[0]);
-        }
-    }
-    if (optind != argc)
+    const cli_opt opts[] = {
+        OPT_STR("state", &a->state, "DIR", "state directory"),
+        OPT_STR("configfs", &a->configfs, "PATH", "configfs-tsm report directory"),
+        OPT_STR("dstack-socket", &a->socket, "PATH", "dstack guest agent socket"),
+        OPT_STR("report-data", &a->report_data, "HEX", "64 bytes of report data"),
+        OPT_STR("out", &a->out, "FILE", "where to write"),
+        OPT_STR("event-log-out", &a->log_out, "FILE", "where to write the event log"),
+        OPT_CHOICE("tee", &a->tee, "auto|tdx|dstack|sim", "the quote provider"),
+        OPT_FLAG("revoke-pck", &a->revoke_pck, "collateral whose CRL revokes the PCK"),
+        OPT_FLAG("sim-debug", &a->sim_debug, "a simulated TD in debug mode"),
+    };
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "veil tee %s", argv[0]);
+    const cli_spec spec = {"veil tee", cmd, NULL, opts, sizeof opts / sizeof opts[0]};
+    int pos, rc = cli_parse(&spec, argc, argv, &pos);
+    if (rc != CLI_OK)
+        return rc;
+    if (pos != argc)
         return cli_usage_error("veil tee --help", "'veil tee %s' takes no arguments", argv[0]);
     if (!a->state)
         a->state = cli_state_dir();
@@ -92,6 +81,8 @@ static int write_file(const char *path, const void *data, size_t n) {
 static int cmd_sim_root(int argc, char **argv) {
     tee_args a;
     int rc = parse(argc, argv, &a);
+    if (rc == CLI_HELP)
+        return CLI_OK;
     veil_sim *sim = NULL;
     if (rc == CLI_OK)
         rc = open_sim(&a, &sim);
@@ -109,6 +100,8 @@ static int cmd_sim_root(int argc, char **argv) {
 static int cmd_sim_collateral(int argc, char **argv) {
     tee_args a;
     int rc = parse(argc, argv, &a);
+    if (rc == CLI_HELP)
+        return CLI_OK;
     if (rc == CLI_OK && !a.out)
         rc = cli_usage_error("veil tee --help", "'veil tee sim-collateral' needs --out FILE");
     veil_sim *sim = NULL;
@@ -128,6 +121,8 @@ static int cmd_sim_collateral(int argc, char **argv) {
 static int cmd_tee_quote(int argc, char **argv) {
     tee_args a;
     int rc = parse(argc, argv, &a);
+    if (rc == CLI_HELP)
+        return CLI_OK;
     if (rc != CLI_OK)
         return rc;
     uint8_t rd[64];
@@ -142,8 +137,6 @@ static int cmd_tee_quote(int argc, char **argv) {
         kind = VEIL_TEE_DSTACK;
     else if (a.tee && !strcmp(a.tee, "sim"))
         kind = VEIL_TEE_SIM;
-    else if (a.tee && strcmp(a.tee, "auto") != 0)
-        return cli_usage_error("veil tee --help", "--tee must be auto, tdx, dstack or sim");
     veil_sim_options sim_opts = {a.sim_debug, NULL};
     veil_provider_config cfg = {a.configfs, a.socket, a.state, &sim_opts};
     veil_quote_provider *p;

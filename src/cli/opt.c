@@ -63,6 +63,22 @@ static int store(const cli_spec *spec, const cli_opt *o, const char *arg) {
     errno = 0;
     switch (o->type) {
     case CLI_OPT_STR: *(const char **)o->dest = arg; return CLI_OK;
+    case CLI_OPT_CHOICE: {
+        size_t n = strlen(arg);
+        for (const char *w = o->meta; *w;) {
+            size_t k = strcspn(w, "|");
+            if (k == n && !strncmp(w, arg, n)) {
+                *(const char **)o->dest = arg;
+                return CLI_OK;
+            }
+            w += k + (w[k] == '|');
+        }
+        char words[128];
+        snprintf(words, sizeof words, "%s", o->meta);
+        for (char *p = words; (p = strchr(p, '|'));)
+            *p = ',';
+        return cli_usage_error(hint, "--%s must be one of %s", o->name, words);
+    }
     case CLI_OPT_FLAG: *(int *)o->dest = 1; return CLI_OK;
     case CLI_OPT_SET: *(int *)o->dest = (int)o->min; return CLI_OK;
     case CLI_OPT_LIST: {

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "cli.h"
 #include "veil/secure.h"
 
@@ -183,6 +186,29 @@ int cli_load_collateral(const char *path, veil_collateral **col, const char *hin
     int ok = veil_collateral_parse(col, t, n, &err) == VEIL_OK;
     free(t);
     return ok ? CLI_OK : cli_usage_error(hint, "%s: %s", path, err.message);
+}
+
+int cli_load_cert_der(const char *path, uint8_t **der, size_t *len, const char *hint) {
+    size_t n;
+    uint8_t *file = cli_read_file(path, CLI_DOC_LIMIT, &n);
+    if (!file)
+        return CLI_USAGE;
+    BIO *bio = BIO_new_mem_buf(file, (int)n);
+    X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+    if (!x) {
+        const unsigned char *p = file;
+        x = d2i_X509(NULL, &p, (long)n);
+    }
+    BIO_free(bio);
+    free(file);
+    unsigned char *d = NULL;
+    int dl = x ? i2d_X509(x, &d) : -1;
+    X509_free(x);
+    if (dl <= 0)
+        return cli_usage_error(hint, "%s is not a PEM or DER certificate", path);
+    *der = d;
+    *len = (size_t)dl;
+    return CLI_OK;
 }
 
 static const char *program = "veil";
