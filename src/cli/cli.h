@@ -19,6 +19,7 @@ typedef enum cli_opt_type {
     CLI_OPT_CHOICE, /* const char **: one of the words of meta ("auto|tdx|none") */
     CLI_OPT_LIST,   /* cli_list *: repeatable, up to CLI_LIST_MAX */
     CLI_OPT_LONG,   /* long *: a whole number in [min, max] */
+    CLI_OPT_INT,    /* int *: a whole number in [min, max] (within int) */
     CLI_OPT_U64,    /* uint64_t *: a whole number */
     CLI_OPT_DOUBLE, /* double *: a finite number in [min, max] */
     CLI_OPT_TIME,   /* int64_t *: a Unix time, > 0 */
@@ -34,6 +35,7 @@ typedef struct cli_opt {
     const char *meta; /* the argument's name in help ("URL"); NULL for flags */
     const char *help; /* one line, or several separated by \n */
     long min, max;
+    char short_name; /* a one-letter alias ("-n"), or 0 */
 } cli_opt;
 
 #define CLI_LIST_MAX 32
@@ -47,16 +49,20 @@ typedef struct cli_hex32 {
     int set;
 } cli_hex32;
 
-#define OPT_STR(name, dest, meta, help) {name, CLI_OPT_STR, dest, meta, help, 0, 0}
-#define OPT_CHOICE(name, dest, choices, help) {name, CLI_OPT_CHOICE, dest, choices, help, 0, 0}
-#define OPT_LIST(name, dest, meta, help) {name, CLI_OPT_LIST, dest, meta, help, 0, 0}
-#define OPT_LONG(name, dest, lo, hi, meta, help) {name, CLI_OPT_LONG, dest, meta, help, lo, hi}
-#define OPT_U64(name, dest, meta, help) {name, CLI_OPT_U64, dest, meta, help, 0, 0}
-#define OPT_DOUBLE(name, dest, lo, hi, meta, help) {name, CLI_OPT_DOUBLE, dest, meta, help, lo, hi}
-#define OPT_TIME(name, dest, help) {name, CLI_OPT_TIME, dest, "UNIX", help, 0, 0}
-#define OPT_HEX32(name, dest, help) {name, CLI_OPT_HEX32, dest, "HEX", help, 0, 0}
-#define OPT_FLAG(name, dest, help) {name, CLI_OPT_FLAG, dest, NULL, help, 0, 0}
-#define OPT_SET(name, dest, value, help) {name, CLI_OPT_SET, dest, NULL, help, value, value}
+#define OPT_STR(name, dest, meta, help) {name, CLI_OPT_STR, dest, meta, help, 0, 0, 0}
+#define OPT_CHOICE(name, dest, choices, help) {name, CLI_OPT_CHOICE, dest, choices, help, 0, 0, 0}
+#define OPT_LIST(name, dest, meta, help) {name, CLI_OPT_LIST, dest, meta, help, 0, 0, 0}
+#define OPT_LONG(name, dest, lo, hi, meta, help) {name, CLI_OPT_LONG, dest, meta, help, lo, hi, 0}
+#define OPT_INT(name, dest, lo, hi, meta, help) {name, CLI_OPT_INT, dest, meta, help, lo, hi, 0}
+#define OPT_U64(name, dest, meta, help) {name, CLI_OPT_U64, dest, meta, help, 0, 0, 0}
+#define OPT_DOUBLE(name, dest, lo, hi, meta, help) {name, CLI_OPT_DOUBLE, dest, meta, help, lo, hi, 0}
+#define OPT_TIME(name, dest, help) {name, CLI_OPT_TIME, dest, "UNIX", help, 0, 0, 0}
+#define OPT_HEX32(name, dest, help) {name, CLI_OPT_HEX32, dest, "HEX", help, 0, 0, 0}
+#define OPT_FLAG(name, dest, help) {name, CLI_OPT_FLAG, dest, NULL, help, 0, 0, 0}
+#define OPT_SET(name, dest, value, help) {name, CLI_OPT_SET, dest, NULL, help, value, value, 0}
+
+/* OPT_INT with a one-letter alias as well ("-n 64" and "--max-tokens 64"). */
+#define OPT_INT_ALIAS(c, name, dest, lo, hi, meta, help) {name, CLI_OPT_INT, dest, meta, help, lo, hi, c}
 
 /* A command's options and help. */
 typedef struct cli_spec {

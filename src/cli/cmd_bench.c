@@ -1,7 +1,6 @@
 /* veil bench engine: prefill and decode speed of the built-in engine, and
  * decode efficiency = weight bytes read per token × tokens/s ÷ the memory
  * read bandwidth measured in the same run (rounds alternate, medians). */
-#include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,29 +148,22 @@ static void help(void) {
 }
 
 static int bench_engine(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, NULL, 'm'}, {"threads", required_argument, NULL, 't'},
-                                         {"streams", required_argument, NULL, 's'},
-                                         {"prompt", required_argument, NULL, 'p'}, {"gen", required_argument, NULL, 'g'},
-                                         {"rounds", required_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *path = NULL;
-    int threads = 1, n_prompt = 64, n_gen = 32, rounds = 5, streams = 1, c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int v = c == 'm' || c == 'h' ? 1 : atoi(optarg);
-        if (c != 'm' && c != 'h' && (v <= 0 || v > 100000))
-            return cli_usage_error("veil bench engine --help", "%s takes a positive number", argv[optind - 2]);
-        switch (c) {
-        case 'm': path = optarg; break;
-        case 't': threads = v > 64 ? 64 : v; break;
-        case 'p': n_prompt = v; break;
-        case 'g': n_gen = v; break;
-        case 'r': rounds = v > 101 ? 101 : v; break;
-        case 's': streams = v > 32 ? 32 : v; break;
-        case 'h': help(); return CLI_OK;
-        default: return cli_usage_error("veil bench engine --help", "bad option '%s'", argv[optind - 1]);
-        }
-    }
+    int threads = 1, n_prompt = 64, n_gen = 32, rounds = 5, streams = 1;
+    const cli_opt opts[] = {
+        OPT_STR("model", &path, "FILE", "the GGUF model (required)"),
+        OPT_INT("threads", &threads, 1, 64, "N", "threads for the engine and the bandwidth read (default 1)"),
+        OPT_INT("prompt", &n_prompt, 1, 100000, "N", "prompt tokens (default 64)"),
+        OPT_INT("gen", &n_gen, 1, 100000, "N", "generated tokens (default 32)"),
+        OPT_INT("rounds", &rounds, 1, 101, "N", "alternating rounds (default 5)"),
+        OPT_INT("streams", &streams, 1, 32, "K", "also decode K streams at once"),
+    };
+    const cli_spec spec = {"veil bench engine", "veil bench engine --model FILE [options]", NULL, opts,
+                           sizeof opts / sizeof opts[0]};
+    int pos, rc = cli_parse(&spec, argc, argv, &pos);
+    if (rc == CLI_HELP) help();
+    if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc) return cli_usage_error("veil bench engine --help", "veil bench engine takes no arguments");
     if (!path) return cli_usage_error("veil bench engine --help", "veil bench engine needs --model FILE");
     veil_llm *m;
     veil_err err;

@@ -1,6 +1,5 @@
 /* veil crypto: the protocol's primitives by hand, for debugging an E2EE
  * integration: keys, envelopes, Keccak-256, addresses and EIP-191 signatures. */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,27 +33,14 @@ static void help(void) {
 }
 
 /* Parses the options of one subcommand: `--key`/`--to`/`--signature` into
- * *value (required when value_name is set), positional arguments left in argv. */
-static int parse_one_option(int argc, char **argv, const char *opt_name, const char **value,
-                            const char *usage) {
-    struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                            {opt_name ? opt_name : "help", required_argument, NULL, 'v'},
-                            {NULL, 0, NULL, 0}};
-    if (!opt_name)
-        opts[1] = opts[2];
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            printf("Usage: %s\n", usage);
-            exit(CLI_OK);
-        } else if (c == 'v') {
-            *value = optarg;
-        } else {
-            return cli_usage_error("veil crypto --help", "bad option '%s' for 'veil crypto %s'",
-                                   argv[optind - 1], argv[0]);
-        }
-    }
+ * *value (required when opt_name is set); positional arguments from *pos. */
+static int parse_one_option(int argc, char **argv, const char *opt_name, const char **value, const char *usage,
+                            int *pos) {
+    const cli_opt opts[] = {OPT_STR(opt_name ? opt_name : "", value, "HEX", "required")};
+    const cli_spec spec = {"veil crypto", usage, NULL, opts, opt_name ? 1 : 0};
+    int rc = cli_parse(&spec, argc, argv, pos);
+    if (rc != CLI_OK)
+        return rc;
     if (opt_name && !*value)
         return cli_usage_error("veil crypto --help", "'veil crypto %s' needs --%s", argv[0], opt_name);
     return CLI_OK;
@@ -73,10 +59,11 @@ static const char *text_arg(const char *arg, size_t *len, uint8_t **owned) {
 
 static int cmd_keygen(int argc, char **argv) {
     const char *unused = NULL;
-    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto keygen");
+    int pos;
+    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto keygen", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (optind != argc)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc)
         return cli_usage_error("veil crypto --help", "'veil crypto keygen' takes no arguments");
     veil_err err;
     veil_seckey sec;
@@ -97,15 +84,16 @@ static int cmd_keygen(int argc, char **argv) {
 
 static int cmd_pubkey(int argc, char **argv) {
     const char *unused = NULL;
-    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto pubkey PRIVHEX");
+    int pos;
+    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto pubkey PRIVHEX", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (optind != argc - 1)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc - 1)
         return cli_usage_error("veil crypto --help", "'veil crypto pubkey' takes one private key");
     veil_err err;
     veil_seckey sec;
     veil_pubkey pub;
-    if (veil_seckey_from_hex(&sec, argv[optind], strlen(argv[optind]), &err) != VEIL_OK)
+    if (veil_seckey_from_hex(&sec, argv[pos], strlen(argv[pos]), &err) != VEIL_OK)
         return cli_fail_err("private key", &err);
     rc = veil_pubkey_from_seckey(&pub, &sec, &err) == VEIL_OK ? CLI_OK : cli_fail_err("pubkey", &err);
     veil_seckey_wipe(&sec);
@@ -119,14 +107,15 @@ static int cmd_pubkey(int argc, char **argv) {
 
 static int cmd_address(int argc, char **argv) {
     const char *unused = NULL;
-    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto address PUBHEX");
+    int pos;
+    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto address PUBHEX", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (optind != argc - 1)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc - 1)
         return cli_usage_error("veil crypto --help", "'veil crypto address' takes one public key");
     veil_err err;
     veil_pubkey pub;
-    if (veil_pubkey_parse_hex(&pub, argv[optind], strlen(argv[optind]), &err) != VEIL_OK)
+    if (veil_pubkey_parse_hex(&pub, argv[pos], strlen(argv[pos]), &err) != VEIL_OK)
         return cli_fail_err("public key", &err);
     uint8_t addr[VEIL_ADDRESS_LEN];
     char s[VEIL_ADDRESS_STR_LEN + 1];
@@ -138,10 +127,11 @@ static int cmd_address(int argc, char **argv) {
 
 static int cmd_encrypt(int argc, char **argv) {
     const char *to = NULL;
-    int rc = parse_one_option(argc, argv, "to", &to, "veil crypto encrypt --to PUBHEX < plaintext");
+    int pos;
+    int rc = parse_one_option(argc, argv, "to", &to, "veil crypto encrypt --to PUBHEX < plaintext", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (optind != argc)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc)
         return cli_usage_error("veil crypto --help", "'veil crypto encrypt' reads the plaintext from stdin");
     veil_err err;
     veil_pubkey pub;
@@ -162,10 +152,11 @@ static int cmd_encrypt(int argc, char **argv) {
 
 static int cmd_decrypt(int argc, char **argv) {
     const char *key = NULL;
-    int rc = parse_one_option(argc, argv, "key", &key, "veil crypto decrypt --key PRIVHEX < envelope");
+    int pos;
+    int rc = parse_one_option(argc, argv, "key", &key, "veil crypto decrypt --key PRIVHEX < envelope", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (optind != argc)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc)
         return cli_usage_error("veil crypto --help", "'veil crypto decrypt' reads the envelope from stdin");
     veil_err err;
     veil_seckey sec;
@@ -194,10 +185,11 @@ static int cmd_decrypt(int argc, char **argv) {
 
 static int cmd_sign(int argc, char **argv) {
     const char *key = NULL;
-    int rc = parse_one_option(argc, argv, "key", &key, "veil crypto sign --key PRIVHEX TEXT");
+    int pos;
+    int rc = parse_one_option(argc, argv, "key", &key, "veil crypto sign --key PRIVHEX TEXT", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (optind != argc - 1)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc - 1)
         return cli_usage_error("veil crypto --help", "'veil crypto sign' takes one TEXT");
     veil_err err;
     veil_seckey sec;
@@ -205,7 +197,7 @@ static int cmd_sign(int argc, char **argv) {
         return cli_fail_err("private key", &err);
     size_t n;
     uint8_t *owned;
-    const char *text = text_arg(argv[optind], &n, &owned);
+    const char *text = text_arg(argv[pos], &n, &owned);
     uint8_t sig[VEIL_SIGNATURE_LEN];
     if (!text)
         rc = CLI_FAIL;
@@ -224,14 +216,15 @@ static int cmd_sign(int argc, char **argv) {
 
 static int cmd_recover(int argc, char **argv) {
     const char *sig = NULL;
-    int rc = parse_one_option(argc, argv, "signature", &sig, "veil crypto recover --signature SIG TEXT");
+    int pos;
+    int rc = parse_one_option(argc, argv, "signature", &sig, "veil crypto recover --signature SIG TEXT", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (optind != argc - 1)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc - 1)
         return cli_usage_error("veil crypto --help", "'veil crypto recover' takes one TEXT");
     size_t n;
     uint8_t *owned;
-    const char *text = text_arg(argv[optind], &n, &owned);
+    const char *text = text_arg(argv[pos], &n, &owned);
     if (!text)
         return CLI_FAIL;
     veil_err err;
@@ -251,14 +244,15 @@ static int cmd_recover(int argc, char **argv) {
 
 static int cmd_keccak(int argc, char **argv) {
     const char *unused = NULL;
-    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto keccak [TEXT]");
+    int pos;
+    int rc = parse_one_option(argc, argv, NULL, &unused, "veil crypto keccak [TEXT]", &pos);
     if (rc != CLI_OK)
-        return rc;
-    if (argc - optind > 1)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (argc - pos > 1)
         return cli_usage_error("veil crypto --help", "'veil crypto keccak' takes at most one TEXT");
     size_t n;
     uint8_t *owned;
-    const char *text = text_arg(optind < argc ? argv[optind] : "-", &n, &owned);
+    const char *text = text_arg(pos < argc ? argv[pos] : "-", &n, &owned);
     if (!text)
         return CLI_FAIL;
     uint8_t h[32];

@@ -1,6 +1,5 @@
 /* veil model: synthesize GGUF models, inspect them, tokenize text and run
  * the engine by hand (raw completion, logits for cross-checks). */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,80 +31,53 @@ static void help(void) {
          "                        position; --json prints prompt and generated token ids");
 }
 
-static int parse_type(const char *s, uint32_t *t) {
+#define MAX_DIM (1 << 24)
+
+static int cmd_synth(int argc, char **argv) {
+    veil_synth_opts o = veil_synth_tiny(VEIL_ARCH_QWEN2, VEIL_GGML_F32); /* --arch is required */
+    const char *arch = NULL, *out = NULL, *preset = NULL, *type = NULL;
+    int head_dim = 0;
+    double rope = 0;
+    struct { int *dest; int v; } dims[] = {{&o.dim, 0}, {&o.n_layers, 0}, {&o.n_heads, 0}, {&o.n_kv_heads, 0},
+                                          {&o.ff, 0}, {&o.vocab, 0}, {&o.ctx, 0}};
+    const cli_opt opts[] = {
+        OPT_CHOICE("arch", &arch, "qwen2|qwen3|llama", "the architecture (required)"),
+        OPT_STR("out", &out, "FILE", "where to write the GGUF file (required)"),
+        OPT_CHOICE("preset", &preset, "tiny|0.5b|1.5b", "shapes of a known size (default tiny)"),
+        OPT_CHOICE("type", &type, "f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k|q4_k_m", "the weights' type"),
+        OPT_U64("seed", &o.seed, "N", "the weights' random seed"),
+        OPT_INT("dim", &dims[0].v, 1, MAX_DIM, "N", "model width"),
+        OPT_INT("layers", &dims[1].v, 1, MAX_DIM, "N", "layers"),
+        OPT_INT("heads", &dims[2].v, 1, MAX_DIM, "N", "query heads"),
+        OPT_INT("kv-heads", &dims[3].v, 1, MAX_DIM, "N", "key/value heads"),
+        OPT_INT("head-dim", &head_dim, 1, MAX_DIM, "N", "a head's width (default dim / heads)"),
+        OPT_INT("ff", &dims[4].v, 1, MAX_DIM, "N", "feed-forward width"),
+        OPT_INT("vocab", &dims[5].v, 1, MAX_DIM, "N", "vocabulary size"),
+        OPT_INT("ctx", &dims[6].v, 1, MAX_DIM, "N", "context length"),
+        OPT_FLAG("spm", &o.spm, "a SentencePiece-style vocabulary (llama only)"),
+        OPT_STR("name", &o.name, "NAME", "general.name"),
+        OPT_DOUBLE("rope-scale", &rope, 1, 1000, "F", "linear RoPE scaling"),
+    };
+    const cli_spec spec = CLI_SPEC("veil model", "veil model synth --arch ARCH --out FILE [options]",
+                                   "Writes a GGUF model with deterministic random weights, a BPE vocabulary\n"
+                                   "(--spm: SentencePiece-style, llama only) and a chat template.",
+                                   opts);
+    int pos, rc = cli_parse(&spec, argc, argv, &pos);
+    if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
+    if (!arch || !out || pos != argc) return cli_usage_error("veil model --help", "veil model synth needs --arch and --out");
+    /* the preset first, then the type and each shape given on top of it */
+    if (preset && !veil_synth_preset(&o, preset)) return cli_usage_error("veil model --help", "--preset must be tiny, 0.5b or 1.5b");
     static const struct { const char *n; uint32_t t; } types[] = {
         {"f32", VEIL_GGML_F32},   {"f16", VEIL_GGML_F16},   {"bf16", VEIL_GGML_BF16}, {"q8_0", VEIL_GGML_Q8_0},
         {"q4_0", VEIL_GGML_Q4_0}, {"q5_0", VEIL_GGML_Q5_0}, {"q4_k", VEIL_GGML_Q4_K}, {"q5_k", VEIL_GGML_Q5_K},
         {"q6_k", VEIL_GGML_Q6_K}, {"q4_k_m", VEIL_SYNTH_Q4_K_M}};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        if (!strcmp(s, types[i].n)) return *t = types[i].t, 1;
-    return 0;
-}
-
-static int positive(const char *s, int *v) {
-    char *end;
-    long x = strtol(s, &end, 10);
-    if (*end || x <= 0 || x > (1 << 24)) return 0;
-    *v = (int)x;
-    return 1;
-}
-
-static int cmd_synth(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"arch", required_argument, NULL, 'a'},   {"out", required_argument, NULL, 'o'},
-        {"preset", required_argument, NULL, 'p'}, {"type", required_argument, NULL, 't'},
-        {"seed", required_argument, NULL, 's'},   {"dim", required_argument, NULL, 'd'},
-        {"layers", required_argument, NULL, 'l'}, {"heads", required_argument, NULL, 'H'},
-        {"kv-heads", required_argument, NULL, 'k'}, {"head-dim", required_argument, NULL, 'D'},
-        {"ff", required_argument, NULL, 'f'},     {"vocab", required_argument, NULL, 'v'},
-        {"ctx", required_argument, NULL, 'c'},    {"spm", no_argument, NULL, 'S'},
-        {"name", required_argument, NULL, 'n'},   {"rope-scale", required_argument, NULL, 'R'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    veil_synth_opts o = veil_synth_tiny(VEIL_ARCH_QWEN2, VEIL_GGML_F32); /* --arch is required */
-    const char *arch = NULL, *out = NULL;
-    int c, hd_set = 0;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (c) {
-        case 'a': arch = optarg; break;
-        case 'o': out = optarg; break;
-        case 'p':
-            if (!veil_synth_preset(&o, optarg))
-                return cli_usage_error("veil model --help", "--preset must be tiny, 0.5b or 1.5b");
-            break;
-        case 't':
-            if (!parse_type(optarg, &o.type))
-                return cli_usage_error("veil model --help",
-                                       "--type must be f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k, q6_k or q4_k_m");
-            break;
-        case 's': o.seed = strtoull(optarg, NULL, 10); break;
-        case 'd': bad = !positive(optarg, &o.dim); break;
-        case 'l': bad = !positive(optarg, &o.n_layers); break;
-        case 'H': bad = !positive(optarg, &o.n_heads); break;
-        case 'k': bad = !positive(optarg, &o.n_kv_heads); break;
-        case 'D': bad = !positive(optarg, &o.head_dim), hd_set = 1; break;
-        case 'f': bad = !positive(optarg, &o.ff); break;
-        case 'v': bad = !positive(optarg, &o.vocab); break;
-        case 'c': bad = !positive(optarg, &o.ctx); break;
-        case 'S': o.spm = 1; break;
-        case 'n': o.name = optarg; break;
-        case 'R':
-            o.rope_scale = strtof(optarg, NULL);
-            bad = !(o.rope_scale >= 1.0f && o.rope_scale <= 1000.0f);
-            break;
-        case 'h': help(); return CLI_OK;
-        default: return cli_usage_error("veil model --help", "bad option '%s' for 'veil model synth'", argv[optind - 1]);
-        }
-        if (bad) return cli_usage_error("veil model --help", "%s takes a positive number", argv[optind - 2]);
-    }
-    if (!arch || !out) return cli_usage_error("veil model --help", "veil model synth needs --arch and --out");
-    if (!strcmp(arch, "llama")) o.arch = VEIL_ARCH_LLAMA;
-    else if (!strcmp(arch, "qwen2")) o.arch = VEIL_ARCH_QWEN2;
-    else if (!strcmp(arch, "qwen3")) o.arch = VEIL_ARCH_QWEN3;
-    else return cli_usage_error("veil model --help", "--arch must be qwen2, qwen3 or llama");
-    if (!hd_set) o.head_dim = o.dim / o.n_heads;
+    for (size_t i = 0; type && i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(type, types[i].n)) o.type = types[i].t;
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+        if (dims[i].v) *dims[i].dest = dims[i].v;
+    if (rope) o.rope_scale = (float)rope;
+    o.arch = !strcmp(arch, "llama") ? VEIL_ARCH_LLAMA : !strcmp(arch, "qwen3") ? VEIL_ARCH_QWEN3 : VEIL_ARCH_QWEN2;
+    o.head_dim = head_dim ? head_dim : o.dim / o.n_heads;
     veil_err err;
     if (veil_synth_write(&o, out, &err) != VEIL_OK) return cli_fail_err("synth", &err);
     return CLI_OK;
@@ -119,14 +91,13 @@ static int load(const char *path, veil_llm **m) {
 
 static int cmd_info(int argc, char **argv) {
     int json = 0;
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return help(), CLI_OK;
-        else if (!path && argv[i][0] != '-') path = argv[i];
-        else return cli_usage_error("veil model --help", "bad argument '%s' for 'veil model info'", argv[i]);
-    }
-    if (!path) return cli_usage_error("veil model --help", "veil model info needs a FILE");
+    const cli_opt opts[] = {OPT_FLAG("json", &json, "print as JSON")};
+    const cli_spec spec = CLI_SPEC("veil model", "veil model info FILE [--json]",
+                                   "Architecture, shapes, tokenizer, template and tensor types.", opts);
+    int pos, rc = cli_parse(&spec, argc, argv, &pos);
+    if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos + 1 != argc) return cli_usage_error("veil model --help", "veil model info needs a FILE");
+    const char *path = argv[pos];
     veil_llm *m;
     if (load(path, &m) != CLI_OK) return CLI_FAIL;
     const veil_llm_info *in = veil_llm_get_info(m);
@@ -203,14 +174,17 @@ static int tokenize_one(const veil_tokenizer *tok, const char *text, size_t len,
 }
 
 static int cmd_tokenize(int argc, char **argv) {
-    const char *path = NULL, *text = NULL;
+    const char *text = NULL;
     int lines = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--text") && i + 1 < argc) text = argv[++i];
-        else if (!strcmp(argv[i], "--json-lines")) lines = 1;
-        else if (!path && argv[i][0] != '-') path = argv[i];
-        else return cli_usage_error("veil model --help", "bad argument '%s' for 'veil model tokenize'", argv[i]);
-    }
+    const cli_opt opts[] = {
+        OPT_STR("text", &text, "TEXT", "token ids of TEXT (no special tokens), one JSON array"),
+        OPT_FLAG("json-lines", &lines,
+                 "a JSON string per stdin line gives one line of\n{\"ids\":[...],\"text\":\"the ids decoded\"}"),
+    };
+    const cli_spec spec = CLI_SPEC("veil model", "veil model tokenize FILE (--text TEXT | --json-lines)", NULL, opts);
+    int pos, prc = cli_parse(&spec, argc, argv, &pos);
+    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
+    const char *path = pos + 1 == argc ? argv[pos] : NULL;
     if (!path || !text == !lines)
         return cli_usage_error("veil model --help", "veil model tokenize needs FILE and --text or --json-lines");
     veil_llm *m;
@@ -248,41 +222,30 @@ static int parse_ids(const char *s, veil_tokens *t) {
 }
 
 static int cmd_run(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"prompt", required_argument, NULL, 'p'}, {"tokens", required_argument, NULL, 'T'},
-        {"chat", no_argument, NULL, 'c'},         {"temperature", required_argument, NULL, 't'},
-        {"seed", required_argument, NULL, 's'},   {"logits-out", required_argument, NULL, 'L'},
-        {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
     const char *prompt = NULL, *ids = NULL, *logits_out = NULL;
     int chat = 0, json = 0, n = 32;
+    double temperature = 0;
     veil_sampling sp;
     veil_sampling_default(&sp);
-    sp.temperature = 0;
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "hn:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'p': prompt = optarg; break;
-        case 'T': ids = optarg; break;
-        case 'c': chat = 1; break;
-        case 't': sp.temperature = strtof(optarg, NULL); break;
-        case 's': sp.seed = strtoull(optarg, NULL, 10); break;
-        case 'L': logits_out = optarg; break;
-        case 'j': json = 1; break;
-        case 'n':
-            if (!positive(optarg, &n) && strcmp(optarg, "0") != 0)
-                return cli_usage_error("veil model --help", "-n takes a count");
-            if (!strcmp(optarg, "0")) n = 0;
-            break;
-        case 'h': help(); return CLI_OK;
-        default: return cli_usage_error("veil model --help", "bad option '%s' for 'veil model run'", argv[optind - 1]);
-        }
-    }
-    if (optind + 1 != argc || (!prompt == !ids))
+    const cli_opt opts[] = {
+        OPT_STR("prompt", &prompt, "TEXT", "the prompt as text"),
+        OPT_STR("tokens", &ids, "1,2,3", "the prompt as token ids"),
+        OPT_FLAG("chat", &chat, "TEXT as one user message through the chat template"),
+        OPT_INT_ALIAS('n', "max-tokens", &n, 0, MAX_DIM, "N", "tokens to generate (default 32)"),
+        OPT_DOUBLE("temperature", &temperature, 0, 100, "T", "sampling temperature (default 0: greedy)"),
+        OPT_U64("seed", &sp.seed, "N", "the sampler's seed"),
+        OPT_STR("logits-out", &logits_out, "FILE", "write float32 logits of every prompt position"),
+        OPT_FLAG("json", &json, "print prompt and generated token ids"),
+    };
+    const cli_spec spec = CLI_SPEC("veil model", "veil model run FILE (--prompt TEXT | --tokens 1,2,3) [options]",
+                                   "Raw completion with the built-in engine.", opts);
+    int pos, prc = cli_parse(&spec, argc, argv, &pos);
+    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
+    sp.temperature = (float)temperature;
+    if (pos + 1 != argc || (!prompt == !ids))
         return cli_usage_error("veil model --help", "veil model run needs FILE and one of --prompt or --tokens");
     veil_llm *m;
-    if (load(argv[optind], &m) != CLI_OK) return CLI_FAIL;
+    if (load(argv[pos], &m) != CLI_OK) return CLI_FAIL;
     const veil_llm_info *in = veil_llm_get_info(m);
     const veil_tokenizer *tok = veil_llm_tokenizer(m);
     veil_tokens t = {0};

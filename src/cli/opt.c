@@ -21,7 +21,7 @@ void cli_endpoint_init(cli_endpoint *ep) {
 
 /* The argument's text in help: "--name META". */
 static int opt_width(const cli_opt *o) {
-    return 2 + (int)strlen(o->name) + (o->meta ? 1 + (int)strlen(o->meta) : 0);
+    return (o->short_name ? 6 : 2) + (int)strlen(o->name) + (o->meta ? 1 + (int)strlen(o->meta) : 0);
 }
 
 void cli_print_help(const cli_spec *spec) {
@@ -40,7 +40,11 @@ void cli_print_help(const cli_spec *spec) {
     for (size_t i = 0; i < spec->n_opts; i++) {
         const cli_opt *o = &spec->opts[i];
         char head[96];
-        snprintf(head, sizeof head, "--%s%s%s", o->name, o->meta ? " " : "", o->meta ? o->meta : "");
+        if (o->short_name)
+            snprintf(head, sizeof head, "-%c, --%s%s%s", o->short_name, o->name, o->meta ? " " : "",
+                     o->meta ? o->meta : "");
+        else
+            snprintf(head, sizeof head, "--%s%s%s", o->name, o->meta ? " " : "", o->meta ? o->meta : "");
         const char *h = o->help ? o->help : "";
         if ((int)strlen(head) > w)
             printf("  %s\n  %-*s  ", head, w, "");
@@ -88,14 +92,18 @@ static int store(const cli_spec *spec, const cli_opt *o, const char *arg) {
         l->v[l->n++] = arg;
         return CLI_OK;
     }
-    case CLI_OPT_LONG: {
+    case CLI_OPT_LONG:
+    case CLI_OPT_INT: {
         long v = strtol(arg, &end, 10);
         if (end == arg || *end || errno || v < o->min || v > o->max) {
             if (o->max == LONG_MAX)
                 return cli_usage_error(hint, "--%s takes a whole number of at least %ld", o->name, o->min);
             return cli_usage_error(hint, "--%s takes a whole number in %ld..%ld", o->name, o->min, o->max);
         }
-        *(long *)o->dest = v;
+        if (o->type == CLI_OPT_INT)
+            *(int *)o->dest = (int)v;
+        else
+            *(long *)o->dest = v;
         return CLI_OK;
     }
     case CLI_OPT_U64: {
@@ -143,13 +151,28 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, int *pos) {
         lo[i] = (struct option){o->name, takes ? required_argument : no_argument, NULL, 256 + (int)i};
     }
     lo[spec->n_opts] = (struct option){"help", no_argument, NULL, 'h'};
+    char shorts[64] = ":h";
+    size_t ns = 2;
+    for (size_t i = 0; i < spec->n_opts && ns + 3 < sizeof shorts; i++)
+        if (spec->opts[i].short_name) {
+            shorts[ns++] = spec->opts[i].short_name;
+            if (lo[i].has_arg == required_argument)
+                shorts[ns++] = ':';
+        }
+    shorts[ns] = '\0';
     int rc = CLI_OK, c;
     opterr = 0;
     optind = 0; /* glibc: start over, whatever an earlier parse left */
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+    while (rc == CLI_OK && (c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
         if (c == 'h') {
             cli_print_help(spec);
             rc = CLI_HELP;
+        } else if (c > 0 && c < 256 && c != '?' && c != ':') { /* a one-letter alias */
+            size_t i = 0;
+            while (i < spec->n_opts && spec->opts[i].short_name != c)
+                i++;
+            rc = i < spec->n_opts ? store(spec, &spec->opts[i], optarg)
+                                  : cli_usage_error(hint, "bad option '%s' for '%s'", argv[optind - 1], spec->cmd);
         } else if (c == ':') {
             rc = cli_usage_error(hint, "option '%s' needs a value", argv[optind - 1]);
         } else if (c < 256 || c >= 256 + (int)spec->n_opts) {
