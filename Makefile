@@ -1,6 +1,11 @@
-# veil build. `make` builds build/veil and build/libveil.a; `make test` runs
-# every test; `make test-san` runs them again under ASan+UBSan; `make fuzz`
-# builds the libFuzzer targets with clang; `make bench` builds the benchmarks.
+# veil build. `make` builds build/veil, libveil (build/libveil.a and
+# build/libveil.so: base, crypto, attest, client; hidden visibility, exports
+# listed in src/libveil.map) and build/libveil-serve.a (server and engine);
+# `make test` runs every test; `make test-san` runs them again under
+# ASan+UBSan; `make fuzz` builds the libFuzzer targets with clang; `make bench`
+# builds the benchmarks; `make compile_commands.json` writes the compilation
+# database for clangd and clang-tidy; `make format-check` checks the C files
+# changed since origin/main (or $(FORMAT_BASE)) against .clang-format.
 
 BUILD ?= build
 CC ?= cc
@@ -20,42 +25,63 @@ ifeq ($(SAN),1)
 CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
 endif
-ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) -fvisibility=hidden $(CFLAGS) -MMD -MP
 LIBS := $(PKG_LIBS) -lpthread -lm
 
-LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/engine/*.c src/server/*.c src/client/*.c)
+LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/client/*.c)
+SERVE_SRCS := $(wildcard src/engine/*.c src/server/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+SERVE_OBJS := $(SERVE_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all tests test test-san check fuzz bench clean devbundle
-all: $(BUILD)/veil $(BUILD)/libveil.a
+# what a program that uses all of veil links: the server and engine, then libveil
+VEIL_LIBS := $(BUILD)/libveil-serve.a $(BUILD)/libveil.a
+
+.PHONY: all tests test test-san check fuzz bench clean devbundle format-check
+all: $(BUILD)/veil $(BUILD)/libveil.a $(BUILD)/libveil.so $(BUILD)/libveil.so.0 $(BUILD)/libveil-serve.a
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# libveil's objects are position-independent: they make libveil.so as well
+$(LIB_OBJS): $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
 $(BUILD)/libveil.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/veil: $(CLI_OBJS) $(BUILD)/libveil.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libveil.a $(LIBS)
+$(BUILD)/libveil.so: $(LIB_OBJS) src/libveil.map
+	$(CC) $(LDFLAGS) -shared -o $@ -Wl,-soname,libveil.so.0 -Wl,--version-script=src/libveil.map -Wl,--no-undefined \
+		$(LIB_OBJS) $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libveil.a tests/unit/testutil.h
-	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libveil.a $(LIBS) $(CMOCKA_LIBS)
+$(BUILD)/libveil.so.0: $(BUILD)/libveil.so
+	ln -sf libveil.so $@
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libveil.a
+$(BUILD)/libveil-serve.a: $(SERVE_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libveil.a $(LIBS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/veil: $(CLI_OBJS) $(VEIL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(VEIL_LIBS) $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(VEIL_LIBS) tests/unit/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(VEIL_LIBS) $(LIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(VEIL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(VEIL_LIBS) $(LIBS)
 
 tests: all $(UNIT_BINS)
 
@@ -77,7 +103,7 @@ bench: $(BENCH_BINS)
 FUZZ_CC ?= clang
 FUZZ_CFLAGS := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc $(PKG_CFLAGS) -g -O1 \
 	-fno-sanitize-recover=undefined
-FUZZ_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
+FUZZ_OBJS := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o) $(SERVE_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 fuzz: $(FUZZ_BINS)
 $(BUILD)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -98,7 +124,16 @@ devbundle: $(DEVBUNDLE_BINS)
 	for l in $$(ldd $(DEVBUNDLE_BINS) $$(command -v curl) | awk '/=>/ {print $$3} /ld-linux/ {print $$1}' | sort -u); do \
 		cp -L $$l $(BUILD)/devbundle/lib/; done
 
-clean:
-	rm -rf build build-san
+# the compilation database (clangd, clang-tidy): every C file with the flags it builds with
+compile_commands.json: Makefile $(LIB_SRCS) $(SERVE_SRCS) $(CLI_SRCS) $(UNIT_SRCS) $(BENCH_SRCS) $(FUZZ_SRCS)
+	@scripts/compile-commands "$(CC)" "$(ALL_CFLAGS)" $(LIB_SRCS) $(SERVE_SRCS) $(CLI_SRCS) $(UNIT_SRCS) \
+		$(BENCH_SRCS) $(FUZZ_SRCS) >$@.tmp && mv $@.tmp $@ && echo "wrote $@"
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)
+# clang-format over the C files changed since FORMAT_BASE (default: origin/main, else the first commit)
+format-check:
+	@scripts/format-check $(FORMAT_BASE)
+
+clean:
+	rm -rf build build-san compile_commands.json
+
+-include $(LIB_OBJS:.o=.d) $(SERVE_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(FUZZ_OBJS:.o=.d)

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 
 #include "cli.h"
+#include "veil/buf.h"
 #include "veil/secure.h"
 
 int cli_fail(const char *fmt, ...) {
@@ -38,45 +39,36 @@ int cli_usage_error(const char *hint, const char *fmt, ...) {
 }
 
 uint8_t *cli_read_stdin(size_t limit, size_t *len) {
-    size_t cap = 4096, n = 0;
-    uint8_t *buf = malloc(cap);
-    if (!buf) {
-        cli_fail("out of memory");
-        return NULL;
-    }
+    /* stdin may hold plaintext: a wiping buffer leaves no copies behind as it grows */
+    veil_buf b = {.limit = limit, .secret = 1};
+    char chunk[4096];
     for (;;) {
-        if (n + 1 >= cap) {
-            if (cap >= limit + 1) {
-                veil_free_secret(buf, cap);
-                cli_fail("input is larger than %zu bytes", limit);
-                return NULL;
-            }
-            size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
-            uint8_t *nb = malloc(ncap);
-            if (!nb) {
-                veil_free_secret(buf, cap);
-                cli_fail("out of memory");
-                return NULL;
-            }
-            memcpy(nb, buf, n);
-            veil_free_secret(buf, cap); /* stdin may hold plaintext: no realloc copies left behind */
-            buf = nb;
-            cap = ncap;
+        size_t got = fread(chunk, 1, sizeof chunk, stdin);
+        if (got && !veil_buf_append(&b, chunk, got)) {
+            int over = b.len + got > limit;
+            veil_buf_free(&b);
+            veil_wipe(chunk, sizeof chunk);
+            over ? cli_fail("input is larger than %zu bytes", limit) : cli_fail("out of memory");
+            return NULL;
         }
-        size_t got = fread(buf + n, 1, cap - 1 - n, stdin);
-        n += got;
-        if (got == 0) {
+        if (got < sizeof chunk) {
             if (ferror(stdin)) {
-                veil_free_secret(buf, cap);
+                veil_buf_free(&b);
+                veil_wipe(chunk, sizeof chunk);
                 cli_fail("could not read standard input");
                 return NULL;
             }
-            break;
+            if (feof(stdin))
+                break;
         }
     }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    veil_wipe(chunk, sizeof chunk);
+    if (!b.data && !veil_buf_append(&b, "", 0)) {
+        cli_fail("out of memory");
+        return NULL;
+    }
+    *len = b.len;
+    return (uint8_t *)b.data;
 }
 
 const char *cli_trim(const char *s, size_t *len) {
