@@ -42,11 +42,11 @@ typedef struct veil_check {
 
 typedef struct veil_attest_options {
     const char *model;
-    const veil_quote_policy *policy;     /* NULL: defaults */
-    const veil_collateral *collateral;   /* NULL: chain and signatures only (or fetched, below) */
-    const char *pcs_url;                 /* fetch collateral from this PCS/PCCS (API v4) when none is given */
-    int allow_simulated;                 /* accept a simulated TEE (its own root) */
-    int64_t at;                          /* 0: now */
+    const veil_quote_policy *policy;   /* NULL: defaults */
+    const veil_collateral *collateral; /* NULL: chain and signatures only (or fetched, below) */
+    const char *pcs_url;               /* fetch collateral from this PCS/PCCS (API v4) when none is given */
+    int allow_simulated;               /* accept a simulated TEE (its own root) */
+    int64_t at;                        /* 0: now */
 } veil_attest_options;
 
 typedef struct veil_attestation {
@@ -68,7 +68,8 @@ typedef struct veil_attestation {
  * attestation was evaluated (see out->accepted) or an error when it could
  * not be fetched or read (VEIL_ERR_IO, VEIL_ERR_MALFORMED). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, veil_attestation *out,
-                                                   const veil_attest_options *opts, veil_err *err) VEIL_NONNULL(1, 2, 3);
+                                                   const veil_attest_options *opts, veil_err *err)
+    VEIL_NONNULL(1, 2, 3);
 
 /* The server's models (GET /models?type=all): *json_out is the list object's
  * JSON text (malloc'd; free()). Returns VEIL_OK, or VEIL_ERR_IO (HTTP
@@ -76,16 +77,16 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, veil_attestat
 VEIL_WARN_UNUSED_RESULT veil_rc veil_client_models(veil_client *c, char **json_out, veil_err *err) VEIL_NONNULL(1, 2);
 
 typedef enum veil_chat_mode {
-    VEIL_CHAT_AUTO,  /* E2EE when the model supports it, else TEE-only when it is a TEE model, else plain */
-    VEIL_CHAT_E2EE,  /* attest, encrypt the prompt to the attested key, decrypt every chunk */
-    VEIL_CHAT_TEE,   /* attest, send plaintext */
-    VEIL_CHAT_PLAIN  /* no attestation */
+    VEIL_CHAT_AUTO, /* E2EE when the model supports it, else TEE-only when it is a TEE model, else plain */
+    VEIL_CHAT_E2EE, /* attest, encrypt the prompt to the attested key, decrypt every chunk */
+    VEIL_CHAT_TEE,  /* attest, send plaintext */
+    VEIL_CHAT_PLAIN /* no attestation */
 } veil_chat_mode;
 
 typedef struct veil_chat_options {
     const char *model;
     veil_chat_mode mode;
-    int verify_signature; /* fetch the response signature and check it against the attested address */
+    int verify_signature;       /* fetch the response signature and check it against the attested address */
     veil_attest_options attest; /* model is taken from above */
     /* called with each piece of the answer as it arrives (plaintext) */
     void (*on_text)(void *ctx, const char *text, size_t n);
@@ -96,9 +97,9 @@ typedef struct veil_chat_result {
     char *answer; /* the whole answer, malloc'd; wipe and free with veil_chat_result_clear */
     size_t answer_len;
     char request_id[64];
-    veil_chat_mode mode;      /* the mode used */
+    veil_chat_mode mode;          /* the mode used */
     veil_attestation attestation; /* when attested */
-    int signature_checked;    /* the signature verified and its signer is the attested address */
+    int signature_checked;        /* the signature verified and its signer is the attested address */
 } veil_chat_result;
 
 /* One chat message in plaintext: role ("system", "user", "assistant", ...)

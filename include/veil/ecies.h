@@ -24,15 +24,14 @@ VEIL_API_BEGIN
  * out: receives n + VEIL_ECIES_OVERHEAD bytes; out_cap must be at least that.
  * Returns VEIL_OK, VEIL_ERR_BAD_LENGTH (out_cap too small), VEIL_ERR_RANDOM
  * or VEIL_ERR_CRYPTO. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal(uint8_t *out, size_t out_cap, const veil_pubkey *to,
-                                                const uint8_t *pt, size_t n, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal(uint8_t *out, size_t out_cap, const veil_pubkey *to, const uint8_t *pt,
+                                                size_t n, veil_err *err);
 
 /* As veil_ecies_seal, with the ephemeral key and IV given by the caller.
  * Only for known-answer tests and cross-implementation checks: reusing an
  * (ephemeral key, IV) pair for two plaintexts breaks AES-GCM. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_with(uint8_t *out, size_t out_cap, const veil_pubkey *to,
-                                                     const veil_seckey *ephemeral,
-                                                     const uint8_t iv[VEIL_ECIES_IV_LEN],
+                                                     const veil_seckey *ephemeral, const uint8_t iv[VEIL_ECIES_IV_LEN],
                                                      const uint8_t *pt, size_t n, veil_err *err);
 
 /* Opens the envelope env[0..n) with `key`.
@@ -42,14 +41,13 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_with(uint8_t *out, size_t out_ca
  * Returns VEIL_OK, VEIL_ERR_TOO_SHORT (n < 93), VEIL_ERR_BAD_POINT (the
  * ephemeral key is not on the curve), VEIL_ERR_AUTH_FAILED (wrong key or
  * tampered bytes), VEIL_ERR_BAD_LENGTH (out_cap too small) or VEIL_ERR_CRYPTO. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_open(uint8_t *out, size_t out_cap, size_t *out_len,
-                                                const veil_seckey *key, const uint8_t *env, size_t n,
-                                                veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_open(uint8_t *out, size_t out_cap, size_t *out_len, const veil_seckey *key,
+                                                const uint8_t *env, size_t n, veil_err *err);
 
 /* Seals pt[0..n) to `to` and returns the lowercase hex wire form in
  * *out_hex (allocated; the caller frees it with free()). */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_hex(char **out_hex, const veil_pubkey *to,
-                                                    const uint8_t *pt, size_t n, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_ecies_seal_hex(char **out_hex, const veil_pubkey *to, const uint8_t *pt, size_t n,
+                                                    veil_err *err);
 
 /* Ephemeral key pairs made ahead of time by a background thread at idle
  * priority (SCHED_IDLE), so that sealing under load costs one ECDH instead of

@@ -20,16 +20,22 @@ typedef enum { VEIL_TOK_BPE, VEIL_TOK_SPM } veil_tok_kind;
 typedef enum { VEIL_TMPL_CHATML, VEIL_TMPL_LLAMA3, VEIL_TMPL_LLAMA2 } veil_tmpl_kind;
 
 /* Token types as GGUF's tokenizer.ggml.token_type stores them. */
-enum { VEIL_TT_NORMAL = 1, VEIL_TT_UNKNOWN = 2, VEIL_TT_CONTROL = 3, VEIL_TT_USER = 4, VEIL_TT_UNUSED = 5,
-       VEIL_TT_BYTE = 6 };
+enum {
+    VEIL_TT_NORMAL = 1,
+    VEIL_TT_UNKNOWN = 2,
+    VEIL_TT_CONTROL = 3,
+    VEIL_TT_USER = 4,
+    VEIL_TT_UNUSED = 5,
+    VEIL_TT_BYTE = 6
+};
 
 typedef struct veil_llm_info {
     veil_arch arch;
     const char *arch_name;
-    char name[128];        /* general.name, or the file's base name */
+    char name[128]; /* general.name, or the file's base name */
     int dim, n_layers, n_heads, n_kv_heads, head_dim, ff, vocab, ctx;
     float eps, rope_base, rope_scale; /* rope_scale: positions are divided by it */
-    int rope_neox;         /* 1: pairs (i, i + d/2) as qwen; 0: adjacent pairs as llama */
+    int rope_neox;                    /* 1: pairs (i, i + d/2) as qwen; 0: adjacent pairs as llama */
     veil_tok_kind tok_kind;
     veil_tmpl_kind tmpl;
     uint64_t weight_bytes; /* bytes of the matrices read once per decoded token */
@@ -124,10 +130,10 @@ const char *veil_engine_kernels(void);
 /* ---- sampling ---- */
 
 typedef struct veil_sampling {
-    float temperature; /* 0: greedy */
-    int top_k;         /* 0: off */
-    float top_p;       /* 1: off */
-    float min_p;       /* 0: off */
+    float temperature;                                             /* 0: greedy */
+    int top_k;                                                     /* 0: off */
+    float top_p;                                                   /* 1: off */
+    float min_p;                                                   /* 0: off */
     float repetition_penalty, presence_penalty, frequency_penalty; /* 1, 0, 0: off */
     int penalty_last_n;
     uint64_t seed;
@@ -149,8 +155,8 @@ typedef struct veil_gen_params {
     long max_tokens;         /* 0: until the context is full */
     const char *const *stop; /* stop strings */
     size_t n_stop;
-    int reasoning;           /* the model thinks in <think>…</think> (qwen3): route it to reasoning */
-    int strip_thinking;      /* drop the reasoning */
+    int reasoning;      /* the model thinks in <think>…</think> (qwen3): route it to reasoning */
+    int strip_thinking; /* drop the reasoning */
 } veil_gen_params;
 
 typedef struct veil_gen_callbacks {
@@ -176,11 +182,11 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_generate(const veil_llm *m, const veil_toke
 
 typedef struct veil_synth_opts {
     veil_arch arch;
-    uint32_t type;        /* F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, or VEIL_SYNTH_Q4_K_M */
+    uint32_t type; /* F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, or VEIL_SYNTH_Q4_K_M */
     int dim, n_layers, n_heads, n_kv_heads, head_dim, ff, vocab, ctx;
     uint64_t seed;
-    int spm;              /* SentencePiece vocabulary + llama-2 template (llama only) */
-    float rope_scale;     /* > 1: linear RoPE scaling by this factor; 0 or 1: none */
+    int spm;          /* SentencePiece vocabulary + llama-2 template (llama only) */
+    float rope_scale; /* > 1: linear RoPE scaling by this factor; 0 or 1: none */
     const char *name;
 } veil_synth_opts;
 

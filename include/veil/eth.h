@@ -14,8 +14,8 @@ extern "C" {
 VEIL_API_BEGIN
 
 #define VEIL_ADDRESS_LEN 20
-#define VEIL_ADDRESS_STR_LEN 42   /* "0x" + 40 hex */
-#define VEIL_SIGNATURE_LEN 65     /* r (32) || s (32) || v (1) */
+#define VEIL_ADDRESS_STR_LEN 42    /* "0x" + 40 hex */
+#define VEIL_SIGNATURE_LEN 65      /* r (32) || s (32) || v (1) */
 #define VEIL_SIGNATURE_STR_LEN 132 /* "0x" + 130 hex */
 
 /* The address of `pub`: the last 20 bytes of keccak256(X || Y). */
@@ -27,8 +27,8 @@ void veil_eth_address_to_string(char out[VEIL_ADDRESS_STR_LEN + 1], const uint8_
 
 /* Parses "0x" + 40 hex characters, comparing case-insensitively: any case is
  * accepted, as protocol.md §1 asks of inputs. Returns VEIL_OK or VEIL_ERR_BAD_ADDRESS. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_eth_address_parse(uint8_t out[VEIL_ADDRESS_LEN], const char *s,
-                                                       size_t len, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_eth_address_parse(uint8_t out[VEIL_ADDRESS_LEN], const char *s, size_t len,
+                                                       veil_err *err);
 
 /* Strict EIP-55 validation of "0x" + 40 hex: all-lowercase and all-uppercase
  * carry no checksum and pass; mixed case must match the checksum exactly.
@@ -58,9 +58,8 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_eip191_recover(veil_pubkey *out, const void
 /* As veil_eip191_recover for a signature given as 130 hex characters
  * (optionally "0x"-prefixed), returning the signer's address.
  * Returns VEIL_OK or VEIL_ERR_BAD_SIGNATURE. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_eip191_recover_address(uint8_t addr[VEIL_ADDRESS_LEN], const void *msg,
-                                                            size_t n, const char *sig_hex, size_t sig_len,
-                                                            veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_eip191_recover_address(uint8_t addr[VEIL_ADDRESS_LEN], const void *msg, size_t n,
+                                                            const char *sig_hex, size_t sig_len, veil_err *err);
 
 VEIL_API_END
 #ifdef __cplusplus

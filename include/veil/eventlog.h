@@ -30,8 +30,7 @@ void veil_event_log_free(veil_event_log *log);
  * ":" || name || ":" || payload). name: a NUL-terminated string; payload
  * borrowed and copied. Returns VEIL_OK or VEIL_ERR_NOMEM. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_event_log_add_runtime(veil_event_log *log, const char *name,
-                                                           const uint8_t *payload, size_t payload_len,
-                                                           veil_err *err);
+                                                           const uint8_t *payload, size_t payload_len, veil_err *err);
 
 /* Parses a log from data[0..len): a JSON array of {imr, event_type, digest,
  * event, event_payload} (or a JSON string holding one, as attestation

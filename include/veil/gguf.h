@@ -16,18 +16,43 @@ VEIL_API_BEGIN
 
 /* Metadata value types, numbered as in the GGUF specification. */
 enum {
-    VEIL_GGUF_U8 = 0, VEIL_GGUF_I8, VEIL_GGUF_U16, VEIL_GGUF_I16, VEIL_GGUF_U32, VEIL_GGUF_I32,
-    VEIL_GGUF_F32, VEIL_GGUF_BOOL, VEIL_GGUF_STRING, VEIL_GGUF_ARRAY, VEIL_GGUF_U64, VEIL_GGUF_I64,
+    VEIL_GGUF_U8 = 0,
+    VEIL_GGUF_I8,
+    VEIL_GGUF_U16,
+    VEIL_GGUF_I16,
+    VEIL_GGUF_U32,
+    VEIL_GGUF_I32,
+    VEIL_GGUF_F32,
+    VEIL_GGUF_BOOL,
+    VEIL_GGUF_STRING,
+    VEIL_GGUF_ARRAY,
+    VEIL_GGUF_U64,
+    VEIL_GGUF_I64,
     VEIL_GGUF_F64
 };
 
 /* Tensor types, numbered as in ggml. Only those with a known block layout
  * are accepted by the reader; the engine computes with a subset. */
 enum {
-    VEIL_GGML_F32 = 0, VEIL_GGML_F16 = 1, VEIL_GGML_Q4_0 = 2, VEIL_GGML_Q4_1 = 3, VEIL_GGML_Q5_0 = 6,
-    VEIL_GGML_Q5_1 = 7, VEIL_GGML_Q8_0 = 8, VEIL_GGML_Q8_1 = 9, VEIL_GGML_Q2_K = 10, VEIL_GGML_Q3_K = 11,
-    VEIL_GGML_Q4_K = 12, VEIL_GGML_Q5_K = 13, VEIL_GGML_Q6_K = 14, VEIL_GGML_Q8_K = 15,
-    VEIL_GGML_I8 = 24, VEIL_GGML_I16 = 25, VEIL_GGML_I32 = 26, VEIL_GGML_I64 = 27, VEIL_GGML_F64 = 28,
+    VEIL_GGML_F32 = 0,
+    VEIL_GGML_F16 = 1,
+    VEIL_GGML_Q4_0 = 2,
+    VEIL_GGML_Q4_1 = 3,
+    VEIL_GGML_Q5_0 = 6,
+    VEIL_GGML_Q5_1 = 7,
+    VEIL_GGML_Q8_0 = 8,
+    VEIL_GGML_Q8_1 = 9,
+    VEIL_GGML_Q2_K = 10,
+    VEIL_GGML_Q3_K = 11,
+    VEIL_GGML_Q4_K = 12,
+    VEIL_GGML_Q5_K = 13,
+    VEIL_GGML_Q6_K = 14,
+    VEIL_GGML_Q8_K = 15,
+    VEIL_GGML_I8 = 24,
+    VEIL_GGML_I16 = 25,
+    VEIL_GGML_I32 = 26,
+    VEIL_GGML_I64 = 27,
+    VEIL_GGML_F64 = 28,
     VEIL_GGML_BF16 = 30
 };
 
@@ -64,7 +89,7 @@ typedef struct veil_gguf {
     uint32_t alignment;
     const uint8_t *base; /* the whole file */
     size_t size;
-    int mapped;          /* base is an mmap of the file that veil_gguf_close unmaps */
+    int mapped; /* base is an mmap of the file that veil_gguf_close unmaps */
 } veil_gguf;
 
 /* Opens and checks a GGUF file (mmap'd read-only). */

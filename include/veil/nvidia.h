@@ -49,7 +49,7 @@ typedef struct veil_spdm_report {
     uint16_t opaque_len;
     veil_spdm_opaque opaque[VEIL_SPDM_MAX_OPAQUE];
     size_t n_opaque;
-    const uint8_t *signature; /* 96 bytes: r || s, P-384 */
+    const uint8_t *signature;   /* 96 bytes: r || s, P-384 */
     const uint8_t *signed_data; /* everything before the signature */
     size_t signed_len;
     char driver_version[64]; /* from the opaque data, "" when absent */
@@ -93,27 +93,27 @@ void veil_gpu_payload_clear(veil_gpu_payload *p);
 char *veil_gpu_payload_json(const veil_gpu_payload *p);
 
 typedef struct veil_gpu_verify_opts {
-    const uint8_t *nonce;     /* expected request nonce (32 bytes); NULL: the payload's */
-    int64_t at;               /* evaluation time (Unix); 0: now */
-    const uint8_t *root_der;  /* trust this root instead of the pinned NVIDIA one (simulation) */
+    const uint8_t *nonce;    /* expected request nonce (32 bytes); NULL: the payload's */
+    int64_t at;              /* evaluation time (Unix); 0: now */
+    const uint8_t *root_der; /* trust this root instead of the pinned NVIDIA one (simulation) */
     size_t root_der_len;
-    const char *rim_dir;      /* compare measurements with the RIMs found here; NULL: skip */
+    const char *rim_dir; /* compare measurements with the RIMs found here; NULL: skip */
 } veil_gpu_verify_opts;
 
 typedef struct veil_gpu_item_verdict {
     int signature_ok, chain_ok, nonce_ok;
-    int rims_checked;         /* measurements were compared with RIMs */
+    int rims_checked; /* measurements were compared with RIMs */
     int measurements_ok;
-    int mismatches;           /* active golden measurements that did not match */
-    int compared;             /* active golden measurements compared */
+    int mismatches; /* active golden measurements that did not match */
+    int compared;   /* active golden measurements compared */
     char driver_version[64], vbios_version[32], arch[16];
-    const char *code;         /* NULL when accepted */
+    const char *code; /* NULL when accepted */
     char message[300];
 } veil_gpu_item_verdict;
 
 typedef struct veil_gpu_verdict {
     int accepted;
-    const char *code;  /* NULL when accepted: NONCE_MISMATCH, SIGNATURE_INVALID, CHAIN_INVALID,
+    const char *code; /* NULL when accepted: NONCE_MISMATCH, SIGNATURE_INVALID, CHAIN_INVALID,
                           ROOT_NOT_TRUSTED, CERT_EXPIRED, MEASUREMENT_MISMATCH, MALFORMED */
     char message[400];
     size_t n;
@@ -135,8 +135,7 @@ typedef struct veil_gpu_provider veil_gpu_provider;
  * why (no library, no GPU, confidential computing off) when it cannot
  * produce evidence; `info` (may be NULL) receives what NVML reported:
  * driver, GPUs, CC state, as one line of text. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap,
-                                                   veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap, veil_err *err);
 /* A simulated GPU: P-384 CA hierarchy kept in state_dir/sim-gpu. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_sim_open(veil_gpu_provider **out, const char *state_dir, veil_err *err);
 void veil_gpu_provider_free(veil_gpu_provider *p);

@@ -43,12 +43,12 @@ typedef struct veil_pin {
 } veil_pin;
 
 typedef struct veil_quote_policy {
-    int allow_debug;                 /* default 0 */
-    size_t n_accepted;               /* accepted PCS tcbStatus strings */
+    int allow_debug;   /* default 0 */
+    size_t n_accepted; /* accepted PCS tcbStatus strings */
     char accepted_tcb_statuses[VEIL_POLICY_MAX_STATUSES][40];
-    int require_collateral;          /* default 0 */
+    int require_collateral; /* default 0 */
     int has_min_tee_tcb_svn;
-    uint8_t min_tee_tcb_svn[16];     /* each byte of TEE_TCB_SVN must be at least this */
+    uint8_t min_tee_tcb_svn[16];         /* each byte of TEE_TCB_SVN must be at least this */
     uint64_t td_attributes_allowed_mask; /* TD attribute bits (u64 as the quote stores it) that may be set */
     veil_pin pins[VEIL_PIN_COUNT];
 } veil_quote_policy;
@@ -65,8 +65,7 @@ void veil_policy_init(veil_quote_policy *p);
  * mr_signer_seam, seam_attributes, qe_vendor_id (each a hex string or an
  * array of them, of the field's exact length). An unknown key, a value of
  * the wrong type or length, or an unknown TCB status is VEIL_ERR_MALFORMED. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_policy_parse(veil_quote_policy *p, const char *json, size_t len,
-                                                  veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_policy_parse(veil_quote_policy *p, const char *json, size_t len, veil_err *err);
 
 /* The policy key of a pinned field, e.g. "mrtd". */
 const char *veil_pin_name(veil_pin_field f);

@@ -27,9 +27,9 @@ typedef enum veil_tee_kind {
 #define VEIL_DSTACK_SOCKET "/var/run/dstack.sock"
 
 typedef struct veil_provider_config {
-    const char *configfs_path; /* NULL: VEIL_CONFIGFS_TSM_REPORT */
-    const char *dstack_socket; /* NULL: VEIL_DSTACK_SOCKET */
-    const char *state_dir;     /* for the simulator's CA hierarchy; required for VEIL_TEE_SIM and AUTO */
+    const char *configfs_path;   /* NULL: VEIL_CONFIGFS_TSM_REPORT */
+    const char *dstack_socket;   /* NULL: VEIL_DSTACK_SOCKET */
+    const char *state_dir;       /* for the simulator's CA hierarchy; required for VEIL_TEE_SIM and AUTO */
     const veil_sim_options *sim; /* may be NULL */
 } veil_provider_config;
 

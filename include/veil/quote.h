@@ -49,7 +49,7 @@ typedef struct veil_td_report {
     uint8_t mr_owner_config[48];
     uint8_t rtmr[4][48];
     uint8_t report_data[64];
-    uint8_t tee_tcb_svn2[16]; /* TD 1.5 only */
+    uint8_t tee_tcb_svn2[16];  /* TD 1.5 only */
     uint8_t mr_service_td[48]; /* TD 1.5 only */
 } veil_td_report;
 
@@ -61,11 +61,11 @@ typedef struct veil_quote {
     uint32_t tee_type;     /* VEIL_TEE_TYPE_* */
     uint8_t qe_vendor_id[16];
     uint8_t user_data[20];
-    uint16_t body_type; /* VEIL_BODY_* */
+    uint16_t body_type;          /* VEIL_BODY_* */
     veil_td_report td;           /* when body_type is TD10 or TD15 */
     veil_enclave_report enclave; /* when body_type is SGX */
-    const uint8_t *raw; /* the whole quote as given to veil_quote_parse */
-    size_t signed_len;  /* bytes [0, signed_len) of raw are covered by the quote signature */
+    const uint8_t *raw;          /* the whole quote as given to veil_quote_parse */
+    size_t signed_len;           /* bytes [0, signed_len) of raw are covered by the quote signature */
     uint32_t sig_data_len;
     uint8_t signature[64];  /* ECDSA P-256 r || s */
     uint8_t attest_key[64]; /* P-256 x || y */
@@ -129,14 +129,14 @@ typedef enum veil_quote_code {
  * is wrong, and *why (when not NULL) the stable reason: TRUNCATED,
  * UNSUPPORTED_VERSION, UNSUPPORTED_TEE_TYPE, UNSUPPORTED_KEY_TYPE,
  * UNSUPPORTED_CERT_TYPE or MALFORMED. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_parse(veil_quote *q, const uint8_t *buf, size_t len,
-                                                 veil_quote_code *why, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_parse(veil_quote *q, const uint8_t *buf, size_t len, veil_quote_code *why,
+                                                 veil_err *err);
 
 /* Reads a quote file's contents as binary, or as hex text (optionally
  * "0x"-prefixed, surrounding whitespace ignored) when every byte is hex.
  * *out is allocated; free() it. Returns VEIL_OK, VEIL_ERR_IO or VEIL_ERR_NOMEM. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_load(uint8_t **out, size_t *out_len, const uint8_t *file,
-                                                size_t file_len, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_load(uint8_t **out, size_t *out_len, const uint8_t *file, size_t file_len,
+                                                veil_err *err);
 
 /* Returns the stable name of a code, e.g. "QUOTE_SIGNATURE_INVALID". */
 const char *veil_quote_code_name(veil_quote_code code);
@@ -171,7 +171,7 @@ void veil_quote_options_init(veil_quote_options *opts);
 typedef struct veil_quote_verdict {
     veil_quote_code code; /* VEIL_QUOTE_OK when accepted */
     char message[256];
-    char tcb_status[40];  /* PCS tcbStatus after collateral evaluation; "" without collateral */
+    char tcb_status[40]; /* PCS tcbStatus after collateral evaluation; "" without collateral */
     size_t n_advisories;
     char advisory_ids[VEIL_MAX_ADVISORIES][32];
     int collateral_expired; /* some collateral was outside its validity window at `at` */

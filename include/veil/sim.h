@@ -25,8 +25,8 @@ typedef struct veil_sim veil_sim;
 int veil_binary_sha384(uint8_t out[48]);
 
 typedef struct veil_sim_options {
-    int debug;              /* set TDATTRIBUTES.DEBUG (for tests of debug refusal) */
-    const uint8_t *mrtd;    /* 48 bytes; NULL: SHA-384 of the running executable */
+    int debug;           /* set TDATTRIBUTES.DEBUG (for tests of debug refusal) */
+    const uint8_t *mrtd; /* 48 bytes; NULL: SHA-384 of the running executable */
 } veil_sim_options;
 
 /* Opens the simulated platform whose CA keys and certificates live in
@@ -48,8 +48,8 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_sim_root_der(const veil_sim *sim, uint8_t *
 /* A TDX v4 quote over report_data[64]. RTMR3 is the replay of `runtime`
  * (may be NULL: 48 zero bytes). *quote is malloc'd; free(). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_sim_quote(veil_sim *sim, const uint8_t report_data[64],
-                                               const struct veil_event_log *runtime, uint8_t **quote,
-                                               size_t *quote_len, veil_err *err);
+                                               const struct veil_event_log *runtime, uint8_t **quote, size_t *quote_len,
+                                               veil_err *err);
 
 /* Collateral for the simulated platform in veil_collateral_parse's format,
  * issued at `now` and valid for 30 days: TCB info and QE identity signed by

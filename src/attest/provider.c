@@ -25,8 +25,8 @@
 struct veil_quote_provider {
     veil_tee_kind kind;
     pthread_mutex_t lock;
-    char path[1024];         /* configfs entry or dstack socket */
-    int created_entry;       /* configfs: rmdir the entry at the end */
+    char path[1024];   /* configfs entry or dstack socket */
+    int created_entry; /* configfs: rmdir the entry at the end */
     veil_sim *sim;
     veil_event_log *runtime; /* simulator: RTMR3 events */
 };
@@ -63,7 +63,8 @@ veil_rc veil_provider_open(veil_quote_provider **out, veil_tee_kind kind, const 
         else if (mkdir(p->path, 0700) == 0)
             p->created_entry = 1;
         else if (errno != EEXIST)
-            rc = veil_err_set(err, VEIL_ERR_IO, "cannot create the configfs-tsm report %s: %s", p->path, strerror(errno));
+            rc = veil_err_set(err, VEIL_ERR_IO, "cannot create the configfs-tsm report %s: %s", p->path,
+                              strerror(errno));
     } else if (kind == VEIL_TEE_DSTACK) {
         if (!is_socket(sock))
             rc = veil_err_set(err, VEIL_ERR_IO, "no dstack guest agent socket at %s", sock);
@@ -163,7 +164,8 @@ static veil_rc configfs_quote(veil_quote_provider *p, const uint8_t rd[64], uint
     }
     return veil_err_set(err, VEIL_ERR_IO,
                         "configfs-tsm: the generation counter kept changing under us (%d attempts); refusing a quote "
-                        "that may be for another request", CONFIGFS_ATTEMPTS);
+                        "that may be for another request",
+                        CONFIGFS_ATTEMPTS);
 }
 
 static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_t **quote, size_t *len,

@@ -14,7 +14,11 @@ size_t veil_utf8_next(const uint8_t *s, size_t n, uint32_t *cp) {
     if (!n)
         return 0;
     uint8_t b = s[0];
-    size_t k = b < 0x80 ? 1 : (b >= 0xC2 && b < 0xE0) ? 2 : (b >= 0xE0 && b < 0xF0) ? 3 : (b >= 0xF0 && b < 0xF5) ? 4 : 0;
+    size_t k = b < 0x80                  ? 1
+               : (b >= 0xC2 && b < 0xE0) ? 2
+               : (b >= 0xE0 && b < 0xF0) ? 3
+               : (b >= 0xF0 && b < 0xF5) ? 4
+                                         : 0;
     if (!k || k > n)
         return 0;
     uint32_t c = k == 1 ? b : b & (0x7Fu >> k);

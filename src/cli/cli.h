@@ -49,20 +49,34 @@ typedef struct cli_hex32 {
     int set;
 } cli_hex32;
 
-#define OPT_STR(name, dest, meta, help) {name, CLI_OPT_STR, dest, meta, help, 0, 0, 0}
-#define OPT_CHOICE(name, dest, choices, help) {name, CLI_OPT_CHOICE, dest, choices, help, 0, 0, 0}
-#define OPT_LIST(name, dest, meta, help) {name, CLI_OPT_LIST, dest, meta, help, 0, 0, 0}
-#define OPT_LONG(name, dest, lo, hi, meta, help) {name, CLI_OPT_LONG, dest, meta, help, lo, hi, 0}
-#define OPT_INT(name, dest, lo, hi, meta, help) {name, CLI_OPT_INT, dest, meta, help, lo, hi, 0}
-#define OPT_U64(name, dest, meta, help) {name, CLI_OPT_U64, dest, meta, help, 0, 0, 0}
-#define OPT_DOUBLE(name, dest, lo, hi, meta, help) {name, CLI_OPT_DOUBLE, dest, meta, help, lo, hi, 0}
-#define OPT_TIME(name, dest, help) {name, CLI_OPT_TIME, dest, "UNIX", help, 0, 0, 0}
-#define OPT_HEX32(name, dest, help) {name, CLI_OPT_HEX32, dest, "HEX", help, 0, 0, 0}
-#define OPT_FLAG(name, dest, help) {name, CLI_OPT_FLAG, dest, NULL, help, 0, 0, 0}
-#define OPT_SET(name, dest, value, help) {name, CLI_OPT_SET, dest, NULL, help, value, value, 0}
+// clang-format off: one table row a line
+#define OPT_STR(name, dest, meta, help)                                                                                \
+    { name, CLI_OPT_STR, dest, meta, help, 0, 0, 0 }
+#define OPT_CHOICE(name, dest, choices, help)                                                                          \
+    { name, CLI_OPT_CHOICE, dest, choices, help, 0, 0, 0 }
+#define OPT_LIST(name, dest, meta, help)                                                                               \
+    { name, CLI_OPT_LIST, dest, meta, help, 0, 0, 0 }
+#define OPT_LONG(name, dest, lo, hi, meta, help)                                                                       \
+    { name, CLI_OPT_LONG, dest, meta, help, lo, hi, 0 }
+#define OPT_INT(name, dest, lo, hi, meta, help)                                                                        \
+    { name, CLI_OPT_INT, dest, meta, help, lo, hi, 0 }
+#define OPT_U64(name, dest, meta, help)                                                                                \
+    { name, CLI_OPT_U64, dest, meta, help, 0, 0, 0 }
+#define OPT_DOUBLE(name, dest, lo, hi, meta, help)                                                                     \
+    { name, CLI_OPT_DOUBLE, dest, meta, help, lo, hi, 0 }
+#define OPT_TIME(name, dest, help)                                                                                     \
+    { name, CLI_OPT_TIME, dest, "UNIX", help, 0, 0, 0 }
+#define OPT_HEX32(name, dest, help)                                                                                    \
+    { name, CLI_OPT_HEX32, dest, "HEX", help, 0, 0, 0 }
+#define OPT_FLAG(name, dest, help)                                                                                     \
+    { name, CLI_OPT_FLAG, dest, NULL, help, 0, 0, 0 }
+#define OPT_SET(name, dest, value, help)                                                                               \
+    { name, CLI_OPT_SET, dest, NULL, help, value, value, 0 }
 
 /* OPT_INT with a one-letter alias as well ("-n 64" and "--max-tokens 64"). */
-#define OPT_INT_ALIAS(c, name, dest, lo, hi, meta, help) {name, CLI_OPT_INT, dest, meta, help, lo, hi, c}
+#define OPT_INT_ALIAS(c, name, dest, lo, hi, meta, help)                                                               \
+    { name, CLI_OPT_INT, dest, meta, help, lo, hi, c }
+// clang-format on
 
 /* A command's options and help. */
 typedef struct cli_spec {
@@ -73,7 +87,8 @@ typedef struct cli_spec {
     size_t n_opts;
 } cli_spec;
 
-#define CLI_SPEC(cmd, usage, about, opts) {cmd, usage, about, opts, sizeof opts / sizeof opts[0]}
+#define CLI_SPEC(cmd, usage, about, opts)                                                                              \
+    { cmd, usage, about, opts, sizeof opts / sizeof opts[0] }
 
 /* Parses argv[1..argc) (argv[0] is the command's own name; options and
  * arguments may mix) into the table's destinations, each value checked.
@@ -139,8 +154,7 @@ const char *cli_trim(const char *s, size_t *len);
 
 /* Finds `name` in cmds[0..n) and runs it, or prints a usage error. `group`
  * names the command group ("veil crypto") for messages. */
-int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv,
-                 void (*help)(void));
+int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv, void (*help)(void));
 
 /* How veil was invoked (argv[0], e.g. "build/veil"), for commands printed
  * to be pasted; main sets it. */

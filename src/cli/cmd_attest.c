@@ -74,11 +74,10 @@ int cmd_attest(int argc, char **argv) {
         for (size_t i = 0; i < a.n_checks; i++)
             json_array_append_new(checks, json_pack("{s:s, s:s, s:s}", "check", a.checks[i].name, "result",
                                                     words[a.checks[i].result], "reason", a.checks[i].reason));
-        json_t *o = json_pack("{s:b, s:s, s:s, s:b, s:s, s:o, s:o}", "accepted", a.accepted, "signing_address",
-                              a.signing_address, "tee_provider", a.tee_provider, "simulated", a.simulated, "code",
-                              veil_quote_code_name(a.verdict.code), "tcb_status",
-                              a.verdict.tcb_status[0] ? json_string(a.verdict.tcb_status) : json_null(), "checks",
-                              checks);
+        json_t *o = json_pack(
+            "{s:b, s:s, s:s, s:b, s:s, s:o, s:o}", "accepted", a.accepted, "signing_address", a.signing_address,
+            "tee_provider", a.tee_provider, "simulated", a.simulated, "code", veil_quote_code_name(a.verdict.code),
+            "tcb_status", a.verdict.tcb_status[0] ? json_string(a.verdict.tcb_status) : json_null(), "checks", checks);
         json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         putchar('\n');
         json_decref(o);

@@ -46,8 +46,10 @@ static void *bw_read(void *arg) {
 #endif
     uint64_t a[8] = {0};
     for (size_t i = 0; i + 8 <= j->n; i += 8)
-        for (int k = 0; k < 8; k++) a[k] += j->p[i + k];
-    for (int k = 0; k < 8; k++) j->sum += a[k];
+        for (int k = 0; k < 8; k++)
+            a[k] += j->p[i + k];
+    for (int k = 0; k < 8; k++)
+        j->sum += a[k];
     return NULL;
 }
 
@@ -67,7 +69,8 @@ static double bandwidth(const uint64_t *buf, size_t words, int threads) {
         sink += jobs[i].sum;
     }
     double dt = veil_now_s() - t0;
-    if (sink == 42) fputc(' ', stderr); /* keeps the reads */
+    if (sink == 42)
+        fputc(' ', stderr); /* keeps the reads */
     return (double)(per * (size_t)threads * 8) / dt / 1e9;
 }
 
@@ -115,8 +118,10 @@ static double streams_rate(veil_llm *m, const int32_t *prompt, int n_prompt, int
     veil_llm_batch_stats(m, &p0, &s0);
     for (int i = 0; i < k; i++) {
         pthread_join(th[i], NULL);
-        if (jobs[i].t_start < t0) t0 = jobs[i].t_start;
-        if (jobs[i].t_end > t1) t1 = jobs[i].t_end;
+        if (jobs[i].t_start < t0)
+            t0 = jobs[i].t_start;
+        if (jobs[i].t_end > t1)
+            t1 = jobs[i].t_end;
     }
     pthread_barrier_destroy(&ready);
     veil_llm_batch_stats(m, &p1, &s1);
@@ -161,13 +166,18 @@ static int bench_engine(int argc, char **argv) {
     const cli_spec spec = {"veil bench engine", "veil bench engine --model FILE [options]", NULL, opts,
                            sizeof opts / sizeof opts[0]};
     int pos, rc = cli_parse(&spec, argc, argv, &pos);
-    if (rc == CLI_HELP) help();
-    if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
-    if (pos != argc) return cli_usage_error("veil bench engine --help", "veil bench engine takes no arguments");
-    if (!path) return cli_usage_error("veil bench engine --help", "veil bench engine needs --model FILE");
+    if (rc == CLI_HELP)
+        help();
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos != argc)
+        return cli_usage_error("veil bench engine --help", "veil bench engine takes no arguments");
+    if (!path)
+        return cli_usage_error("veil bench engine --help", "veil bench engine needs --model FILE");
     veil_llm *m;
     veil_err err;
-    if (veil_llm_load(&m, path, &err) != VEIL_OK) return cli_fail_err(path, &err);
+    if (veil_llm_load(&m, path, &err) != VEIL_OK)
+        return cli_fail_err(path, &err);
     const veil_llm_info *in = veil_llm_get_info(m);
     if (n_prompt + n_gen >= in->ctx) {
         veil_llm_free(m);
@@ -182,7 +192,8 @@ static int bench_engine(int argc, char **argv) {
         veil_llm_free(m);
         return cli_fail("out of memory");
     }
-    for (size_t i = 0; i < words; i++) buf[i] = i * 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < words; i++)
+        buf[i] = i * 0x9e3779b97f4a7c15ull;
     int32_t *prompt = malloc((size_t)n_prompt * sizeof *prompt);
     if (!prompt) {
         free(buf), free(bw), free(pf), free(dc), free(mc);
@@ -197,7 +208,8 @@ static int bench_engine(int argc, char **argv) {
     for (int r = 0; r < rounds; r++) {
         bw[r] = bandwidth(buf, words, threads);
         veil_llm_session *s = veil_llm_session_new(m, n_prompt + n_gen + 1);
-        if (!s) break;
+        if (!s)
+            break;
         double t0 = veil_now_s();
         for (int i = 0; i < n_prompt; i++) {
             rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -213,7 +225,8 @@ static int bench_engine(int argc, char **argv) {
         pf[r] = n_prompt / (t1 - t0);
         dc[r] = n_gen / (t2 - t1);
         double spp = 0;
-        if (streams > 1) mc[r] = streams_rate(m, prompt, n_prompt, n_gen, streams, &spp);
+        if (streams > 1)
+            mc[r] = streams_rate(m, prompt, n_prompt, n_gen, streams, &spp);
         printf("  round %d: bandwidth %.2f GB/s, prefill %.2f tok/s, decode %.2f tok/s", r + 1, bw[r], pf[r], dc[r]);
         if (streams > 1)
             printf(", %d streams %.2f tok/s (%.2f x one, %.2f steps per pass)", streams, mc[r], mc[r] / dc[r], spp);

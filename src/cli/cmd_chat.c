@@ -57,7 +57,8 @@ int cmd_chat(int argc, char **argv) {
     const cli_opt opts[] = {
         CLI_ENDPOINT_OPTS(&ep),
         OPT_STR("model", &co.model, "ID", "the model (required)"),
-        OPT_SET("e2ee", &mode, VEIL_CHAT_E2EE, "attest, seal the prompt, decrypt every chunk (the default for E2EE models)"),
+        OPT_SET("e2ee", &mode, VEIL_CHAT_E2EE,
+                "attest, seal the prompt, decrypt every chunk (the default for E2EE models)"),
         OPT_SET("tee-only", &mode, VEIL_CHAT_TEE, "attest and send plaintext"),
         OPT_SET("plain", &mode, VEIL_CHAT_PLAIN, "neither attest nor encrypt"),
         OPT_STR("system", &system, "TEXT", "a system message first"),
@@ -142,11 +143,11 @@ int cmd_chat(int argc, char **argv) {
         }
         static const char *const modes[] = {"auto", "E2EE", "TEE-only", "plain"};
         if (json_out) {
-            json_t *o = json_pack("{s:s#, s:s, s:s, s:o, s:b}", "answer", r.answer ? r.answer : "", r.answer_len,
-                                  "request_id", r.request_id, "mode", modes[r.mode], "signing_address",
-                                  r.attestation.signing_address[0] ? json_string(r.attestation.signing_address)
-                                                                   : json_null(),
-                                  "signature_verified", r.signature_checked);
+            json_t *o =
+                json_pack("{s:s#, s:s, s:s, s:o, s:b}", "answer", r.answer ? r.answer : "", r.answer_len, "request_id",
+                          r.request_id, "mode", modes[r.mode], "signing_address",
+                          r.attestation.signing_address[0] ? json_string(r.attestation.signing_address) : json_null(),
+                          "signature_verified", r.signature_checked);
             json_dumpf(o, stdout, JSON_COMPACT);
             json_decref(o);
         }

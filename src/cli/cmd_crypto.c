@@ -265,7 +265,7 @@ static int cmd_keccak(int argc, char **argv) {
 }
 
 static const cli_command commands[] = {
-    {"keygen", "", cmd_keygen},   {"pubkey", "", cmd_pubkey}, {"address", "", cmd_address},
+    {"keygen", "", cmd_keygen},   {"pubkey", "", cmd_pubkey},   {"address", "", cmd_address},
     {"encrypt", "", cmd_encrypt}, {"decrypt", "", cmd_decrypt}, {"sign", "", cmd_sign},
     {"recover", "", cmd_recover}, {"keccak", "", cmd_keccak},
 };

@@ -42,13 +42,15 @@ static int load_evidence(const char *path, const char *chain_path, int need_chai
     memset(p, 0, sizeof *p);
     size_t len;
     uint8_t *data = cli_read_file(path, GPU_FILE_LIMIT, &len);
-    if (!data) return -1;
+    if (!data)
+        return -1;
     size_t tl = len;
     const char *t = cli_trim((const char *)data, &tl);
     veil_err err;
     int ok = 1;
     if (tl && (t[0] == '{' || t[0] == '[' || t[0] == '"')) {
-        if (veil_gpu_payload_parse(t, tl, p, &err) != VEIL_OK) ok = (cli_fail_err("GPU evidence", &err), 0);
+        if (veil_gpu_payload_parse(t, tl, p, &err) != VEIL_OK)
+            ok = (cli_fail_err("GPU evidence", &err), 0);
     } else if (need_chain && !chain_path) {
         ok = (cli_usage_error("veil gpu --help", "a hex report needs --cert-chain PEM"), 0);
     } else {
@@ -88,14 +90,18 @@ static int cmd_verify(int argc, char **argv) {
     };
     const cli_spec spec = CLI_SPEC("veil gpu", "veil gpu verify FILE [options]", NULL, opts);
     int pos, prc = cli_parse(&spec, argc, argv, &pos);
-    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
-    if (nonce.set) o.nonce = nonce.bytes;
-    if (pos + 1 != argc) return cli_usage_error("veil gpu --help", "veil gpu verify takes one FILE");
+    if (prc != CLI_OK)
+        return prc == CLI_HELP ? CLI_OK : prc;
+    if (nonce.set)
+        o.nonce = nonce.bytes;
+    if (pos + 1 != argc)
+        return cli_usage_error("veil gpu --help", "veil gpu verify takes one FILE");
     veil_gpu_payload p;
     veil_err err;
     int rc = CLI_USAGE;
     uint8_t *root_der = NULL;
-    if (load_evidence(argv[pos], chain, 1, &p) != 1) return CLI_USAGE;
+    if (load_evidence(argv[pos], chain, 1, &p) != 1)
+        return CLI_USAGE;
     if (root && cli_load_cert_der(root, &root_der, &o.root_der_len, "veil gpu --help") != CLI_OK) {
         veil_gpu_payload_clear(&p);
         return CLI_USAGE;
@@ -115,8 +121,9 @@ static int cmd_verify(int argc, char **argv) {
                                   "driver_version", it->driver_version, "vbios_version", it->vbios_version, "code",
                                   it->code ? json_string(it->code) : json_null());
             if (o.rim_dir)
-                json_object_set_new(j, "measurements", json_pack("{s:b, s:i, s:i}", "match", it->measurements_ok,
-                                                                 "compared", it->compared, "mismatches", it->mismatches));
+                json_object_set_new(j, "measurements",
+                                    json_pack("{s:b, s:i, s:i}", "match", it->measurements_ok, "compared", it->compared,
+                                              "mismatches", it->mismatches));
             json_array_append_new(items, j);
         }
         json_t *out = json_pack("{s:b, s:o, s:s, s:o}", "accepted", v.accepted, "code",
@@ -128,8 +135,10 @@ static int cmd_verify(int argc, char **argv) {
         json_decref(out);
     } else if (v.accepted) {
         printf("accepted: %zu evidence item%s", v.n, v.n == 1 ? "" : "s");
-        if (v.n) printf(" (%s, driver %s, VBIOS %s)", v.items[0].arch, v.items[0].driver_version, v.items[0].vbios_version);
-        if (o.rim_dir && v.n) printf(", %d golden measurements matched", v.items[0].compared);
+        if (v.n)
+            printf(" (%s, driver %s, VBIOS %s)", v.items[0].arch, v.items[0].driver_version, v.items[0].vbios_version);
+        if (o.rim_dir && v.n)
+            printf(", %d golden measurements matched", v.items[0].compared);
         putchar('\n');
     } else {
         fprintf(stderr, "veil: rejected: %s: %s\n", v.code, v.message);
@@ -144,7 +153,8 @@ done:
 
 static json_t *hexj(const uint8_t *p, size_t n) {
     char *h = malloc(2 * n + 3);
-    if (!h) return json_null();
+    if (!h)
+        return json_null();
     memcpy(h, "0x", 2);
     veil_hex_encode(h + 2, p, n);
     json_t *j = json_string(h);
@@ -157,30 +167,32 @@ static json_t *byte_hex(uint8_t b) { return hexj(&b, 1); }
 /* A parsed report in the shape of NVIDIA's SDK parse output
  * (spdm_req_parsed_output.json, spdm_parsed_output.json). */
 static json_t *report_json(const veil_spdm_report *r) {
-    json_t *req = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "SPDMVersion", byte_hex(r->req_version),
-                            "RequestResponseCode", byte_hex(r->req_code), "Param1", byte_hex(r->req_param1), "Param2",
-                            byte_hex(r->req_param2), "Nonce", hexj(r->req_nonce, 32), "SlotIDParam",
-                            byte_hex(r->req_slot));
+    json_t *req =
+        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "SPDMVersion", byte_hex(r->req_version), "RequestResponseCode",
+                  byte_hex(r->req_code), "Param1", byte_hex(r->req_param1), "Param2", byte_hex(r->req_param2), "Nonce",
+                  hexj(r->req_nonce, 32), "SlotIDParam", byte_hex(r->req_slot));
     json_t *blocks = json_object();
     for (unsigned i = 0; i < r->n_blocks; i++) {
         char k[8];
         snprintf(k, sizeof k, "%u", r->blocks[i].index);
-        json_object_set_new(blocks, k, json_pack("{s:i, s:i, s:o}", "DMTFSpecMeasurementValueType",
-                                                 r->blocks[i].value_type, "DMTFSpecMeasurementValueSize",
-                                                 r->blocks[i].value_size, "DMTFSpecMeasurementValue",
-                                                 hexj(r->blocks[i].value, r->blocks[i].value_size)));
+        json_object_set_new(blocks, k,
+                            json_pack("{s:i, s:i, s:o}", "DMTFSpecMeasurementValueType", r->blocks[i].value_type,
+                                      "DMTFSpecMeasurementValueSize", r->blocks[i].value_size,
+                                      "DMTFSpecMeasurementValue", hexj(r->blocks[i].value, r->blocks[i].value_size)));
     }
     json_t *fields = json_object();
     for (size_t i = 0; i < r->n_opaque; i++) {
         const veil_spdm_opaque *f = &r->opaque[i];
         const char *name = veil_spdm_opaque_name(f->type);
         char unknown[32];
-        if (!name) snprintf(unknown, sizeof unknown, "OPAQUE_FIELD_ID_%u", f->type), name = unknown;
+        if (!name)
+            snprintf(unknown, sizeof unknown, "OPAQUE_FIELD_ID_%u", f->type), name = unknown;
         if (f->type == 12 && f->size % 4 == 0) { /* MSRSCNT: a u32 counter per measurement */
             json_t *a = json_array();
             for (size_t k = 0; k < f->size; k += 4)
-                json_array_append_new(a, json_integer((json_int_t)(f->value[k] | f->value[k + 1] << 8 |
-                                                                   f->value[k + 2] << 16 | (uint32_t)f->value[k + 3] << 24)));
+                json_array_append_new(
+                    a, json_integer((json_int_t)(f->value[k] | f->value[k + 1] << 8 | f->value[k + 2] << 16 |
+                                                 (uint32_t)f->value[k + 3] << 24)));
             json_object_set_new(fields, name, a);
         } else {
             json_object_set_new(fields, name, hexj(f->value, f->size));
@@ -189,20 +201,21 @@ static json_t *report_json(const veil_spdm_report *r) {
     json_t *resp = json_pack("{s:o, s:o, s:o, s:o, s:i, s:i, s:o, s:i, s:o, s:{s:i, s:o}, s:{s:o}}", "SPDMVersion",
                              byte_hex(r->version), "RequestResponseCode", byte_hex(r->code), "Param1",
                              byte_hex(r->param1), "Param2", byte_hex(r->param2), "NumberOfBlocks", r->n_blocks,
-                             "MeasurementRecordLength", (int)r->record_len, "Nonce", hexj(r->nonce, 32),
-                             "OpaqueLength", r->opaque_len, "Signature", hexj(r->signature, 96), "MeasurementRecord",
-                             "NumberOfBlocks", r->n_blocks, "MeasurementBlocks", blocks, "OpaqueData",
-                             "OpaqueDataField", fields);
+                             "MeasurementRecordLength", (int)r->record_len, "Nonce", hexj(r->nonce, 32), "OpaqueLength",
+                             r->opaque_len, "Signature", hexj(r->signature, 96), "MeasurementRecord", "NumberOfBlocks",
+                             r->n_blocks, "MeasurementBlocks", blocks, "OpaqueData", "OpaqueDataField", fields);
     return json_pack("{s:o, s:o, s:s, s:s}", "request", req, "response", resp, "driver_version", r->driver_version,
                      "vbios_version", r->vbios_version);
 }
 
 static int cmd_show(int argc, char **argv) {
-    if (argc != 2) return cli_usage_error("veil gpu --help", "veil gpu show takes one FILE");
+    if (argc != 2)
+        return cli_usage_error("veil gpu --help", "veil gpu show takes one FILE");
     veil_gpu_payload p;
     veil_err err;
     int loaded = load_evidence(argv[1], NULL, 0, &p);
-    if (loaded < 0) return CLI_USAGE;
+    if (loaded < 0)
+        return CLI_USAGE;
     int rc = loaded ? CLI_OK : CLI_FAIL;
     json_t *out = json_array();
     veil_spdm_report *r = malloc(sizeof *r);
@@ -214,7 +227,8 @@ static int cmd_show(int argc, char **argv) {
         json_array_append_new(out, report_json(r));
     }
     if (rc == CLI_OK) {
-        char *s = json_dumps(json_array_size(out) == 1 ? json_array_get(out, 0) : out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        char *s =
+            json_dumps(json_array_size(out) == 1 ? json_array_get(out, 0) : out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         puts(s);
         free(s);
     }
@@ -234,28 +248,36 @@ static int cmd_evidence(int argc, char **argv) {
     };
     const cli_spec spec = CLI_SPEC("veil gpu", "veil gpu evidence --nonce HEX [options]", NULL, opts);
     int pos, prc = cli_parse(&spec, argc, argv, &pos);
-    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
-    if (!nonce.set || pos != argc) return cli_usage_error("veil gpu --help", "veil gpu evidence needs --nonce HEX");
+    if (prc != CLI_OK)
+        return prc == CLI_HELP ? CLI_OK : prc;
+    if (!nonce.set || pos != argc)
+        return cli_usage_error("veil gpu --help", "veil gpu evidence needs --nonce HEX");
     veil_gpu_provider *p = NULL;
     veil_err err;
     char info[600] = "";
     veil_rc rc;
     if (!strcmp(gpu, "sim")) {
-        if (!state) state = cli_state_dir();
-        if (!state) return cli_fail("no state directory: pass --state DIR");
+        if (!state)
+            state = cli_state_dir();
+        if (!state)
+            return cli_fail("no state directory: pass --state DIR");
         rc = veil_gpu_sim_open(&p, state, &err);
     } else {
         rc = veil_gpu_nvml_open(&p, info, sizeof info, &err);
-        if (info[0]) fprintf(stderr, "veil: NVML: %s\n", info);
+        if (info[0])
+            fprintf(stderr, "veil: NVML: %s\n", info);
     }
-    if (rc != VEIL_OK) return cli_fail_err("GPU", &err);
+    if (rc != VEIL_OK)
+        return cli_fail_err("GPU", &err);
     veil_gpu_payload pl;
     rc = veil_gpu_provider_evidence(p, nonce.bytes, &pl, &err);
     veil_gpu_provider_free(p);
-    if (rc != VEIL_OK) return cli_fail_err("GPU evidence", &err);
+    if (rc != VEIL_OK)
+        return cli_fail_err("GPU evidence", &err);
     char *s = veil_gpu_payload_json(&pl);
     veil_gpu_payload_clear(&pl);
-    if (!s) return cli_fail("out of memory");
+    if (!s)
+        return cli_fail("out of memory");
     puts(s);
     free(s);
     return CLI_OK;
@@ -266,13 +288,18 @@ static int cmd_sim_root(int argc, char **argv) {
     const cli_opt opts[] = {OPT_STR("state", &state, "DIR", "state directory of the simulated GPU")};
     const cli_spec spec = CLI_SPEC("veil gpu", "veil gpu sim-root [--state DIR]", NULL, opts);
     int pos, prc = cli_parse(&spec, argc, argv, &pos);
-    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
-    if (pos != argc) return cli_usage_error("veil gpu --help", "veil gpu sim-root [--state DIR]");
-    if (!state) state = cli_state_dir();
-    if (!state) return cli_fail("no state directory: pass --state DIR");
+    if (prc != CLI_OK)
+        return prc == CLI_HELP ? CLI_OK : prc;
+    if (pos != argc)
+        return cli_usage_error("veil gpu --help", "veil gpu sim-root [--state DIR]");
+    if (!state)
+        state = cli_state_dir();
+    if (!state)
+        return cli_fail("no state directory: pass --state DIR");
     veil_gpu_provider *p;
     veil_err err;
-    if (veil_gpu_sim_open(&p, state, &err) != VEIL_OK) return cli_fail_err("simulated GPU", &err);
+    if (veil_gpu_sim_open(&p, state, &err) != VEIL_OK)
+        return cli_fail_err("simulated GPU", &err);
     size_t n;
     const uint8_t *der = veil_gpu_sim_root(p, &n);
     const unsigned char *q = der;

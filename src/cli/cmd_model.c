@@ -38,8 +38,11 @@ static int cmd_synth(int argc, char **argv) {
     const char *arch = NULL, *out = NULL, *preset = NULL, *type = NULL;
     int head_dim = 0;
     double rope = 0;
-    struct { int *dest; int v; } dims[] = {{&o.dim, 0}, {&o.n_layers, 0}, {&o.n_heads, 0}, {&o.n_kv_heads, 0},
-                                          {&o.ff, 0}, {&o.vocab, 0}, {&o.ctx, 0}};
+    struct {
+        int *dest;
+        int v;
+    } dims[] = {{&o.dim, 0}, {&o.n_layers, 0}, {&o.n_heads, 0}, {&o.n_kv_heads, 0},
+                {&o.ff, 0},  {&o.vocab, 0},    {&o.ctx, 0}};
     const cli_opt opts[] = {
         OPT_CHOICE("arch", &arch, "qwen2|qwen3|llama", "the architecture (required)"),
         OPT_STR("out", &out, "FILE", "where to write the GGUF file (required)"),
@@ -63,29 +66,40 @@ static int cmd_synth(int argc, char **argv) {
                                    "(--spm: SentencePiece-style, llama only) and a chat template.",
                                    opts);
     int pos, rc = cli_parse(&spec, argc, argv, &pos);
-    if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
-    if (!arch || !out || pos != argc) return cli_usage_error("veil model --help", "veil model synth needs --arch and --out");
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (!arch || !out || pos != argc)
+        return cli_usage_error("veil model --help", "veil model synth needs --arch and --out");
     /* the preset first, then the type and each shape given on top of it */
-    if (preset && !veil_synth_preset(&o, preset)) return cli_usage_error("veil model --help", "--preset must be tiny, 0.5b or 1.5b");
-    static const struct { const char *n; uint32_t t; } types[] = {
-        {"f32", VEIL_GGML_F32},   {"f16", VEIL_GGML_F16},   {"bf16", VEIL_GGML_BF16}, {"q8_0", VEIL_GGML_Q8_0},
-        {"q4_0", VEIL_GGML_Q4_0}, {"q5_0", VEIL_GGML_Q5_0}, {"q4_k", VEIL_GGML_Q4_K}, {"q5_k", VEIL_GGML_Q5_K},
-        {"q6_k", VEIL_GGML_Q6_K}, {"q4_k_m", VEIL_SYNTH_Q4_K_M}};
+    if (preset && !veil_synth_preset(&o, preset))
+        return cli_usage_error("veil model --help", "--preset must be tiny, 0.5b or 1.5b");
+    static const struct {
+        const char *n;
+        uint32_t t;
+    } types[] = {{"f32", VEIL_GGML_F32},       {"f16", VEIL_GGML_F16},   {"bf16", VEIL_GGML_BF16},
+                 {"q8_0", VEIL_GGML_Q8_0},     {"q4_0", VEIL_GGML_Q4_0}, {"q5_0", VEIL_GGML_Q5_0},
+                 {"q4_k", VEIL_GGML_Q4_K},     {"q5_k", VEIL_GGML_Q5_K}, {"q6_k", VEIL_GGML_Q6_K},
+                 {"q4_k_m", VEIL_SYNTH_Q4_K_M}};
     for (size_t i = 0; type && i < sizeof types / sizeof types[0]; i++)
-        if (!strcmp(type, types[i].n)) o.type = types[i].t;
+        if (!strcmp(type, types[i].n))
+            o.type = types[i].t;
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
-        if (dims[i].v) *dims[i].dest = dims[i].v;
-    if (rope) o.rope_scale = (float)rope;
+        if (dims[i].v)
+            *dims[i].dest = dims[i].v;
+    if (rope)
+        o.rope_scale = (float)rope;
     o.arch = !strcmp(arch, "llama") ? VEIL_ARCH_LLAMA : !strcmp(arch, "qwen3") ? VEIL_ARCH_QWEN3 : VEIL_ARCH_QWEN2;
     o.head_dim = head_dim ? head_dim : o.dim / o.n_heads;
     veil_err err;
-    if (veil_synth_write(&o, out, &err) != VEIL_OK) return cli_fail_err("synth", &err);
+    if (veil_synth_write(&o, out, &err) != VEIL_OK)
+        return cli_fail_err("synth", &err);
     return CLI_OK;
 }
 
 static int load(const char *path, veil_llm **m) {
     veil_err err;
-    if (veil_llm_load(m, path, &err) != VEIL_OK) return cli_fail_err(path, &err);
+    if (veil_llm_load(m, path, &err) != VEIL_OK)
+        return cli_fail_err(path, &err);
     return CLI_OK;
 }
 
@@ -95,11 +109,14 @@ static int cmd_info(int argc, char **argv) {
     const cli_spec spec = CLI_SPEC("veil model", "veil model info FILE [--json]",
                                    "Architecture, shapes, tokenizer, template and tensor types.", opts);
     int pos, rc = cli_parse(&spec, argc, argv, &pos);
-    if (rc != CLI_OK) return rc == CLI_HELP ? CLI_OK : rc;
-    if (pos + 1 != argc) return cli_usage_error("veil model --help", "veil model info needs a FILE");
+    if (rc != CLI_OK)
+        return rc == CLI_HELP ? CLI_OK : rc;
+    if (pos + 1 != argc)
+        return cli_usage_error("veil model --help", "veil model info needs a FILE");
     const char *path = argv[pos];
     veil_llm *m;
-    if (load(path, &m) != CLI_OK) return CLI_FAIL;
+    if (load(path, &m) != CLI_OK)
+        return CLI_FAIL;
     const veil_llm_info *in = veil_llm_get_info(m);
     const veil_gguf *g = veil_llm_gguf(m);
     static const char *const tok[] = {"bpe", "spm"}, *const tmpl[] = {"chatml", "llama-3", "llama-2"};
@@ -112,12 +129,12 @@ static int cmd_info(int argc, char **argv) {
                           "s:s, s:I, s:I, s:i, s:o}",
                           "name", in->name, "architecture", in->arch_name, "dim", in->dim, "layers", in->n_layers,
                           "heads", in->n_heads, "kv_heads", in->n_kv_heads, "head_dim", in->head_dim, "ff", in->ff,
-                          "vocab", in->vocab, "context_length", in->ctx, "gguf_version", (int)g->version,
-                          "rope_base", (double)in->rope_base, "rope_scale", (double)in->rope_scale, "rms_eps",
-                          (double)in->eps, "rope_layout", in->rope_neox ? "neox" : "normal", "tokenizer",
-                          tok[in->tok_kind], "chat_template", tmpl[in->tmpl], "main_type",
-                          veil_ggml_type_name(in->main_type), "weight_bytes_per_token", (json_int_t)in->weight_bytes,
-                          "file_bytes", (json_int_t)g->size, "tensors", (int)g->n_tensors, "tensor_types", types);
+                          "vocab", in->vocab, "context_length", in->ctx, "gguf_version", (int)g->version, "rope_base",
+                          (double)in->rope_base, "rope_scale", (double)in->rope_scale, "rms_eps", (double)in->eps,
+                          "rope_layout", in->rope_neox ? "neox" : "normal", "tokenizer", tok[in->tok_kind],
+                          "chat_template", tmpl[in->tmpl], "main_type", veil_ggml_type_name(in->main_type),
+                          "weight_bytes_per_token", (json_int_t)in->weight_bytes, "file_bytes", (json_int_t)g->size,
+                          "tensors", (int)g->n_tensors, "tensor_types", types);
     if (json) {
         char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         puts(s);
@@ -140,14 +157,16 @@ static int cmd_info(int argc, char **argv) {
 
 static void print_tokens(const veil_tokens *t) {
     putchar('[');
-    for (size_t i = 0; i < t->n; i++) printf("%s%d", i ? "," : "", t->ids[i]);
+    for (size_t i = 0; i < t->n; i++)
+        printf("%s%d", i ? "," : "", t->ids[i]);
     putchar(']');
 }
 
 /* Tokenizes one text and prints it: ids, or {"ids":[…],"text":"decoded"}. */
 static int tokenize_one(const veil_tokenizer *tok, const char *text, size_t len, int json) {
     veil_tokens t = {0};
-    if (!veil_tokenize(tok, text, len, &t)) return 0;
+    if (!veil_tokenize(tok, text, len, &t))
+        return 0;
     if (!json) {
         print_tokens(&t);
         putchar('\n');
@@ -161,11 +180,13 @@ static int tokenize_one(const veil_tokenizer *tok, const char *text, size_t len,
         n += k < cap - n ? k : cap - n;
     }
     json_t *o = json_object(), *ids = json_array();
-    for (size_t i = 0; i < t.n; i++) json_array_append_new(ids, json_integer(t.ids[i]));
+    for (size_t i = 0; i < t.n; i++)
+        json_array_append_new(ids, json_integer(t.ids[i]));
     json_object_set_new(o, "ids", ids);
     json_object_set_new(o, "text", dec ? json_stringn_nocheck(dec, n) : json_null());
     char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-    if (s) puts(s);
+    if (s)
+        puts(s);
     free(s);
     json_decref(o);
     free(dec);
@@ -183,12 +204,14 @@ static int cmd_tokenize(int argc, char **argv) {
     };
     const cli_spec spec = CLI_SPEC("veil model", "veil model tokenize FILE (--text TEXT | --json-lines)", NULL, opts);
     int pos, prc = cli_parse(&spec, argc, argv, &pos);
-    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
+    if (prc != CLI_OK)
+        return prc == CLI_HELP ? CLI_OK : prc;
     const char *path = pos + 1 == argc ? argv[pos] : NULL;
     if (!path || !text == !lines)
         return cli_usage_error("veil model --help", "veil model tokenize needs FILE and --text or --json-lines");
     veil_llm *m;
-    if (load(path, &m) != CLI_OK) return CLI_FAIL;
+    if (load(path, &m) != CLI_OK)
+        return CLI_FAIL;
     const veil_tokenizer *tok = veil_llm_tokenizer(m);
     int ok = 1;
     if (text) {
@@ -200,7 +223,8 @@ static int cmd_tokenize(int argc, char **argv) {
         while (ok && (n = getline(&line, &cap, stdin)) > 0) {
             json_t *s = json_loadb(line, (size_t)n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
             ok = json_is_string(s) && tokenize_one(tok, json_string_value(s), json_string_length(s), 1);
-            if (!json_is_string(s)) cli_fail("--json-lines: each line must be a JSON string");
+            if (!json_is_string(s))
+                cli_fail("--json-lines: each line must be a JSON string");
             json_decref(s);
         }
         free(line);
@@ -214,9 +238,11 @@ static int parse_ids(const char *s, veil_tokens *t) {
     while (*s) {
         char *end;
         long v = strtol(s, &end, 10);
-        if (end == s || v < 0 || v > (1 << 24) || !veil_tokens_push(t, (int32_t)v)) return 0;
+        if (end == s || v < 0 || v > (1 << 24) || !veil_tokens_push(t, (int32_t)v))
+            return 0;
         s = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return 0;
+        if (*end && *end != ',')
+            return 0;
     }
     return t->n > 0;
 }
@@ -240,12 +266,14 @@ static int cmd_run(int argc, char **argv) {
     const cli_spec spec = CLI_SPEC("veil model", "veil model run FILE (--prompt TEXT | --tokens 1,2,3) [options]",
                                    "Raw completion with the built-in engine.", opts);
     int pos, prc = cli_parse(&spec, argc, argv, &pos);
-    if (prc != CLI_OK) return prc == CLI_HELP ? CLI_OK : prc;
+    if (prc != CLI_OK)
+        return prc == CLI_HELP ? CLI_OK : prc;
     sp.temperature = (float)temperature;
     if (pos + 1 != argc || (!prompt == !ids))
         return cli_usage_error("veil model --help", "veil model run needs FILE and one of --prompt or --tokens");
     veil_llm *m;
-    if (load(argv[pos], &m) != CLI_OK) return CLI_FAIL;
+    if (load(argv[pos], &m) != CLI_OK)
+        return CLI_FAIL;
     const veil_llm_info *in = veil_llm_get_info(m);
     const veil_tokenizer *tok = veil_llm_tokenizer(m);
     veil_tokens t = {0};
@@ -257,10 +285,13 @@ static int cmd_run(int argc, char **argv) {
         }
     } else if (chat) {
         veil_chat_msg msg = {"user", prompt};
-        if (!veil_chat_tokens(m, &msg, 1, 0, &t)) goto done;
+        if (!veil_chat_tokens(m, &msg, 1, 0, &t))
+            goto done;
     } else {
-        if (veil_tokenizer_bos(tok) >= 0) veil_tokens_push(&t, veil_tokenizer_bos(tok));
-        if (!veil_tokenize(tok, prompt, strlen(prompt), &t)) goto done;
+        if (veil_tokenizer_bos(tok) >= 0)
+            veil_tokens_push(&t, veil_tokenizer_bos(tok));
+        if (!veil_tokenize(tok, prompt, strlen(prompt), &t))
+            goto done;
     }
     if (t.n + (size_t)n > (size_t)in->ctx) {
         rc = cli_fail("prompt and -n exceed the context of %d", in->ctx);
@@ -282,8 +313,10 @@ static int cmd_run(int argc, char **argv) {
     }
     float *every = lf ? malloc(t.n * (size_t)in->vocab * sizeof *every) : NULL;
     const float *out = (!lf || every) ? veil_llm_prefill(s, t.ids, t.n, 0, every) : NULL;
-    for (size_t i = 0; i < t.n; i++) veil_tokens_push(&all, t.ids[i]);
-    if (lf && every && out) fwrite(every, sizeof *every, t.n * (size_t)in->vocab, lf);
+    for (size_t i = 0; i < t.n; i++)
+        veil_tokens_push(&all, t.ids[i]);
+    if (lf && every && out)
+        fwrite(every, sizeof *every, t.n * (size_t)in->vocab, lf);
     free(every);
     for (int k = 0; k < n && out; k++) {
         memcpy(lg, out, (size_t)in->vocab * sizeof *lg);
@@ -295,7 +328,8 @@ static int cmd_run(int argc, char **argv) {
             size_t pl = veil_token_bytes(tok, next, piece, sizeof piece);
             fwrite(piece, 1, pl < sizeof piece ? pl : sizeof piece, stdout);
         }
-        if (k + 1 < n) out = veil_llm_forward(s, next, (int)all.n - 1);
+        if (k + 1 < n)
+            out = veil_llm_forward(s, next, (int)all.n - 1);
     }
     if (json) {
         printf("{\"prompt\":");
@@ -307,10 +341,12 @@ static int cmd_run(int argc, char **argv) {
         putchar('\n');
     }
     rc = CLI_OK;
-    if (lf && fclose(lf) != 0) rc = cli_fail("cannot write --logits-out");
+    if (lf && fclose(lf) != 0)
+        rc = cli_fail("cannot write --logits-out");
     lf = NULL;
 run_done:
-    if (lf) fclose(lf);
+    if (lf)
+        fclose(lf);
     free(lg);
     veil_tokens_free(&all);
     veil_tokens_free(&gen);

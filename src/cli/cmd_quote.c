@@ -210,7 +210,8 @@ static int cmd_verify(int argc, char **argv) {
     size_t n;
     if (root)
         status = load_root(root, &opts, &root_der);
-    if (status == CLI_OK && policy_path && (status = cli_load_policy(policy_path, &policy, "veil quote --help")) == CLI_OK)
+    if (status == CLI_OK && policy_path &&
+        (status = cli_load_policy(policy_path, &policy, "veil quote --help")) == CLI_OK)
         opts.policy = &policy;
     if (status == CLI_OK && collateral_path &&
         (status = cli_load_collateral(collateral_path, &collateral, "veil quote --help")) == CLI_OK)

@@ -22,7 +22,7 @@
 typedef struct serve_state {
     veil_model models[MAX_MODELS];
     size_t n_models;
-    cli_list keys; /* --api-key */
+    cli_list keys;         /* --api-key */
     const char *shown_key; /* a key to print in the banner's examples */
     veil_tee *tee;
     const char *state_dir;
@@ -99,10 +99,12 @@ static void on_ready(void *ctx, const char *host, int port) {
     printf("  state: %s\n", st->state_dir);
     const char *key = st->shown_key ? st->shown_key : "$VEIL_API_KEY";
     printf("  try: curl -s http://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
-           "-H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n",
+           "-H 'Content-Type: application/json' -d "
+           "'{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n",
            h, port, key, st->n_models ? st->models[0].id : "MODEL");
-    printf("  or:  %s chat --base-url http://%s:%d/api/v1 --api-key %s --model %s%s 'Hello'\n", cli_program(), h, port, key,
-           st->n_models ? st->models[0].id : "MODEL", st->tee && veil_tee_simulated(st->tee) ? " --allow-simulated" : "");
+    printf("  or:  %s chat --base-url http://%s:%d/api/v1 --api-key %s --model %s%s 'Hello'\n", cli_program(), h, port,
+           key, st->n_models ? st->models[0].id : "MODEL",
+           st->tee && veil_tee_simulated(st->tee) ? " --allow-simulated" : "");
     fflush(stdout);
 }
 
@@ -131,7 +133,8 @@ static int load_config(serve_state *st, const char *path, long timeout) {
         if (!id || !up == !gguf) {
             json_decref(root);
             return cli_usage_error("veil serve --help",
-                                   "%s: model %zu needs an id and either an upstream URL or a GGUF model file", path, i);
+                                   "%s: model %zu needs an id and either an upstream URL or a GGUF model file", path,
+                                   i);
         }
         if (gguf) {
             int rc = add_engine_model(st, gguf, id);
@@ -216,8 +219,8 @@ int cmd_serve(int argc, char **argv) {
     memset(&st, 0, sizeof st);
     veil_server_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL,
-               *tee_name = "auto", *model_file = NULL, *gpu_name = "auto";
+    const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL, *tee_name = "auto",
+               *model_file = NULL, *gpu_name = "auto";
     long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10;
     const cli_opt opts[] = {
         OPT_STR("host", &cfg.host, "HOST", "address to listen on (default 127.0.0.1)"),
@@ -254,7 +257,8 @@ int cmd_serve(int argc, char **argv) {
                    "simulated GPU under a simulated TEE, else none)"),
         OPT_LONG("tee-rate-limit", &rate, 1, 1000000, "N", "attestation requests per client IP a minute (default 10)"),
         OPT_FLAG("trust-proxy", &cfg.trust_proxy, "take the client IP from X-Forwarded-For (behind a proxy)"),
-        OPT_LONG("signature-retention", &retention, 1, LONG_MAX, "S", "keep response signatures this long (default 3600)"),
+        OPT_LONG("signature-retention", &retention, 1, LONG_MAX, "S",
+                 "keep response signatures this long (default 3600)"),
     };
     const cli_spec spec = CLI_SPEC("veil serve", "veil serve [options]",
                                    "Serves the OpenAI-compatible API under /api/v1 (Venice) and /v1.\n"

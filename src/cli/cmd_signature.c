@@ -10,10 +10,9 @@
 #include "client/client_internal.h"
 #include "veil/eth.h"
 
-static const char about[] =
-    "Checks an EIP-191 response signature: fetched from the server by request id, or given\n"
-    "offline. With a request id, pass the address you attested (veil attest) as --address:\n"
-    "otherwise the server's own claim of its address is what is compared.";
+static const char about[] = "Checks an EIP-191 response signature: fetched from the server by request id, or given\n"
+                            "offline. With a request id, pass the address you attested (veil attest) as --address:\n"
+                            "otherwise the server's own claim of its address is what is compared.";
 
 /* GET /tee/signature for a request id: the record (owned), or NULL after printing why. */
 static json_t *fetch(const cli_endpoint *ep, const char *rid, const char *model) {
@@ -56,10 +55,11 @@ static int cmd_verify(int argc, char **argv) {
         OPT_STR("signature", &sig, "SIG", "the signature, 0x r||s||v (offline)"),
         OPT_STR("address", &address, "ADDR", "the address that must have signed (the attested one)"),
     };
-    const cli_spec spec = CLI_SPEC("veil signature",
-                                   "veil signature verify --request-id ID [--model ID] [--base-url URL] [--address ADDR]\n"
-                                   "       veil signature verify --text TEXT --signature SIG --address ADDR",
-                                   about, opts);
+    const cli_spec spec =
+        CLI_SPEC("veil signature",
+                 "veil signature verify --request-id ID [--model ID] [--base-url URL] [--address ADDR]\n"
+                 "       veil signature verify --text TEXT --signature SIG --address ADDR",
+                 about, opts);
     int pos, rc = cli_parse(&spec, argc, argv, &pos);
     if (rc != CLI_OK)
         return rc == CLI_HELP ? CLI_OK : rc;

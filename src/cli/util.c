@@ -83,8 +83,7 @@ const char *cli_trim(const char *s, size_t *len) {
     return s;
 }
 
-int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv,
-                 void (*help)(void)) {
+int cli_dispatch(const char *group, const cli_command *cmds, size_t n, int argc, char **argv, void (*help)(void)) {
     char hint[64];
     snprintf(hint, sizeof hint, "%s --help", group);
     if (argc < 2)

@@ -129,7 +129,12 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
     char *owned = text ? NULL : json_dumps(payload, JSON_COMPACT);
     veil_gpu_payload p;
     veil_err err;
-    if (veil_gpu_payload_parse(text ? text : owned ? owned : "", text ? json_string_length(payload) : owned ? strlen(owned) : 0,
+    if (veil_gpu_payload_parse(text    ? text
+                               : owned ? owned
+                                       : "",
+                               text    ? json_string_length(payload)
+                               : owned ? strlen(owned)
+                                       : 0,
                                &p, &err) != VEIL_OK) {
         free(owned);
         check(a, "GPU evidence verified", VEIL_CHECK_FAIL, "nvidia_payload: %s", err.message);
@@ -146,7 +151,8 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
         STACK_OF(X509) *certs = veil_x509_parse_certs(p.items[0].chain, p.items[0].chain_len, &why);
         X509 *self = certs ? veil_x509_find_self_issued(certs) : NULL;
         int n = self ? i2d_X509(self, &root) : 0;
-        if (n > 0) vo.root_der_len = (size_t)n;
+        if (n > 0)
+            vo.root_der_len = (size_t)n;
         sk_X509_pop_free(certs, X509_free);
         vo.root_der = root;
     }
@@ -155,7 +161,8 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
         check(a, "GPU evidence verified", VEIL_CHECK_FAIL, "%s", err.message);
     } else {
         int bound = v.n > 0;
-        for (size_t i = 0; i < v.n; i++) bound &= v.items[i].nonce_ok;
+        for (size_t i = 0; i < v.n; i++)
+            bound &= v.items[i].nonce_ok;
         if (v.accepted)
             check(a, "GPU evidence verified", VEIL_CHECK_PASS, "%zu GPU report%s (%s, driver %s), chain to %s", v.n,
                   v.n == 1 ? "" : "s", v.items[0].arch, v.items[0].driver_version,
@@ -221,9 +228,9 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
     int addr_ok = addr && veil_eth_address_parse(want_addr, addr, strlen(addr), NULL) == VEIL_OK;
     if (key_ok)
         veil_eth_address(have_addr, &a->signing_key);
-    check(a, "signing key matches address", key_ok && addr_ok && !memcmp(want_addr, have_addr, 20) ? VEIL_CHECK_PASS
-                                                                                                   : VEIL_CHECK_FAIL,
-          "%s", key_ok && addr_ok ? "keccak256(signing_key) gives signing_address" : "missing or malformed key/address");
+    check(a, "signing key matches address",
+          key_ok && addr_ok && !memcmp(want_addr, have_addr, 20) ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s",
+          key_ok && addr_ok ? "keccak256(signing_key) gives signing_address" : "missing or malformed key/address");
     if (addr_ok)
         veil_eth_address_to_string(a->signing_address, want_addr);
     if (parsed) {
@@ -236,7 +243,8 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
             vo.at = o->at;
         vo.collateral = o->collateral;
         vo.policy = o->policy;
-        a->simulated = json_is_true(json_object_get(d, "simulated")) || (provider && !strcmp(provider, "veil-simulated"));
+        a->simulated =
+            json_is_true(json_object_get(d, "simulated")) || (provider && !strcmp(provider, "veil-simulated"));
         if (a->simulated && o->allow_simulated && q.chain_type == 5) {
             const char *why;
             STACK_OF(X509) *certs = veil_x509_parse_certs(q.chain, q.chain_len, &why);
@@ -297,7 +305,9 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
         EVP_Digest(nonce, 32, hashed, NULL, EVP_sha256(), NULL);
         int raw = !memcmp(rd + 32, nonce, 32), sha = !memcmp(rd + 32, hashed, 32);
         check(a, "REPORTDATA binds nonce", raw || sha ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "%s",
-              raw ? "raw nonce" : sha ? "SHA-256 of the nonce" : "REPORTDATA does not hold this request's nonce");
+              raw   ? "raw nonce"
+              : sha ? "SHA-256 of the nonce"
+                    : "REPORTDATA does not hold this request's nonce");
     }
     check_gpu(a, o, json_object_get(d, "nvidia_payload"), nonce);
     free(qbuf);

@@ -19,14 +19,13 @@
 #include "veil/secure.h"
 #include "veil/sse.h"
 
-
 typedef struct stream_state {
     const veil_chat_options *opts;
     veil_chat_result *out;
     int e2ee;
     veil_seckey *key;
     veil_sse *sse;
-    veil_buf raw;     /* every response byte, for the signature check */
+    veil_buf raw; /* every response byte, for the signature check */
     veil_buf answer;
     int done, failed;
     char error[300];
@@ -154,14 +153,15 @@ static veil_rc check_signature(veil_client *c, stream_state *s, const char *body
     uint8_t signer[20];
     if (!text || strcmp(text, want) != 0)
         rc = veil_err_set(err, VEIL_ERR_BAD_SIGNATURE, "the signed text does not match the bytes sent and received");
-    else if (!signature || veil_eip191_recover_address(signer, text, strlen(text), signature, strlen(signature),
-                                                       err) != VEIL_OK)
+    else if (!signature ||
+             veil_eip191_recover_address(signer, text, strlen(text), signature, strlen(signature), err) != VEIL_OK)
         rc = veil_err_set(err, VEIL_ERR_BAD_SIGNATURE, "the response signature does not recover");
     else {
         uint8_t attested[20];
         const char *a = r->attestation.signing_address;
         if (veil_eth_address_parse(attested, a, strlen(a), NULL) != VEIL_OK || memcmp(attested, signer, 20) != 0)
-            rc = veil_err_set(err, VEIL_ERR_BAD_SIGNATURE, "the response was signed by another key than the attested one");
+            rc = veil_err_set(err, VEIL_ERR_BAD_SIGNATURE,
+                              "the response was signed by another key than the attested one");
     }
     json_decref(sig);
     return rc;
@@ -199,7 +199,7 @@ veil_rc veil_client_chat(veil_client *c, veil_chat_result *out, const veil_chat_
         }
         mode = json_is_true(json_object_get(found, "supportsE2EE"))             ? VEIL_CHAT_E2EE
                : json_is_true(json_object_get(found, "supportsTeeAttestation")) ? VEIL_CHAT_TEE
-                                                                                 : VEIL_CHAT_PLAIN;
+                                                                                : VEIL_CHAT_PLAIN;
         json_decref(list);
     }
     out->mode = mode;

@@ -33,9 +33,7 @@ static void special(render *r, const char *s) {
     if (r->ok && !veil_tokens_push(r->out, id)) r->ok = 0;
 }
 
-static const char *role_of(const char *role) {
-    return strcmp(role, "developer") == 0 ? "system" : role;
-}
+static const char *role_of(const char *role) { return strcmp(role, "developer") == 0 ? "system" : role; }
 
 /* Drops a <think>…</think> part from an earlier assistant answer, as the
  * qwen3 template does. */
@@ -69,7 +67,8 @@ int veil_chat_tokens(const veil_llm *m, const veil_chat_msg *msgs, size_t n, int
     switch (in->tmpl) {
     case VEIL_TMPL_CHATML: {
         static const char qwen25[] = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
-        if ((n == 0 || strcmp(role_of(msgs[0].role), "system") != 0) && memmem(tmpl.p, tmpl.len, qwen25, sizeof qwen25 - 1)) {
+        if ((n == 0 || strcmp(role_of(msgs[0].role), "system") != 0) &&
+            memmem(tmpl.p, tmpl.len, qwen25, sizeof qwen25 - 1)) {
             special(&r, "<|im_start|>");
             text(&r, "system\n");
             text(&r, qwen25);
@@ -86,8 +85,10 @@ int veil_chat_tokens(const veil_llm *m, const veil_chat_msg *msgs, size_t n, int
             } else {
                 text(&r, role);
                 text(&r, "\n");
-                if (strcmp(role, "assistant") == 0 && in->arch == VEIL_ARCH_QWEN3) text_no_think(&r, msgs[i].content);
-                else text(&r, msgs[i].content);
+                if (strcmp(role, "assistant") == 0 && in->arch == VEIL_ARCH_QWEN3)
+                    text_no_think(&r, msgs[i].content);
+                else
+                    text(&r, msgs[i].content);
             }
             special(&r, "<|im_end|>");
             text(&r, "\n");

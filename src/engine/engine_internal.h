@@ -108,8 +108,8 @@ static inline void veil_k4_scales_mins(const uint8_t *q, uint8_t sc[8], uint8_t 
  * positions 0..last of its cache: key p at k + p·stride, value p at v + p·stride. Head i's
  * out (out + i·hd) = Σ_p softmax_p(scale · q_i·k_p) · v_p; att: scratch of nq × (last + 1) floats.
  * Every level gives the same floats, whatever nq. */
-typedef void (*veil_attend_fn)(const float *q, int nq, const float *k, const float *v, size_t stride, int last,
-                               int hd, float scale, float *att, float *out);
+typedef void (*veil_attend_fn)(const float *q, int nq, const float *k, const float *v, size_t stride, int last, int hd,
+                               float scale, float *att, float *out);
 /* A level's (as veil_dot_variant's; NULL where this CPU lacks it), and the level in use. */
 veil_attend_fn veil_attend_variant(int level);
 veil_attend_fn veil_attend_for(void);
@@ -178,10 +178,10 @@ struct veil_llm {
 typedef struct veil_textout {
     const veil_gen_params *p;
     const veil_gen_callbacks *cb;
-    veil_buf raw;     /* detokenized bytes not yet released */
-    veil_buf think;   /* released text waiting for the <think> splitter */
+    veil_buf raw;   /* detokenized bytes not yet released */
+    veil_buf think; /* released text waiting for the <think> splitter */
     int th;
-    int stopped;        /* a stop string was found: the generation ends */
+    int stopped; /* a stop string was found: the generation ends */
 } veil_textout;
 /* Start with {p, cb}; 0 on allocation failure. */
 int veil_textout_feed(veil_textout *t, const char *bytes, size_t n);
@@ -190,7 +190,8 @@ void veil_textout_clear(veil_textout *t);
 
 /* Splits text the way a BPE pre-tokenizer does (pre: "default", "llama-bpe",
  * "qwen2"), calling fn for each piece. Returns 0 on allocation failure. */
-int veil_pretokenize(const char *pre, const char *text, size_t len, void (*fn)(void *, const char *, size_t), void *ctx);
+int veil_pretokenize(const char *pre, const char *text, size_t len, void (*fn)(void *, const char *, size_t),
+                     void *ctx);
 /* GPT-2's printable code point for a byte. */
 uint32_t veil_gpt2_byte_cp(uint8_t b);
 

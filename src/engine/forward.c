@@ -20,15 +20,17 @@
 /* W·x for up to three matrices sharing one input, for T tokens. */
 typedef struct mm_job {
     const veil_mat *w[3];
-    float *out[3]; /* out[k][t * rows_k + r] */
-    veil_dot_fn dot[3];   /* each matrix's kernels, chosen once per job */
+    float *out[3];      /* out[k][t * rows_k + r] */
+    veil_dot_fn dot[3]; /* each matrix's kernels, chosen once per job */
     veil_dot4_fn dot4[3];
     veil_dot8_fn dot8[3]; /* for a matrix whose rows are interleaved eight at a time */
     int T, cols;
-    int chunk, chunks;    /* rows a thread takes at a time (a multiple of 16), chunks in all */
-    atomic_int next;      /* the first chunk no thread has taken */
-    const float *x;                 /* x[t * cols + c] */
-    const int8_t *xq; const float *xd; const int16_t *xs; /* quantized x: xq[t * cols], xd[t * cols / 32], xs[t * cols / 16] */
+    int chunk, chunks; /* rows a thread takes at a time (a multiple of 16), chunks in all */
+    atomic_int next;   /* the first chunk no thread has taken */
+    const float *x;    /* x[t * cols + c] */
+    const int8_t *xq;
+    const float *xd;
+    const int16_t *xs; /* quantized x: xq[t * cols], xd[t * cols / 32], xs[t * cols / 16] */
 } mm_job;
 
 /* Rows [lo, hi) of matrix k. */
@@ -66,8 +68,7 @@ static void mm_worker(void *ctx, int ith, int nth) {
     mm_job *j = ctx;
     for (;;) {
         int c = atomic_fetch_add(&j->next, 1);
-        if (c >= j->chunks)
-            break;
+        if (c >= j->chunks) break;
         int k = 0, from = c * j->chunk;
         while (from >= j->w[k]->rows) /* the chunks of each matrix follow those of the one before */
             from -= (j->w[k]->rows + j->chunk - 1) / j->chunk * j->chunk, k++;
@@ -83,7 +84,7 @@ struct veil_workspace {
     uint8_t *row; /* an embedding row's bytes */
     float *xd;
     int16_t *xs;
-    float *att;    /* [threads][model context], made for the pool it was sized for */
+    float *att; /* [threads][model context], made for the pool it was sized for */
     int att_threads;
     float *logits; /* [BATCH][vocab], made on first use */
 };
@@ -287,13 +288,17 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
     }
     for (int l = 0; l < in->n_layers; l++) {
         const veil_layer *L = &m->layers[l];
-        for (int t = 0; t < T; t++) rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->attn_norm, dim, in->eps);
+        for (int t = 0; t < T; t++)
+            rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->attn_norm, dim, in->eps);
         matmul(m, T, ws->xb, dim, 3, &L->wq, ws->q, &L->wk, ws->k, &L->wv, ws->v);
         for (int t = 0; t < T; t++) {
             float *q = ws->q + (size_t)t * qd, *k = ws->k + (size_t)t * kvd, *v = ws->v + (size_t)t * kvd;
-            if (L->bq) for (int i = 0; i < qd; i++) q[i] += L->bq[i];
-            if (L->bk) for (int i = 0; i < kvd; i++) k[i] += L->bk[i];
-            if (L->bv) for (int i = 0; i < kvd; i++) v[i] += L->bv[i];
+            if (L->bq)
+                for (int i = 0; i < qd; i++) q[i] += L->bq[i];
+            if (L->bk)
+                for (int i = 0; i < kvd; i++) k[i] += L->bk[i];
+            if (L->bv)
+                for (int i = 0; i < kvd; i++) v[i] += L->bv[i];
             if (L->q_norm) {
                 for (int h = 0; h < in->n_heads; h++) rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, in->eps);
                 for (int h = 0; h < in->n_kv_heads; h++) rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, in->eps);
@@ -320,7 +325,8 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
         veil_pool_run(m->pool, att_worker, &aj);
         matmul(m, T, ws->xb2, qd, 1, &L->wo, ws->xb, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];
-        for (int t = 0; t < T; t++) rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->ffn_norm, dim, in->eps);
+        for (int t = 0; t < T; t++)
+            rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->ffn_norm, dim, in->eps);
         matmul(m, T, ws->xb, dim, 2, &L->w_gate, ws->hb, &L->w_up, ws->hb2, NULL, NULL);
         veil_swiglu_for()(ws->hb, ws->hb2, (size_t)T * ff);
         matmul(m, T, ws->hb, ff, 1, &L->w_down, ws->xb, NULL, NULL, NULL, NULL);

@@ -9,7 +9,6 @@
 #include "engine_internal.h"
 #include "veil/buf.h"
 
-
 /* Length of the longest suffix of s[0..n) that is a proper prefix of tag. */
 static size_t partial_suffix(const char *s, size_t n, const char *tag) {
     size_t tl = strlen(tag);
@@ -149,7 +148,6 @@ static int release(gen *g, int final) {
     veil_buf_consume(b, g->stopped ? b->len : cut);
     return ok;
 }
-
 
 veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_gen_params *p,
                       const veil_gen_callbacks *cb, veil_gen_result *res, veil_err *err) {

@@ -21,16 +21,13 @@ static const struct {
     const char *name;
     uint32_t elems, bytes;
 } ggml_types[] = {
-    [VEIL_GGML_F32] = {"F32", 1, 4},        [VEIL_GGML_F16] = {"F16", 1, 2},
-    [VEIL_GGML_Q4_0] = {"Q4_0", 32, 18},    [VEIL_GGML_Q4_1] = {"Q4_1", 32, 20},
-    [VEIL_GGML_Q5_0] = {"Q5_0", 32, 22},    [VEIL_GGML_Q5_1] = {"Q5_1", 32, 24},
-    [VEIL_GGML_Q8_0] = {"Q8_0", 32, 34},    [VEIL_GGML_Q8_1] = {"Q8_1", 32, 36},
-    [VEIL_GGML_Q2_K] = {"Q2_K", 256, 84},   [VEIL_GGML_Q3_K] = {"Q3_K", 256, 110},
-    [VEIL_GGML_Q4_K] = {"Q4_K", 256, 144},  [VEIL_GGML_Q5_K] = {"Q5_K", 256, 176},
-    [VEIL_GGML_Q6_K] = {"Q6_K", 256, 210},  [VEIL_GGML_Q8_K] = {"Q8_K", 256, 292},
-    [VEIL_GGML_I8] = {"I8", 1, 1},          [VEIL_GGML_I16] = {"I16", 1, 2},
-    [VEIL_GGML_I32] = {"I32", 1, 4},        [VEIL_GGML_I64] = {"I64", 1, 8},
-    [VEIL_GGML_F64] = {"F64", 1, 8},        [VEIL_GGML_BF16] = {"BF16", 1, 2},
+    [VEIL_GGML_F32] = {"F32", 1, 4},       [VEIL_GGML_F16] = {"F16", 1, 2},       [VEIL_GGML_Q4_0] = {"Q4_0", 32, 18},
+    [VEIL_GGML_Q4_1] = {"Q4_1", 32, 20},   [VEIL_GGML_Q5_0] = {"Q5_0", 32, 22},   [VEIL_GGML_Q5_1] = {"Q5_1", 32, 24},
+    [VEIL_GGML_Q8_0] = {"Q8_0", 32, 34},   [VEIL_GGML_Q8_1] = {"Q8_1", 32, 36},   [VEIL_GGML_Q2_K] = {"Q2_K", 256, 84},
+    [VEIL_GGML_Q3_K] = {"Q3_K", 256, 110}, [VEIL_GGML_Q4_K] = {"Q4_K", 256, 144}, [VEIL_GGML_Q5_K] = {"Q5_K", 256, 176},
+    [VEIL_GGML_Q6_K] = {"Q6_K", 256, 210}, [VEIL_GGML_Q8_K] = {"Q8_K", 256, 292}, [VEIL_GGML_I8] = {"I8", 1, 1},
+    [VEIL_GGML_I16] = {"I16", 1, 2},       [VEIL_GGML_I32] = {"I32", 1, 4},       [VEIL_GGML_I64] = {"I64", 1, 8},
+    [VEIL_GGML_F64] = {"F64", 1, 8},       [VEIL_GGML_BF16] = {"BF16", 1, 2},
 };
 #define N_GGML_TYPES (sizeof ggml_types / sizeof ggml_types[0])
 
@@ -41,10 +38,17 @@ uint32_t veil_ggml_block_bytes(uint32_t t) { return t < N_GGML_TYPES ? ggml_type
 /* Size of a fixed-width value type; 0 for string/array/unknown. */
 static size_t scalar_size(uint32_t t) {
     switch (t) {
-    case VEIL_GGUF_U8: case VEIL_GGUF_I8: case VEIL_GGUF_BOOL: return 1;
-    case VEIL_GGUF_U16: case VEIL_GGUF_I16: return 2;
-    case VEIL_GGUF_U32: case VEIL_GGUF_I32: case VEIL_GGUF_F32: return 4;
-    case VEIL_GGUF_U64: case VEIL_GGUF_I64: case VEIL_GGUF_F64: return 8;
+    case VEIL_GGUF_U8:
+    case VEIL_GGUF_I8:
+    case VEIL_GGUF_BOOL: return 1;
+    case VEIL_GGUF_U16:
+    case VEIL_GGUF_I16: return 2;
+    case VEIL_GGUF_U32:
+    case VEIL_GGUF_I32:
+    case VEIL_GGUF_F32: return 4;
+    case VEIL_GGUF_U64:
+    case VEIL_GGUF_I64:
+    case VEIL_GGUF_F64: return 8;
     default: return 0;
     }
 }
@@ -341,8 +345,16 @@ const veil_gguf_tensor *veil_gguf_tensor_find(const veil_gguf *g, const char *na
 static double num_at(const uint8_t *p, uint32_t t, int *ok) {
     *ok = 1;
     union {
-        uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32;
-        float f32; uint64_t u64; int64_t i64; double f64;
+        uint8_t u8;
+        int8_t i8;
+        uint16_t u16;
+        int16_t i16;
+        uint32_t u32;
+        int32_t i32;
+        float f32;
+        uint64_t u64;
+        int64_t i64;
+        double f64;
     } v;
     size_t sz = scalar_size(t);
     if (!sz) {
@@ -351,7 +363,8 @@ static double num_at(const uint8_t *p, uint32_t t, int *ok) {
     }
     memcpy(&v, p, sz);
     switch (t) {
-    case VEIL_GGUF_U8: case VEIL_GGUF_BOOL: return v.u8;
+    case VEIL_GGUF_U8:
+    case VEIL_GGUF_BOOL: return v.u8;
     case VEIL_GGUF_I8: return v.i8;
     case VEIL_GGUF_U16: return v.u16;
     case VEIL_GGUF_I16: return v.i16;
@@ -371,12 +384,35 @@ int veil_gguf_get_u64(const veil_gguf *g, const char *key, uint64_t *v) {
     int64_t s;
     switch (kv->type) {
     case VEIL_GGUF_U8: *v = kv->data[0]; return 1;
-    case VEIL_GGUF_U16: { uint16_t x; memcpy(&x, kv->data, 2); *v = x; return 1; }
-    case VEIL_GGUF_U32: { uint32_t x; memcpy(&x, kv->data, 4); *v = x; return 1; }
-    case VEIL_GGUF_U64: memcpy(&u, kv->data, 8); *v = u; return 1;
+    case VEIL_GGUF_U16: {
+        uint16_t x;
+        memcpy(&x, kv->data, 2);
+        *v = x;
+        return 1;
+    }
+    case VEIL_GGUF_U32: {
+        uint32_t x;
+        memcpy(&x, kv->data, 4);
+        *v = x;
+        return 1;
+    }
+    case VEIL_GGUF_U64:
+        memcpy(&u, kv->data, 8);
+        *v = u;
+        return 1;
     case VEIL_GGUF_I8: s = (int8_t)kv->data[0]; break;
-    case VEIL_GGUF_I16: { int16_t x; memcpy(&x, kv->data, 2); s = x; break; }
-    case VEIL_GGUF_I32: { int32_t x; memcpy(&x, kv->data, 4); s = x; break; }
+    case VEIL_GGUF_I16: {
+        int16_t x;
+        memcpy(&x, kv->data, 2);
+        s = x;
+        break;
+    }
+    case VEIL_GGUF_I32: {
+        int32_t x;
+        memcpy(&x, kv->data, 4);
+        s = x;
+        break;
+    }
     case VEIL_GGUF_I64: memcpy(&s, kv->data, 8); break;
     default: return 0;
     }
@@ -413,8 +449,7 @@ int veil_gguf_get_str(const veil_gguf *g, const char *key, veil_gguf_str *v) {
 
 veil_gguf_str veil_gguf_arr_str(const veil_gguf_kv *kv, uint64_t i) {
     veil_gguf_str s = {"", 0};
-    if (kv->type != VEIL_GGUF_ARRAY || kv->arr_type != VEIL_GGUF_STRING || i >= kv->arr_count || !kv->str_at)
-        return s;
+    if (kv->type != VEIL_GGUF_ARRAY || kv->arr_type != VEIL_GGUF_STRING || i >= kv->arr_count || !kv->str_at) return s;
     uint64_t n;
     memcpy(&n, kv->str_at[i], 8);
     s.p = (const char *)kv->str_at[i] + 8;

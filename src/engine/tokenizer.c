@@ -49,9 +49,12 @@ static int in_ranges(uint32_t c, const uint32_t (*r)[2], size_t n) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (c < r[mid][0]) hi = mid;
-        else if (c > r[mid][1]) lo = mid + 1;
-        else return 1;
+        if (c < r[mid][0])
+            hi = mid;
+        else if (c > r[mid][1])
+            lo = mid + 1;
+        else
+            return 1;
     }
     return 0;
 }
@@ -142,7 +145,7 @@ static size_t pretok_end(pre_kind pre, const uint32_t *c, size_t n, size_t i) {
         if (pre != PRE_GPT2)
             for (size_t k = e; k > i; k--)
                 if (is_nl(c[k - 1])) return k; /* \s*[\r\n]+ */
-        if (e == n || e - i < 2) return e;   /* \s+(?!\S) at the end, or \s+ */
+        if (e == n || e - i < 2) return e;     /* \s+(?!\S) at the end, or \s+ */
         return e - 1;
     }
     return i + 1;
@@ -221,8 +224,10 @@ veil_rc veil_tokenizer_load(veil_tokenizer **out, const veil_gguf *g, veil_err *
         return veil_err_set(err, VEIL_ERR_MALFORMED, "model lacks tokenizer.ggml.model");
     veil_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
-    if (model.len == 4 && memcmp(model.p, "gpt2", 4) == 0) t->kind = VEIL_TOK_BPE;
-    else if (model.len == 5 && memcmp(model.p, "llama", 5) == 0) t->kind = VEIL_TOK_SPM;
+    if (model.len == 4 && memcmp(model.p, "gpt2", 4) == 0)
+        t->kind = VEIL_TOK_BPE;
+    else if (model.len == 5 && memcmp(model.p, "llama", 5) == 0)
+        t->kind = VEIL_TOK_SPM;
     else {
         veil_tokenizer_free(t);
         return veil_err_set(err, VEIL_ERR_MALFORMED, "tokenizer '%.*s' is not supported (gpt2 and llama are)",
@@ -233,8 +238,10 @@ veil_rc veil_tokenizer_load(veil_tokenizer **out, const veil_gguf *g, veil_err *
     t->pre = PRE_GPT2;
     if (t->kind == VEIL_TOK_BPE && veil_gguf_get_str(g, "tokenizer.ggml.pre", &pre)) {
 #define IS(s) (pre.len == strlen(s) && memcmp(pre.p, s, pre.len) == 0)
-        if (IS("llama-bpe") || IS("llama3") || IS("smaug-bpe")) t->pre = PRE_LLAMA3;
-        else if (IS("qwen2")) t->pre = PRE_QWEN2;
+        if (IS("llama-bpe") || IS("llama3") || IS("smaug-bpe"))
+            t->pre = PRE_LLAMA3;
+        else if (IS("qwen2"))
+            t->pre = PRE_QWEN2;
         else if (!IS("default") && !IS("gpt-2") && !IS("gpt2")) {
             veil_tokenizer_free(t);
             return veil_err_set(err, VEIL_ERR_MALFORMED,
@@ -296,8 +303,8 @@ veil_rc veil_tokenizer_load(veil_tokenizer **out, const veil_gguf *g, veil_err *
     if (t->eos >= 0) t->ends_turn[t->eos] = 1;
     int32_t eot = get_id(g, "tokenizer.ggml.eot_token_id", t->n);
     if (eot >= 0) t->ends_turn[eot] = 1;
-    static const char *const enders[] = {"<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>", "</s>",
-                                         "<|end|>", "<|eom_id|>"};
+    static const char *const enders[] = {"<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>",
+                                         "</s>",       "<|end|>",    "<|eom_id|>"};
     for (size_t i = 0; i < sizeof enders / sizeof enders[0]; i++) {
         int32_t id = lookup(t, enders[i], strlen(enders[i]));
         if (id >= 0 && (t->type[id] == VEIL_TT_CONTROL || t->type[id] == VEIL_TT_USER)) t->ends_turn[id] = 1;
@@ -352,7 +359,7 @@ void veil_tokens_free(veil_tokens *t) {
 }
 
 typedef struct sym {
-    int32_t id;       /* BPE: token id; SPM: -1 until resolved */
+    int32_t id;        /* BPE: token id; SPM: -1 until resolved */
     size_t start, len; /* SPM: bytes of the text */
     int prev, next;
 } sym;
@@ -462,8 +469,10 @@ int veil_tokenize(const veil_tokenizer *t, const char *text, size_t len, veil_to
         size_t o = 0;
         if (t->add_space_prefix && len) memcpy(buf, "\xE2\x96\x81", 3), o = 3;
         for (size_t i = 0; i < len; i++) {
-            if (text[i] == ' ') memcpy(buf + o, "\xE2\x96\x81", 3), o += 3;
-            else buf[o++] = text[i];
+            if (text[i] == ' ')
+                memcpy(buf + o, "\xE2\x96\x81", 3), o += 3;
+            else
+                buf[o++] = text[i];
         }
         text = buf;
         len = o;
@@ -507,7 +516,11 @@ size_t veil_token_bytes(const veil_tokenizer *t, int32_t id, char *out, size_t c
     veil_gguf_str s = t->text[id];
     int type = t->type[id];
     size_t n = 0;
-#define PUT(ch) do { if (n < cap) out[n] = (char)(ch); n++; } while (0)
+#define PUT(ch)                                                                                                        \
+    do {                                                                                                               \
+        if (n < cap) out[n] = (char)(ch);                                                                              \
+        n++;                                                                                                           \
+    } while (0)
     if (type == VEIL_TT_CONTROL || type == VEIL_TT_UNKNOWN || type == VEIL_TT_UNUSED) return 0;
     if (type == VEIL_TT_USER) {
         for (size_t i = 0; i < s.len; i++) PUT(s.p[i]);
@@ -550,7 +563,8 @@ uint32_t veil_gpt2_byte_cp(uint8_t b) {
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174) ? b : 256 + n;
 }
 
-int veil_pretokenize(const char *pre, const char *text, size_t len, void (*fn)(void *, const char *, size_t), void *ctx) {
+int veil_pretokenize(const char *pre, const char *text, size_t len, void (*fn)(void *, const char *, size_t),
+                     void *ctx) {
     pre_kind k = strcmp(pre, "qwen2") == 0 ? PRE_QWEN2 : strcmp(pre, "llama-bpe") == 0 ? PRE_LLAMA3 : PRE_GPT2;
     uint32_t *cp = malloc((len + 1) * sizeof *cp);
     size_t *off = malloc((len + 1) * sizeof *off);

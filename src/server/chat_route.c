@@ -135,4 +135,3 @@ size_t http_chat(server *s, struct evhttp_request *req, double t0, int *status) 
     *status = -1; /* logged when the stream ends */
     return 0;
 }
-

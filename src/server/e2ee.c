@@ -20,7 +20,8 @@ int veil_e2ee_looks_sealed(const char *hex, size_t n) {
 }
 
 /* Decrypts one string value in place. must: it has to be an envelope. */
-static int open_field(const veil_seckey *key, json_t *holder, const char *field, int must, int near, veil_http_error *e) {
+static int open_field(const veil_seckey *key, json_t *holder, const char *field, int must, int near,
+                      veil_http_error *e) {
     json_t *v = json_object_get(holder, field);
     const char *hex = json_string_value(v);
     size_t n = json_string_length(v);
@@ -97,7 +98,7 @@ int veil_e2ee_request_rules(const veil_e2ee_headers *h, const veil_pubkey *insta
     if (cpk || mpk || algo) {
         if (!cpk || !mpk || !algo)
             return veil_http_bad_request(e, "E2EE requires X-Venice-TEE-Client-Pub-Key, X-Venice-TEE-Model-Pub-Key and "
-                                "X-Venice-TEE-Signing-Algo together");
+                                            "X-Venice-TEE-Signing-Algo together");
         if (strcmp(algo, "ecdsa") != 0)
             return veil_http_bad_request(e, "Unsupported signing algorithm");
         if (veil_pubkey_parse_hex(&out->client_key, cpk, strlen(cpk), NULL) != VEIL_OK)
@@ -110,7 +111,8 @@ int veil_e2ee_request_rules(const veil_e2ee_headers *h, const veil_pubkey *insta
     } else if (n_algo || n_key) {
         char msg[160];
         if (!n_algo || !n_key)
-            return veil_http_bad_request(e, "Both X-Signing-Algo and X-Client-Pub-Key headers must be present together");
+            return veil_http_bad_request(e,
+                                         "Both X-Signing-Algo and X-Client-Pub-Key headers must be present together");
         if (strcmp(n_algo, "ecdsa") != 0 && strcmp(n_algo, "ed25519") != 0) {
             snprintf(msg, sizeof msg, "Invalid X-Signing-Algo: %.40s. Must be 'ecdsa' or 'ed25519'", n_algo);
             return veil_http_bad_request(e, msg);

@@ -111,9 +111,9 @@ struct stream {
     int ended;             /* the reply is complete; waiting for the worker to let go */
     int threads;           /* threads (generation, signing) still using the stream; guarded by mu */
     atomic_int cancelled;
-    pthread_mutex_t mu;    /* guards the fields the worker writes: */
-    piece *head, *tail;    /* non-streamed answers' pieces */
-    struct evbuffer *wout; /* streamed answers: whole formatted events */
+    pthread_mutex_t mu;       /* guards the fields the worker writes: */
+    piece *head, *tail;       /* non-streamed answers' pieces */
+    struct evbuffer *wout;    /* streamed answers: whole formatted events */
     pthread_cond_t first_out; /* the loop handed the first piece to libevent (t_first_out) */
     int first_out_done;
     int failed, fail_status;
@@ -158,10 +158,10 @@ void http_client_ip(server *s, struct evhttp_request *req, char out[64]);
 int http_refused_by_rate_limit(server *s, struct evhttp_request *req, int *status, size_t *bytes);
 
 /* ---- tee_routes.c ---- */
-size_t http_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, int near,
-                        const char *path, double t0, int *status);
-size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path,
-                      double t0, int *status);
+size_t http_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, int near, const char *path,
+                        double t0, int *status);
+size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path, double t0,
+                      int *status);
 
 /* ---- chat_route.c ---- */
 const veil_model *http_find_model(void *server_ctx, const char *id);

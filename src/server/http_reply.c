@@ -65,11 +65,18 @@ size_t http_send_text(server *s, struct evhttp_request *req, int status, const c
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "application/json");
     http_cors(s, req);
-    static const char *const reasons[] = {[200] = "OK", [400] = "Bad Request", [401] = "Unauthorized",
-                                          [404] = "Not Found", [405] = "Method Not Allowed", [413] = "Payload Too Large",
-                                          [415] = "Unsupported Media Type", [429] = "Too Many Requests",
-                                          [500] = "Internal Server Error", [502] = "Bad Gateway",
-                                          [503] = "Service Unavailable", [504] = "Gateway Timeout"};
+    static const char *const reasons[] = {[200] = "OK",
+                                          [400] = "Bad Request",
+                                          [401] = "Unauthorized",
+                                          [404] = "Not Found",
+                                          [405] = "Method Not Allowed",
+                                          [413] = "Payload Too Large",
+                                          [415] = "Unsupported Media Type",
+                                          [429] = "Too Many Requests",
+                                          [500] = "Internal Server Error",
+                                          [502] = "Bad Gateway",
+                                          [503] = "Service Unavailable",
+                                          [504] = "Gateway Timeout"};
     const char *reason = status > 0 && status < 505 && reasons[status] ? reasons[status] : "Error";
     evhttp_send_reply(req, status, reason, b);
     evbuffer_free(b);

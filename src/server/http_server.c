@@ -56,8 +56,8 @@ static size_t route_models(server *s, struct evhttp_request *req, const struct e
     return http_send_json(s, req, 200, json_pack("{s:s, s:s, s:o}", "object", "list", "type", "text", "data", data));
 }
 
-static size_t route_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri,
-                                const char *path, double t0, int *status) {
+static size_t route_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path,
+                                double t0, int *status) {
     return http_attestation(s, req, uri, !strcmp(path, "/v1/attestation/report"), path, t0, status);
 }
 

@@ -24,8 +24,8 @@ int veil_ratelimit_hit(veil_ratelimit *rl, const char *client, long now) {
 }
 
 void http_client_ip(server *s, struct evhttp_request *req, char out[64]) {
-    const char *xff = s->cfg->trust_proxy ? evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For")
-                                          : NULL;
+    const char *xff =
+        s->cfg->trust_proxy ? evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For") : NULL;
     if (xff) {
         size_t n = strcspn(xff, ", ");
         snprintf(out, 64, "%.*s", (int)(n < 63 ? n : 63), xff);

@@ -16,11 +16,11 @@
 /* ---- models ---- */
 
 typedef struct veil_model {
-    char *id;              /* e.g. "e2ee-qwen3-tiny" */
+    char *id; /* e.g. "e2ee-qwen3-tiny" */
     char *description;
-    char *system_prompt;   /* added when include_venice_system_prompt is true; may be NULL */
-    char *upstream_model;  /* name sent to the upstream backend; NULL: the id */
-    int tee, e2ee;         /* supportsTeeAttestation, supportsE2EE (e2ee implies tee) */
+    char *system_prompt;  /* added when include_venice_system_prompt is true; may be NULL */
+    char *upstream_model; /* name sent to the upstream backend; NULL: the id */
+    int tee, e2ee;        /* supportsTeeAttestation, supportsE2EE (e2ee implies tee) */
     int function_calling, response_schema, logprobs, reasoning, vision;
     long context_length, max_completion_tokens;
     double price_in_usd, price_out_usd; /* per million tokens */
@@ -38,10 +38,10 @@ typedef struct veil_chat_request {
     int e2ee;               /* E2EE request: messages are decrypted and answers encrypted */
     int e2ee_near;          /* with the NEAR dialect's rules (every role encrypted, non-streaming allowed) */
     veil_pubkey client_key; /* where E2EE answers are encrypted to */
-    json_t *body;     /* the whole request (owned reference) */
-    json_t *messages; /* the messages as the backend sees them (owned), server prompt prepended if any */
+    json_t *body;           /* the whole request (owned reference) */
+    json_t *messages;       /* the messages as the backend sees them (owned), server prompt prepended if any */
     int stream, include_usage;
-    long max_tokens;  /* 0: model default */
+    long max_tokens; /* 0: model default */
 } veil_chat_request;
 
 /* An HTTP-level refusal: status, the exact message and the parameter it
@@ -56,16 +56,17 @@ typedef struct veil_http_error {
  * JSON, known keys, model, types and ranges, capabilities. On success fills
  * `out` (free with veil_chat_request_clear) and returns 1; else fills `e`
  * and returns 0. find_model looks a model up by id. */
-int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_model)(void *, const char *),
-                       void *ctx, int (*e2ee_rules)(void *, json_t *body, veil_chat_request *out, veil_http_error *e),
+int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_model)(void *, const char *), void *ctx,
+                       int (*e2ee_rules)(void *, json_t *body, veil_chat_request *out, veil_http_error *e),
                        void *rules_ctx, veil_chat_request *out, veil_http_error *e);
 
 /* ---- E2EE (the public page's E2EE section, Venice's and NEAR's headers) ---- */
 
 /* The request headers the E2EE rules read (NULL: absent). */
 typedef struct veil_e2ee_headers {
-    const char *client_pub_key, *model_pub_key, *signing_algo;               /* X-Venice-TEE-* */
-    const char *near_signing_algo, *near_client_pub_key, *near_model_pub_key; /* X-Signing-Algo, X-{Client,Model}-Pub-Key */
+    const char *client_pub_key, *model_pub_key, *signing_algo; /* X-Venice-TEE-* */
+    const char *near_signing_algo, *near_client_pub_key,
+        *near_model_pub_key; /* X-Signing-Algo, X-{Client,Model}-Pub-Key */
 } veil_e2ee_headers;
 
 /* The E2EE rules in their order, each refusal with its exact message: the
@@ -144,10 +145,10 @@ static inline int veil_json_plain(const char *s, size_t n) {
 typedef struct veil_upstream_events {
     const veil_gen_sink *sink; /* borrowed */
     int no_shape;
-    char finish[32];           /* "" until an event gives one */
+    char finish[32]; /* "" until an event gives one */
     long prompt_tokens, completion_tokens;
-    int done_seen;             /* [DONE] arrived */
-    char stream_error[300];    /* an error event's message, "" if none */
+    int done_seen;          /* [DONE] arrived */
+    char stream_error[300]; /* an error event's message, "" if none */
     /* the learned shape: the bytes before and after the content's string */
     char *before, *after;
     size_t before_len, after_len;
@@ -202,8 +203,6 @@ int veil_keystore_list(veil_keystore *ks, void (*fn)(void *, const char *id, lon
 VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_hashes(veil_keystore *ks, uint8_t (**hashes)[32], size_t *n,
                                                      veil_err *err);
 
-
-
 /* ---- response signatures ---- */
 
 typedef struct veil_signature_record {
@@ -241,13 +240,13 @@ typedef struct veil_server_config {
     size_t n_models;
     const char *const *api_keys; /* accepted bearer keys given by flag (borrowed) */
     size_t n_api_keys;
-    veil_keystore *keystore;     /* may be NULL */
-    const char *cors_origin;     /* NULL: no CORS headers */
-    struct veil_tee *tee;        /* NULL: no TEE (no attestation routes) */
-    veil_sigstore *sigstore;     /* with a TEE: where response signatures go */
-    int tee_rate_per_min;        /* attestation requests per client IP a minute; default 10 */
-    int trust_proxy;             /* take the client IP from X-Forwarded-For */
-    FILE *log;                   /* one line per request; NULL: stderr */
+    veil_keystore *keystore; /* may be NULL */
+    const char *cors_origin; /* NULL: no CORS headers */
+    struct veil_tee *tee;    /* NULL: no TEE (no attestation routes) */
+    veil_sigstore *sigstore; /* with a TEE: where response signatures go */
+    int tee_rate_per_min;    /* attestation requests per client IP a minute; default 10 */
+    int trust_proxy;         /* take the client IP from X-Forwarded-For */
+    FILE *log;               /* one line per request; NULL: stderr */
     /* called once the socket is bound, with the actual port */
     void (*on_ready)(void *ctx, const char *host, int port);
     void *ready_ctx;

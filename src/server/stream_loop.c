@@ -82,10 +82,9 @@ static void drop_request(stream *st) {
 }
 
 json_t *stream_chunk_json(stream *st, json_t *delta, const char *finish) {
-    return json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:o, s:n}]}", "id", st->id, "object",
-                     "chat.completion.chunk", "created", (json_int_t)st->created, "model", st->creq.model->id,
-                     "choices", "index", 0, "delta", delta, "finish_reason", finish ? json_string(finish) : json_null(),
-                     "logprobs");
+    return json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:o, s:n}]}", "id", st->id, "object", "chat.completion.chunk",
+                     "created", (json_int_t)st->created, "model", st->creq.model->id, "choices", "index", 0, "delta",
+                     delta, "finish_reason", finish ? json_string(finish) : json_null(), "logprobs");
 }
 
 /* The bytes around a delta chunk's members: chunk_json's own serialization
@@ -175,8 +174,9 @@ static void finish_request(stream *st, int status) {
      * the worker's start, plus from the backend's first piece to its write (the backend's own
      * wait, upstream or engine, is the rest) */
     if (st->t_first_out && tw && tp)
-        snprintf(id, sizeof id, "%s ttfb=%.2fms veil=%.2fms backend=%.2fms", st->id, (st->t_first_out - st->t0) * 1000.0,
-                 ((tw - st->t0) + (st->t_first_out - tp)) * 1000.0, (tp - tw) * 1000.0);
+        snprintf(id, sizeof id, "%s ttfb=%.2fms veil=%.2fms backend=%.2fms", st->id,
+                 (st->t_first_out - st->t0) * 1000.0, ((tw - st->t0) + (st->t_first_out - tp)) * 1000.0,
+                 (tp - tw) * 1000.0);
     else
         snprintf(id, sizeof id, "%s", st->id);
     http_log_request(st->srv, "POST", "/api/v1/chat/completions", status, st->t0, st->bytes, id);
@@ -261,7 +261,7 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             json_decref(usage);
             int status = st->fail_status >= 400 && st->fail_status < 600 ? st->fail_status : 502;
             st->bytes += http_send_json(st->srv, st->req, status,
-                                   http_error_json(st->fail_msg, http_error_type(status), NULL, st->fail_code));
+                                        http_error_json(st->fail_msg, http_error_type(status), NULL, st->fail_code));
             finish_request(st, status);
         } else if (st->failed) {
             json_decref(usage);
@@ -286,14 +286,14 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             }
         } else {
             /* under E2EE (NEAR) content and reasoning arrive sealed by the worker */
-            json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content", st->content.data ? st->content.data : "",
-                                    st->content.len);
+            json_t *msg = json_pack("{s:s, s:s#}", "role", "assistant", "content",
+                                    st->content.data ? st->content.data : "", st->content.len);
             if (st->reasoning.len)
                 json_object_set_new(msg, "reasoning_content", json_stringn(st->reasoning.data, st->reasoning.len));
-            json_t *resp = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s, s:n}], s:o}", "id", st->id, "object",
-                                     "chat.completion", "created", (json_int_t)st->created, "model", st->creq.model->id,
-                                     "choices", "index", 0, "message", msg, "finish_reason", st->finish, "logprobs",
-                                     "usage", usage);
+            json_t *resp =
+                json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:s, s:n}], s:o}", "id", st->id, "object",
+                          "chat.completion", "created", (json_int_t)st->created, "model", st->creq.model->id, "choices",
+                          "index", 0, "message", msg, "finish_reason", st->finish, "logprobs", "usage", usage);
             char *text = json_dumps(resp, JSON_COMPACT);
             json_decref(resp);
             size_t n = text ? strlen(text) : 0;
@@ -313,7 +313,6 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             stream_unlink_and_free(st);
     }
 }
-
 
 void stream_acquire(stream *st) {
     pthread_mutex_lock(&st->mu);

@@ -179,8 +179,8 @@ static int sink_cancelled(void *ctx) {
  * ephemeral key, here on the worker, so the loop only moves ciphertext. */
 static char *seal(stream *st, const char *text, size_t n) {
     char *hex = NULL;
-    if (n && veil_ecies_seal_hex_pooled(&hex, st->srv->eph, &st->creq.client_key, (const uint8_t *)text, n, NULL) !=
-                 VEIL_OK)
+    if (n &&
+        veil_ecies_seal_hex_pooled(&hex, st->srv->eph, &st->creq.client_key, (const uint8_t *)text, n, NULL) != VEIL_OK)
         hex = NULL;
     return hex;
 }
@@ -208,7 +208,8 @@ static void sink_piece_e2ee(void *ctx, const char *c, size_t cl, const char *r, 
 static void sink_done_e2ee(void *ctx, const char *finish, long pt, long ct) {
     stream *st = ctx;
     if (st->creq.e2ee_near && !st->creq.stream && (st->w_content.len || st->w_reasoning.len)) {
-        char *hc = seal(st, st->w_content.data, st->w_content.len), *hr = seal(st, st->w_reasoning.data, st->w_reasoning.len);
+        char *hc = seal(st, st->w_content.data, st->w_content.len),
+             *hr = seal(st, st->w_reasoning.data, st->w_reasoning.len);
         int ok = (hc || !st->w_content.len) && (hr || !st->w_reasoning.len);
         veil_buf_free(&st->w_content);
         veil_buf_free(&st->w_reasoning);
@@ -230,8 +231,12 @@ void *stream_worker(void *arg) {
     pthread_mutex_lock(&st->mu);
     st->t_worker = started;
     pthread_mutex_unlock(&st->mu);
-    veil_gen_sink sink = {st, st->creq.e2ee ? sink_piece_e2ee : sink_piece, st->creq.e2ee ? sink_done_e2ee : sink_done,
-                          stream_sink_fail, sink_cancelled, sink_flush};
+    veil_gen_sink sink = {st,
+                          st->creq.e2ee ? sink_piece_e2ee : sink_piece,
+                          st->creq.e2ee ? sink_done_e2ee : sink_done,
+                          stream_sink_fail,
+                          sink_cancelled,
+                          sink_flush};
     veil_backend *b = st->creq.model->backend;
     veil_http_error e;
     if (st->creq.e2ee &&
@@ -244,4 +249,3 @@ void *stream_worker(void *arg) {
     stream_release(st); /* the worker's last touch of the stream */
     return NULL;
 }
-

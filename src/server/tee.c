@@ -89,9 +89,9 @@ static char *gpu_evidence(veil_tee *t, const uint8_t nonce[32], json_t **nvidia,
     pthread_mutex_unlock(&t->gpu_mu);
     if (rc != VEIL_OK) {
         *valid = *bound = 0;
-        *nvidia = json_pack("{s:b, s:b, s:{s:b}, s:{s:s, s:s}}", "valid", 0, "signatureVerified", 0,
-                            "certificateChainStatus", "valid", 0, "error", "code", "GPU_UNAVAILABLE", "message",
-                            err.message);
+        *nvidia =
+            json_pack("{s:b, s:b, s:{s:b}, s:{s:s, s:s}}", "valid", 0, "signatureVerified", 0, "certificateChainStatus",
+                      "valid", 0, "error", "code", "GPU_UNAVAILABLE", "message", err.message);
         return NULL;
     }
     char *json = veil_gpu_payload_json(&p);
@@ -244,7 +244,8 @@ static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_jso
                             "attestationKeyMatch", c != VEIL_QUOTE_AK_BINDING_INVALID, "tcbStatus",
                             v.tcb_status[0] ? json_string(v.tcb_status) : json_null());
     if (c != VEIL_QUOTE_OK)
-        json_object_set_new(tdx, "error", json_pack("{s:s, s:s}", "code", veil_quote_code_name(c), "message", v.message));
+        json_object_set_new(tdx, "error",
+                            json_pack("{s:s, s:s}", "code", veil_quote_code_name(c), "message", v.message));
     *verified = c == VEIL_QUOTE_OK && addr_bound && nonce_bound;
     return json_pack("{s:o, s:{s:b, s:s}, s:{s:b, s:s}, s:s, s:i}", "tdx", tdx, "signingAddressBinding", "bound",
                      addr_bound, "reportDataAddress", rd_addr, "nonceBinding", "bound", nonce_bound, "method", "raw",
@@ -333,18 +334,19 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
     veil_pubkey_to_hex(&t->pub, key_hex);
     json_t *events = log ? json_loads(log, 0, NULL) : NULL;
     int sim = veil_tee_simulated(t);
-    json_t *info = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "app_name", "veil", "version", t->version,
-                             "binary_sha384", t->binary_sha384, "mrtd", hexj(q.td.mr_td, 48), "rtmr0",
-                             hexj(q.td.rtmr[0], 48), "rtmr1", hexj(q.td.rtmr[1], 48), "rtmr2", hexj(q.td.rtmr[2], 48),
-                             "rtmr3", hexj(q.td.rtmr[3], 48));
-    json_t *doc = json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}",
-                            "verified", verified, "nonce", nonce_hex, "request_nonce", nonce_hex, "nonce_source",
-                            client_nonce ? "client" : "server", "model", model_id, "tee_provider",
-                            veil_tee_provider_name(t), "tee_hardware", sim ? "simulated" : "intel-tdx", "simulated",
-                            sim, "signing_algo", "ecdsa", "signing_key", key_hex, "signing_public_key", key_hex,
-                            "signing_address", t->address_str, "intel_quote", hexj(quote, len), "nvidia_payload",
-                            gpu_json ? json_string(gpu_json) : json_null(), "event_log", events && json_is_array(events) ? events : (json_decref(events), json_array()),
-                            "info", info, "server_verification", sv);
+    json_t *info =
+        json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "app_name", "veil", "version", t->version,
+                  "binary_sha384", t->binary_sha384, "mrtd", hexj(q.td.mr_td, 48), "rtmr0", hexj(q.td.rtmr[0], 48),
+                  "rtmr1", hexj(q.td.rtmr[1], 48), "rtmr2", hexj(q.td.rtmr[2], 48), "rtmr3", hexj(q.td.rtmr[3], 48));
+    json_t *doc =
+        json_pack("{s:b, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o}", "verified",
+                  verified, "nonce", nonce_hex, "request_nonce", nonce_hex, "nonce_source",
+                  client_nonce ? "client" : "server", "model", model_id, "tee_provider", veil_tee_provider_name(t),
+                  "tee_hardware", sim ? "simulated" : "intel-tdx", "simulated", sim, "signing_algo", "ecdsa",
+                  "signing_key", key_hex, "signing_public_key", key_hex, "signing_address", t->address_str,
+                  "intel_quote", hexj(quote, len), "nvidia_payload", gpu_json ? json_string(gpu_json) : json_null(),
+                  "event_log", events && json_is_array(events) ? events : (json_decref(events), json_array()), "info",
+                  info, "server_verification", sv);
     free(quote);
     free(log);
     free(gpu_json);

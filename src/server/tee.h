@@ -29,7 +29,7 @@ void veil_tee_free(veil_tee *t);
 
 const char *veil_tee_provider_name(const veil_tee *t); /* "intel-tdx" | "dstack" | "veil-simulated" */
 int veil_tee_simulated(const veil_tee *t);
-const char *veil_tee_address(const veil_tee *t);       /* 0x + EIP-55 */
+const char *veil_tee_address(const veil_tee *t); /* 0x + EIP-55 */
 const veil_seckey *veil_tee_key(const veil_tee *t);
 const veil_pubkey *veil_tee_pubkey(const veil_tee *t);
 

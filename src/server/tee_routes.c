@@ -29,7 +29,7 @@ typedef struct attest_job {
     uint8_t nonce[32];
     char nonce_text[65];
     int client_nonce;
-    int signature;      /* a signature lookup rather than an attestation */
+    int signature; /* a signature lookup rather than an attestation */
     char request_id[96];
     int not_found;
     json_t *result;
@@ -59,8 +59,8 @@ static void signature_lookup(attest_job *j) {
     else
         j->result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "model", r.model, "request_id", r.request_id,
                               "tee_hardware", veil_tee_simulated(t) ? "simulated" : "intel-tdx", "text", r.text,
-                              "signature", r.signature, "signing_address", veil_tee_address(t), "signing_algo",
-                              "ecdsa", "tee_provider", veil_tee_provider_name(t));
+                              "signature", r.signature, "signing_address", veil_tee_address(t), "signing_algo", "ecdsa",
+                              "tee_provider", veil_tee_provider_name(t));
     veil_signature_record_clear(&r);
 }
 
@@ -123,8 +123,8 @@ static void start_job(attest_job *j, struct evhttp_request *req, double t0, cons
 
 /* The rate limit, then the query's parameters into q (freed with
  * evhttp_clear_headers). Returns 0 when the request was refused. */
-static int admit(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, struct evkeyvalq *q,
-                 int *status, size_t *refused) {
+static int admit(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, struct evkeyvalq *q, int *status,
+                 size_t *refused) {
     if (http_refused_by_rate_limit(s, req, status, refused))
         return 0;
     TAILQ_INIT(q);
@@ -135,8 +135,8 @@ static int admit(server *s, struct evhttp_request *req, const struct evhttp_uri 
 }
 
 /* GET /api/v1/tee/attestation (Venice) and /v1/attestation/report (NEAR). */
-size_t http_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, int near,
-                        const char *path, double t0, int *status) {
+size_t http_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, int near, const char *path,
+                        double t0, int *status) {
     size_t refused;
     struct evkeyvalq q;
     if (!admit(s, req, uri, &q, status, &refused))
@@ -155,8 +155,9 @@ size_t http_attestation(server *s, struct evhttp_request *req, const struct evht
     } else if (nonce && near && !nonce_hex && !(nlen == 0)) {
         bytes = http_send_error(s, req, 400, "Nonce must be hex-encoded", "nonce");
     } else if (nonce && (!nonce_hex || nlen != 64)) {
-        bytes = http_send_error(s, req, 400, near ? "Nonce must be 32 bytes" : "Nonce must be exactly 32 bytes (64 hex characters)",
-                           "nonce");
+        bytes = http_send_error(s, req, 400,
+                                near ? "Nonce must be 32 bytes" : "Nonce must be exactly 32 bytes (64 hex characters)",
+                                "nonce");
     } else if (!m) {
         bytes = http_send_error(s, req, *status = 404, "Model not found", "model");
     } else if (!m->tee && !m->e2ee) {
@@ -190,8 +191,8 @@ size_t http_attestation(server *s, struct evhttp_request *req, const struct evht
 }
 
 /* GET /api/v1/tee/signature?model=&request_id= and /v1/signature/<chat_id>. */
-size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path,
-                      double t0, int *status) {
+size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path, double t0,
+                      int *status) {
     int near = !strncmp(path, "/v1/signature/", 14);
     size_t refused;
     struct evkeyvalq q;
@@ -225,4 +226,3 @@ size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp
     evhttp_clear_headers(&q);
     return bytes;
 }
-

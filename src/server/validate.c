@@ -21,11 +21,34 @@ static int refuse(veil_http_error *e, int status, const char *param, const char 
 
 #define BAD(e, param, ...) refuse(e, 400, param, __VA_ARGS__)
 
-static const char *const known_keys[] = {
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-    "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed", "stop", "n", "user",
-    "metadata", "store", "venice_parameters", "tools", "tool_choice", "functions", "function_call",
-    "parallel_tool_calls", "response_format", "logprobs", "top_logprobs"};
+static const char *const known_keys[] = {"model",
+                                         "messages",
+                                         "stream",
+                                         "stream_options",
+                                         "max_tokens",
+                                         "max_completion_tokens",
+                                         "temperature",
+                                         "top_p",
+                                         "top_k",
+                                         "min_p",
+                                         "repetition_penalty",
+                                         "presence_penalty",
+                                         "frequency_penalty",
+                                         "seed",
+                                         "stop",
+                                         "n",
+                                         "user",
+                                         "metadata",
+                                         "store",
+                                         "venice_parameters",
+                                         "tools",
+                                         "tool_choice",
+                                         "functions",
+                                         "function_call",
+                                         "parallel_tool_calls",
+                                         "response_format",
+                                         "logprobs",
+                                         "top_logprobs"};
 
 static int number_in(json_t *v, double lo, double hi) {
     if (!json_is_number(v))
@@ -118,10 +141,17 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
         double lo, hi;
         int integer;
     } ranges[] = {
-        {"max_tokens", 1, 1e9, 1},         {"max_completion_tokens", 1, 1e9, 1}, {"temperature", 0, 2, 0},
-        {"top_p", 0, 1, 0},                {"top_k", 0, 1e9, 1},                 {"min_p", 0, 1, 0},
-        {"repetition_penalty", 0.01, 10, 0}, {"presence_penalty", -2, 2, 0},     {"frequency_penalty", -2, 2, 0},
-        {"seed", -9.2e18, 9.2e18, 1},      {"top_logprobs", 0, 20, 1},
+        {"max_tokens", 1, 1e9, 1},
+        {"max_completion_tokens", 1, 1e9, 1},
+        {"temperature", 0, 2, 0},
+        {"top_p", 0, 1, 0},
+        {"top_k", 0, 1e9, 1},
+        {"min_p", 0, 1, 0},
+        {"repetition_penalty", 0.01, 10, 0},
+        {"presence_penalty", -2, 2, 0},
+        {"frequency_penalty", -2, 2, 0},
+        {"seed", -9.2e18, 9.2e18, 1},
+        {"top_logprobs", 0, 20, 1},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
         json_t *x = json_object_get(root, ranges[i].key);
@@ -151,7 +181,8 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
         size_t k;
         json_t *s;
         int good = json_is_array(stop) && json_array_size(stop) <= 4;
-        json_array_foreach(stop, k, s) good &= json_is_string(s);
+        json_array_foreach(stop, k, s)
+            good &= json_is_string(s);
         if (!good) {
             BAD(e, "stop", "stop must be a string or an array of at most 4 strings");
             goto out;
@@ -159,7 +190,8 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
     }
     json_t *so = json_object_get(root, "stream_options");
     if (so && !json_is_null(so) &&
-        (!json_is_object(so) || (json_object_get(so, "include_usage") && !json_is_boolean(json_object_get(so, "include_usage"))))) {
+        (!json_is_object(so) ||
+         (json_object_get(so, "include_usage") && !json_is_boolean(json_object_get(so, "include_usage"))))) {
         BAD(e, "stream_options", "stream_options must be an object with a boolean include_usage");
         goto out;
     }
@@ -177,7 +209,8 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
         goto out;
     }
     /* capability gates */
-    static const char *const tool_keys[] = {"tools", "tool_choice", "functions", "function_call", "parallel_tool_calls"};
+    static const char *const tool_keys[] = {"tools", "tool_choice", "functions", "function_call",
+                                            "parallel_tool_calls"};
     for (size_t i = 0; i < 5; i++)
         if (json_object_get(root, tool_keys[i]) && !model->function_calling) {
             BAD(e, tool_keys[i], "%s is not supported by this model", tool_keys[i]);
@@ -210,7 +243,8 @@ int veil_chat_validate(const char *body, size_t len, const veil_model *(*find_mo
     out->messages = json_deep_copy(json_object_get(root, "messages"));
     json_t *inc = json_object_get(vp, "include_venice_system_prompt");
     if (model->system_prompt && !json_is_false(inc) && !out->e2ee) /* never under E2EE */
-        json_array_insert_new(out->messages, 0, json_pack("{s:s, s:s}", "role", "system", "content", model->system_prompt));
+        json_array_insert_new(out->messages, 0,
+                              json_pack("{s:s, s:s}", "role", "system", "content", model->system_prompt));
     ok = 1;
 out:
     json_decref(root);
@@ -219,9 +253,7 @@ out:
     return ok;
 }
 
-int veil_http_bad_request(veil_http_error *e, const char *msg) {
-    return BAD(e, NULL, "%s", msg);
-}
+int veil_http_bad_request(veil_http_error *e, const char *msg) { return BAD(e, NULL, "%s", msg); }
 
 void veil_chat_request_clear(veil_chat_request *r) {
     json_decref(r->body);
