@@ -1,5 +1,5 @@
 /* DCAP verification collateral: TCB info, QE identity, CRLs and their issuer
- * chains, in dcap-qvl's QuoteCollateralV3 JSON (protocol.md §5, issue 3). */
+ * chains, in dcap-qvl's QuoteCollateralV3 JSON (docs/protocol.md §5, issue 3). */
 #ifndef VEIL_COLLATERAL_H
 #define VEIL_COLLATERAL_H
 

@@ -1,4 +1,4 @@
-/* The E2EE envelope (protocol.md §2): ECDH on secp256k1 -> HKDF-SHA256 ->
+/* The E2EE envelope (docs/protocol.md §2): ECDH on secp256k1 -> HKDF-SHA256 ->
  * AES-256-GCM, wire form ephemeral pubkey (65) || iv (12) || ciphertext || tag (16). */
 #ifndef VEIL_ECIES_H
 #define VEIL_ECIES_H

@@ -26,7 +26,7 @@ void veil_eth_address(uint8_t out[VEIL_ADDRESS_LEN], const veil_pubkey *pub);
 void veil_eth_address_to_string(char out[VEIL_ADDRESS_STR_LEN + 1], const uint8_t addr[VEIL_ADDRESS_LEN]);
 
 /* Parses "0x" + 40 hex characters, comparing case-insensitively: any case is
- * accepted, as protocol.md §1 asks of inputs. Returns VEIL_OK or VEIL_ERR_BAD_ADDRESS. */
+ * accepted, as docs/protocol.md §1 asks of inputs. Returns VEIL_OK or VEIL_ERR_BAD_ADDRESS. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_eth_address_parse(uint8_t out[VEIL_ADDRESS_LEN], const char *s, size_t len,
                                                        veil_err *err);
 

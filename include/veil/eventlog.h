@@ -1,6 +1,6 @@
 /* TDX measurement event logs: dstack-style JSON logs (runtime events in
  * RTMR3, boot events with their digests) and binary CCEL TCG2 logs, replayed
- * into RTMR values to compare with a quote (protocol.md §5). */
+ * into RTMR values to compare with a quote (docs/protocol.md §5). */
 #ifndef VEIL_EVENTLOG_H
 #define VEIL_EVENTLOG_H
 

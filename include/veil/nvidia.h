@@ -17,7 +17,7 @@ extern "C" {
 #endif
 VEIL_API_BEGIN
 
-/* SHA-256 of the DER of the NVIDIA Device Identity CA (protocol.md §5). */
+/* SHA-256 of the DER of the NVIDIA Device Identity CA (docs/protocol.md §5). */
 extern const uint8_t VEIL_NVIDIA_ROOT_SHA256[32];
 
 #define VEIL_SPDM_MAX_BLOCKS 255

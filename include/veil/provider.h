@@ -43,7 +43,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_provider_open(veil_quote_provider **out, ve
 
 void veil_provider_free(veil_quote_provider *p);
 
-/* The tee_provider name of protocol.md §3.4: "intel-tdx", "dstack" or "veil-simulated". */
+/* The tee_provider name of docs/protocol.md §3.4: "intel-tdx", "dstack" or "veil-simulated". */
 const char *veil_provider_name(const veil_quote_provider *p);
 
 /* 1 for the simulated platform, else 0. */

@@ -1,5 +1,5 @@
 /* Intel TDX and SGX DCAP quotes: parsing (v3, v4, v5) and verification of the
- * quote's signature chain up to a pinned Intel SGX Root CA (protocol.md §5). */
+ * quote's signature chain up to a pinned Intel SGX Root CA (docs/protocol.md §5). */
 #ifndef VEIL_QUOTE_H
 #define VEIL_QUOTE_H
 
@@ -19,7 +19,7 @@ VEIL_API_BEGIN
 /* Body kinds, as quote v5 numbers them (v3 is always SGX, v4 always TD 1.0). */
 enum { VEIL_BODY_SGX = 1, VEIL_BODY_TD10 = 2, VEIL_BODY_TD15 = 3 };
 
-/* SHA-256 of the DER of Intel's production SGX Root CA (protocol.md §5). */
+/* SHA-256 of the DER of Intel's production SGX Root CA (docs/protocol.md §5). */
 #define VEIL_INTEL_ROOT_SHA256 "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"
 
 /* A 384-byte SGX enclave report: the body of an SGX quote, and the QE report

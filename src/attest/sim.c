@@ -1,5 +1,5 @@
 /* The simulated TDX platform: a CA hierarchy persisted in a state directory,
- * quotes laid out exactly as real v4 quotes (protocol.md §5), and collateral
+ * quotes laid out exactly as real v4 quotes (docs/protocol.md §5), and collateral
  * in the verifier's format, all signed with its own keys. Nothing here is
  * Intel's: the root is named "veil simulated SGX Root CA", and verifiers
  * pinned to Intel's root refuse every simulated quote. */

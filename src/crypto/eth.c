@@ -1,5 +1,5 @@
 /* Ethereum addresses, EIP-55 checksums and EIP-191 personal_sign signatures,
- * the signature scheme of TEE responses (protocol.md §1, §3.5). */
+ * the signature scheme of TEE responses (docs/protocol.md §1, §3.5). */
 #include "veil/eth.h"
 
 #include <ctype.h>

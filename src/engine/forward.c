@@ -60,9 +60,9 @@ static void mm_rows(const mm_job *j, int k, int lo, int hi) {
 }
 
 /* Threads take the rows a chunk at a time, so that one slowed down (a busier core, a
- * later wake-up) leaves its share to the others instead of holding up the pass (the
- * threads' waits in a decode step fell from 12 % to 6 % of its time); chunks are
- * multiples of 16 rows within one matrix, 64 bytes of each token's out. */
+ * later wake-up) leaves its share to the others instead of holding up the pass
+ * (docs/benchmarks.md); chunks are multiples of 16 rows within one matrix, 64 bytes of
+ * each token's out. */
 static void mm_worker(void *ctx, int ith, int nth) {
     (void)ith, (void)nth;
     mm_job *j = ctx;

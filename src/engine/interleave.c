@@ -324,7 +324,7 @@ __attribute__((always_inline)) AVX2 static inline void x8_k45(const uint8_t *p, 
             dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn[j >> 2], sh), byte)));
         }
         /* one token: the whole super-block unrolled; four: by pairs of sub-blocks, which keeps
-         * the four tokens' sums in registers (bench/kernels: 0.63 and 0.54 ns per 32 weights) */
+         * the four tokens' sums in registers (figures: docs/benchmarks.md, bench/kernels) */
         if (T == 1) {
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
@@ -417,8 +417,8 @@ __attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p,
     for (int b = 0; b < nb; b++, p += 8 * 210) {
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
         /* four tokens: each one's 32·Σa of the sixteen groups, at once (one token reads them from
-         * xs: bench/kernels, Q6_K four tokens 0.82 -> 0.63 ns per 32 weights with the groups
-         * unrolled by two rather than eight, which had the sums spill to the stack) */
+         * xs); the groups are unrolled by two, not eight, which had the sums spill to the stack
+         * (docs/benchmarks.md, the seventh session) */
         _Alignas(32) int32_t offsets[4][16];
 #pragma GCC unroll 4
         for (int t = 0; t < T && T > 1; t++) {
@@ -476,8 +476,8 @@ AVX2 static void x8_decode(uint32_t type, const uint8_t *p, int nb, uint8_t *dec
 /* Any number of tokens: four at a time, then one by one, each token's sums the same either way.
  * From eight tokens on (a prompt's chunk), the K types unpack their codes 8 KiB (four
  * super-blocks) at a time once for all the tokens, the tokens' sums carried from one such run to
- * the next in out (bench/kernels, 32 tokens: Q6_K 0.85 -> 0.59 ns per 32 weights and token, Q5_K
- * 0.64 -> 0.49; Q4_0 and Q5_0, whose unpacking is cheaper, gained nothing this way). */
+ * the next in out (Q4_0 and Q5_0, whose unpacking is cheaper, gain nothing this way; figures in
+ * docs/benchmarks.md, the sixth session). */
 #define X8_ENTRY(name, block, type)                                                                                    \
     AVX2 static void dot8_##name##_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n,     \
                                         size_t ld, int T, float *out, size_t ldo) {                                    \

@@ -7,8 +7,8 @@
  * vocabulary (151 936 for Qwen2.5), so the passes over all of them run eight
  * lanes wide (the same result at every kernel level), and top-k and top-p
  * find where their run ends by a histogram of the logits and partitions, not
- * by sorting the vocabulary (which took longer than the decode step itself:
- * 24-27 ms a token on the 2-core development VM; bench/sampler). */
+ * by sorting the vocabulary, which took longer than the decode step itself
+ * (bench/sampler; figures in docs/benchmarks.md). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* Models as Venice's /models lists them (protocol.md §3.1). */
+/* Models as Venice's /models lists them (docs/protocol.md §3.1). */
 #include "server.h"
 
 json_t *veil_model_json(const veil_model *m, long created) {
