@@ -124,6 +124,22 @@ veil_swiglu_fn veil_swiglu_for(void);
  * part before its last); 1, or 0 on a bad token or position. */
 int veil_llm_prefill_kv(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0);
 
+/* Tokens a pass over the weights takes at most: a prompt's chunk, or concurrent decode steps. */
+#define VEIL_BATCH 32
+
+/* One generation's state: its KV cache and its last logits. */
+struct veil_llm_session {
+    const veil_llm *m;
+    int n_ctx, cap; /* cap: positions the KV cache holds now; it grows up to n_ctx */
+    float *logits;
+    float *kc, *vc; /* [layer][kv head][pos < cap][head_dim]: each head's keys (values) in one run */
+};
+
+/* One pass for decode steps the batcher gathered (batcher.c): token tok[i]
+ * of ss[i] at pos[i], n <= VEIL_BATCH, each session's logits filled.
+ * Returns 1, or 0 when memory ran out. */
+int veil_llm_run_steps(const veil_llm *m, veil_llm_session *const *ss, const int32_t *tok, const int *pos, int n);
+
 /* ---- sampling's passes over a vocabulary (sampler.c) ---- */
 typedef struct veil_sample_kernels {
     /* the first index of the largest of x[0..n) (NaN is never larger) */

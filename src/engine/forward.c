@@ -1,8 +1,9 @@
-/* The transformer forward pass (llama2.c's shape, batched): RMSNorm,
- * grouped-query attention with RoPE and a KV cache, SwiGLU feed-forward.
- * A batch of tokens (a prompt's chunk, or one decode step) goes through
- * each weight matrix once; the matrix work and the attention heads are
- * shared among the model's thread pool. */
+/* The transformer forward pass, in the shape of llama2.c's run.c but
+ * batched: RMSNorm, grouped-query attention with RoPE and a KV cache,
+ * SwiGLU feed-forward; forward_tokens labels each step (1-6). A batch of
+ * tokens (a prompt's chunk, or one decode step of several generations, which
+ * batcher.c gathers) goes through each weight matrix once; the matrix work
+ * and the attention heads are shared among the model's thread pool. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,7 +14,7 @@
 
 #include "engine_internal.h"
 
-#define BATCH 32 /* tokens per pass over the weights: a prompt's chunk, or concurrent decode steps */
+#define BATCH VEIL_BATCH
 
 /* ---- matrix work ---- */
 
@@ -87,13 +88,6 @@ struct veil_workspace {
     float *att; /* [threads][model context], made for the pool it was sized for */
     int att_threads;
     float *logits; /* [BATCH][vocab], made on first use */
-};
-
-struct veil_llm_session {
-    const veil_llm *m;
-    int n_ctx, cap; /* cap: positions the KV cache holds now; it grows up to n_ctx */
-    float *logits;
-    float *kc, *vc; /* [layer][kv head][pos < cap][head_dim]: each head's keys (values) in one run */
 };
 
 void veil_workspace_free(veil_workspace *w) {
@@ -282,15 +276,19 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
         ws->att = a;
         ws->att_threads = threads;
     }
+    /* 1. each token's embedding row into the residual stream x */
     for (int t = 0; t < T; t++) {
         if (!grow_cache(ss[t], pos[t] + 1)) return 0;
         mat_row(&m->tok_embd, tok[t], ws->x + (size_t)t * dim, ws->row);
     }
     for (int l = 0; l < in->n_layers; l++) {
         const veil_layer *L = &m->layers[l];
+        /* 2. attention's input: RMSNorm of x, then q, k and v in one pass over the three matrices */
         for (int t = 0; t < T; t++)
             rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->attn_norm, dim, in->eps);
         matmul(m, T, ws->xb, dim, 3, &L->wq, ws->q, &L->wk, ws->k, &L->wv, ws->v);
+        /* 3. per token: the biases (qwen2), per-head RMSNorm of q and k (qwen3), RoPE at the
+         *    token's position, and k and v into its session's KV cache */
         for (int t = 0; t < T; t++) {
             float *q = ws->q + (size_t)t * qd, *k = ws->k + (size_t)t * kvd, *v = ws->v + (size_t)t * kvd;
             if (L->bq)
@@ -312,6 +310,7 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
                 memcpy(ss[t]->vc + at, v + h * hd, (size_t)hd * 4);
             }
         }
+        /* the last layer of a prompt's chunk: only the last token's output is read on, if any */
         if (!out && l == in->n_layers - 1) {
             if (!last) return 1;
             if (T > 1) { /* the last token's output alone is read */
@@ -321,10 +320,14 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
                 att_split(in, threads, T, &parts, &per);
             }
         }
+        /* 4. attention over each token's cache (attention.c), heads shared among the threads,
+         *    then the output projection, added to x (the residual connection) */
         att_job aj = {m, ss, pos, l, T, parts, per};
         veil_pool_run(m->pool, att_worker, &aj);
         matmul(m, T, ws->xb2, qd, 1, &L->wo, ws->xb, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];
+        /* 5. the feed-forward: RMSNorm of x, gate and up in one pass, SwiGLU (swiglu.c),
+         *    down, added to x */
         for (int t = 0; t < T; t++)
             rmsnorm(ws->xb + (size_t)t * dim, ws->x + (size_t)t * dim, L->ffn_norm, dim, in->eps);
         matmul(m, T, ws->xb, dim, 2, &L->w_gate, ws->hb, &L->w_up, ws->hb2, NULL, NULL);
@@ -332,6 +335,7 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
         matmul(m, T, ws->hb, ff, 1, &L->w_down, ws->xb, NULL, NULL, NULL, NULL);
         for (size_t i = 0; i < (size_t)T * dim; i++) ws->x[i] += ws->xb[i];
     }
+    /* 6. the final RMSNorm and the classifier into logits: every token's, or the last one's */
     int first = out ? 0 : T - 1;
     for (int t = first; t < T; t++)
         rmsnorm(ws->xb + (size_t)(t - first) * dim, ws->x + (size_t)t * dim, m->out_norm, dim, in->eps);
@@ -374,125 +378,19 @@ const float *veil_llm_forward(veil_llm_session *s, int32_t token, int pos) {
     return veil_llm_prefill(s, &token, 1, pos, NULL);
 }
 
-/* ---- continuous batching of decode steps ---- */
-
-typedef struct step_req {
-    veil_llm_session *s;
-    int32_t tok;
-    int pos, done, ok;
-} step_req;
-
-struct veil_batcher {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    step_req *pending[BATCH];
-    int n_pending, n_active, busy;
-    uint64_t passes, steps; /* for veil_llm_batch_stats */
-    long pass_ns;           /* how long a pass took lately */
-};
-
-void veil_llm_batch_stats(const veil_llm *m, uint64_t *passes, uint64_t *steps) {
-    pthread_mutex_lock(&m->batcher->mu);
-    *passes = m->batcher->passes;
-    *steps = m->batcher->steps;
-    pthread_mutex_unlock(&m->batcher->mu);
-}
-
-veil_batcher *veil_batcher_new(void) {
-    veil_batcher *b = calloc(1, sizeof *b);
-    if (!b) return NULL;
-    pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
-    return b;
-}
-
-void veil_batcher_free(veil_batcher *b) {
-    if (!b) return;
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
-    free(b);
-}
-
-void veil_llm_decode_begin(const veil_llm *m) {
-    pthread_mutex_lock(&m->batcher->mu);
-    m->batcher->n_active++;
-    pthread_mutex_unlock(&m->batcher->mu);
-}
-
-void veil_llm_decode_end(const veil_llm *m) {
-    pthread_mutex_lock(&m->batcher->mu);
-    m->batcher->n_active--;
-    pthread_cond_broadcast(&m->batcher->cv); /* those waiting for this one to arrive need not */
-    pthread_mutex_unlock(&m->batcher->mu);
-}
-
-/* Runs the gathered steps as one pass; logits to each session. */
-static void run_steps(const veil_llm *m, step_req **reqs, int n) {
+/* Runs one pass for decode steps gathered by the batcher (batcher.c): token
+ * tok[i] of session ss[i] at pos[i], each session's logits filled. 1, or 0
+ * when memory ran out. */
+int veil_llm_run_steps(const veil_llm *m, veil_llm_session *const *ss, const int32_t *tok, const int *pos, int n) {
     const veil_llm_info *in = &m->info;
     veil_workspace *ws = m->ws;
-    veil_llm_session *ss[BATCH];
-    int32_t tok[BATCH];
-    int pos[BATCH];
-    for (int i = 0; i < n; i++) ss[i] = reqs[i]->s, tok[i] = reqs[i]->tok, pos[i] = reqs[i]->pos;
     pthread_mutex_lock(&ws->mu);
     int ok = 1;
-    if (!ws->logits) ok = (ws->logits = malloc((size_t)BATCH * in->vocab * 4)) != NULL;
+    if (!ws->logits) ok = (ws->logits = malloc((size_t)VEIL_BATCH * in->vocab * 4)) != NULL;
     ok = ok && forward_tokens(m, ss, tok, pos, n, ws->logits, 1);
     for (int i = 0; ok && i < n; i++) memcpy(ss[i]->logits, ws->logits + (size_t)i * in->vocab, (size_t)in->vocab * 4);
     pthread_mutex_unlock(&ws->mu);
-    for (int i = 0; i < n; i++) reqs[i]->ok = ok;
-}
-
-const float *veil_llm_step(veil_llm_session *s, int32_t token, int pos) {
-    const veil_llm *m = s->m;
-    veil_batcher *b = m->batcher;
-    if (token < 0 || token >= m->info.vocab || pos < 0 || pos >= s->n_ctx) return NULL;
-    step_req r = {s, token, pos, 0, 0};
-    pthread_mutex_lock(&b->mu);
-    while (b->n_pending == BATCH) pthread_cond_wait(&b->cv, &b->mu);
-    b->pending[b->n_pending++] = &r;
-    pthread_cond_broadcast(&b->cv);
-    int waited = 0;
-    while (!r.done) {
-        /* lead a pass when none runs and every active generation has arrived, or when the
-         * others have had a quarter of a pass's time to come back from sampling and sending */
-        if (!b->busy && b->n_pending && (b->n_pending >= b->n_active || waited)) {
-            step_req *reqs[BATCH];
-            int n = b->n_pending;
-            memcpy(reqs, b->pending, (size_t)n * sizeof *reqs);
-            b->n_pending = 0;
-            b->busy = 1;
-            b->passes++;
-            b->steps += (uint64_t)n;
-            pthread_mutex_unlock(&b->mu);
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            run_steps(m, reqs, n);
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            pthread_mutex_lock(&b->mu);
-            long ns = (long)(t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec);
-            b->pass_ns = b->pass_ns ? (3 * b->pass_ns + ns) / 4 : ns;
-            for (int i = 0; i < n; i++) reqs[i]->done = 1;
-            b->busy = 0;
-            waited = 0;
-            pthread_cond_broadcast(&b->cv);
-            continue;
-        }
-        if (b->busy) { /* a pass runs: its end wakes everyone, nothing to time till then */
-            pthread_cond_wait(&b->cv, &b->mu);
-            continue;
-        }
-        long wait_ns = b->pass_ns / 4;
-        if (wait_ns < 20000) wait_ns = 20000;
-        if (wait_ns > 2000000) wait_ns = 2000000;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += wait_ns;
-        if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
-        if (pthread_cond_timedwait(&b->cv, &b->mu, &until) != 0 && !b->busy) waited = 1;
-    }
-    pthread_mutex_unlock(&b->mu);
-    return r.ok ? s->logits : NULL;
+    return ok;
 }
 
 int veil_llm_set_threads(veil_llm *m, int n) {
