@@ -67,7 +67,7 @@ static void verify_with(ctx *c, const veil_collateral *col) {
     o.at = 1752919234;
     o.collateral = col;
     veil_quote_verdict v;
-    if (veil_quote_verify(&c->q, &o, &v, NULL) != VEIL_OK || v.code != VEIL_QUOTE_OK)
+    if (veil_quote_verify(&v, &c->q, &o, NULL) != VEIL_OK || v.code != VEIL_QUOTE_OK)
         exit(3);
 }
 

@@ -27,7 +27,7 @@ typedef struct veil_client veil_client;
  * NULL). TLS certificates are always verified for https. timeout_s: per
  * request (0: 60). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_client_new(veil_client **out, const char *base_url, const char *api_key,
-                                                long timeout_s, veil_err *err);
+                                                long timeout_s, veil_err *err) VEIL_NONNULL(1, 2);
 void veil_client_free(veil_client *c);
 
 typedef enum veil_check_result { VEIL_CHECK_PASS, VEIL_CHECK_FAIL, VEIL_CHECK_SKIP } veil_check_result;

@@ -33,7 +33,7 @@ typedef struct veil_collateral veil_collateral;
  * Unknown keys are refused. Returns VEIL_OK or VEIL_ERR_MALFORMED naming
  * the bad key; *out is freed with veil_collateral_free. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_collateral_parse(veil_collateral **out, const char *json, size_t len,
-                                                      veil_err *err);
+                                                      veil_err *err) VEIL_NONNULL(1);
 
 void veil_collateral_free(veil_collateral *c);
 

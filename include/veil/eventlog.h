@@ -30,7 +30,8 @@ void veil_event_log_free(veil_event_log *log);
  * ":" || name || ":" || payload). name: a NUL-terminated string; payload
  * borrowed and copied. Returns VEIL_OK or VEIL_ERR_NOMEM. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_event_log_add_runtime(veil_event_log *log, const char *name,
-                                                           const uint8_t *payload, size_t payload_len, veil_err *err);
+                                                           const uint8_t *payload, size_t payload_len, veil_err *err)
+    VEIL_NONNULL(1, 2);
 
 /* Parses a log from data[0..len): a JSON array of {imr, event_type, digest,
  * event, event_payload} (or a JSON string holding one, as attestation
@@ -39,7 +40,7 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_event_log_add_runtime(veil_event_log *log, 
  * whose stated digest disagrees with their name and payload are refused.
  * Returns VEIL_OK or VEIL_ERR_MALFORMED. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_event_log_parse(veil_event_log **out, const uint8_t *data, size_t len,
-                                                     veil_err *err);
+                                                     veil_err *err) VEIL_NONNULL(1);
 
 /* Number of events in the log. */
 size_t veil_event_log_count(const veil_event_log *log);

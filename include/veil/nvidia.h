@@ -63,7 +63,8 @@ const char *veil_spdm_opaque_name(uint16_t type);
 
 /* Parses a report. VEIL_ERR_MALFORMED (with a message) when anything is
  * out of bounds, inconsistent, or not a GET_MEASUREMENTS exchange. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_spdm_parse(const uint8_t *data, size_t len, veil_spdm_report *out, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_spdm_parse(veil_spdm_report *out, const uint8_t *data, size_t len, veil_err *err)
+    VEIL_NONNULL(1);
 
 /* One piece of GPU (or NVSwitch) evidence. */
 typedef struct veil_gpu_evidence {
@@ -86,8 +87,8 @@ typedef struct veil_gpu_payload {
 /* Parses an nvidia_payload: the JSON object {nonce, arch, evidence_list}
  * (or that object as a JSON string), or a plain evidence list [{arch,
  * certificate, evidence, nonce?}]: certificate and evidence in base64. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_payload_parse(const char *json, size_t len, veil_gpu_payload *out,
-                                                       veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_payload_parse(veil_gpu_payload *out, const char *json, size_t len,
+                                                       veil_err *err) VEIL_NONNULL(1);
 void veil_gpu_payload_clear(veil_gpu_payload *p);
 /* The payload as a compact JSON string, malloc'd; NULL on allocation failure. */
 char *veil_gpu_payload_json(const veil_gpu_payload *p);
@@ -123,8 +124,8 @@ typedef struct veil_gpu_verdict {
 /* Verifies every evidence item; the verdict is the first failure, in the
  * order nonce, signature, chain, measurements. Returns VEIL_OK whenever a
  * verdict was reached (accepted or not), else an error. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_verify(const veil_gpu_payload *p, const veil_gpu_verify_opts *o,
-                                                veil_gpu_verdict *v, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_verify(veil_gpu_verdict *v, const veil_gpu_payload *p,
+                                                const veil_gpu_verify_opts *o, veil_err *err) VEIL_NONNULL(1, 2);
 void veil_gpu_verdict_clear(veil_gpu_verdict *v);
 
 /* ---- providers ---- */
@@ -135,13 +136,16 @@ typedef struct veil_gpu_provider veil_gpu_provider;
  * why (no library, no GPU, confidential computing off) when it cannot
  * produce evidence; `info` (may be NULL) receives what NVML reported:
  * driver, GPUs, CC state, as one line of text. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap, veil_err *err)
+    VEIL_NONNULL(1);
 /* A simulated GPU: P-384 CA hierarchy kept in state_dir/sim-gpu. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_sim_open(veil_gpu_provider **out, const char *state_dir, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_sim_open(veil_gpu_provider **out, const char *state_dir, veil_err *err)
+    VEIL_NONNULL(1);
 void veil_gpu_provider_free(veil_gpu_provider *p);
 /* Evidence from every GPU for the nonce. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_provider_evidence(veil_gpu_provider *p, const uint8_t nonce[32],
-                                                           veil_gpu_payload *out, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_gpu_provider_evidence(veil_gpu_provider *p, veil_gpu_payload *out,
+                                                           const uint8_t nonce[32], veil_err *err)
+    VEIL_NONNULL(1, 2, 3);
 /* 1 for the simulated GPU. */
 int veil_gpu_provider_simulated(const veil_gpu_provider *p);
 /* The simulated GPU's root certificate (DER, borrowed), for verification. */

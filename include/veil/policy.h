@@ -56,7 +56,7 @@ typedef struct veil_quote_policy {
 /* Fills `p` with the defaults: no debug, ["UpToDate", "SWHardeningNeeded"],
  * collateral optional, mask 0x80000000d0000001 (DEBUG, SEPT_VE_DISABLE, PKS,
  * KL, PERFMON), nothing pinned. */
-void veil_policy_init(veil_quote_policy *p);
+void veil_policy_init(veil_quote_policy *p) VEIL_NONNULL(1);
 
 /* Parses a policy JSON document over the defaults. Exactly the keys
  * allow_debug, accepted_tcb_statuses, require_collateral, min_tee_tcb_svn,
@@ -65,7 +65,8 @@ void veil_policy_init(veil_quote_policy *p);
  * mr_signer_seam, seam_attributes, qe_vendor_id (each a hex string or an
  * array of them, of the field's exact length). An unknown key, a value of
  * the wrong type or length, or an unknown TCB status is VEIL_ERR_MALFORMED. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_policy_parse(veil_quote_policy *p, const char *json, size_t len, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_policy_parse(veil_quote_policy *p, const char *json, size_t len, veil_err *err)
+    VEIL_NONNULL(1);
 
 /* The policy key of a pinned field, e.g. "mrtd". */
 const char *veil_pin_name(veil_pin_field f);

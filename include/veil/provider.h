@@ -39,7 +39,7 @@ typedef struct veil_quote_provider veil_quote_provider;
  * provider is safe to use from several threads; requests are serialized.
  * Returns VEIL_OK, VEIL_ERR_IO (not available here) or another error. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_provider_open(veil_quote_provider **out, veil_tee_kind kind,
-                                                   const veil_provider_config *cfg, veil_err *err);
+                                                   const veil_provider_config *cfg, veil_err *err) VEIL_NONNULL(1);
 
 void veil_provider_free(veil_quote_provider *p);
 
@@ -63,9 +63,9 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_provider_add_event(veil_quote_provider *p, 
  * event log as a JSON array. The quote is parsed and its REPORTDATA checked
  * against report_data before it is returned. configfs-tsm requests whose
  * generation counter shows another writer are retried, then refused. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_provider_get_quote(veil_quote_provider *p, const uint8_t report_data[64],
-                                                        uint8_t **quote, size_t *quote_len, char **event_log_json,
-                                                        veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_provider_get_quote(veil_quote_provider *p, uint8_t **quote, size_t *quote_len,
+                                                        char **event_log_json, const uint8_t report_data[64],
+                                                        veil_err *err) VEIL_NONNULL(1, 2, 3, 5);
 
 VEIL_API_END
 #ifdef __cplusplus

@@ -130,13 +130,13 @@ typedef enum veil_quote_code {
  * UNSUPPORTED_VERSION, UNSUPPORTED_TEE_TYPE, UNSUPPORTED_KEY_TYPE,
  * UNSUPPORTED_CERT_TYPE or MALFORMED. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_parse(veil_quote *q, const uint8_t *buf, size_t len, veil_quote_code *why,
-                                                 veil_err *err);
+                                                 veil_err *err) VEIL_NONNULL(1);
 
 /* Reads a quote file's contents as binary, or as hex text (optionally
  * "0x"-prefixed, surrounding whitespace ignored) when every byte is hex.
  * *out is allocated; free() it. Returns VEIL_OK, VEIL_ERR_IO or VEIL_ERR_NOMEM. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_load(uint8_t **out, size_t *out_len, const uint8_t *file, size_t file_len,
-                                                veil_err *err);
+                                                veil_err *err) VEIL_NONNULL(1, 2);
 
 /* Returns the stable name of a code, e.g. "QUOTE_SIGNATURE_INVALID". */
 const char *veil_quote_code_name(veil_quote_code code);
@@ -163,7 +163,7 @@ typedef struct veil_quote_options {
 } veil_quote_options;
 
 /* Fills `opts` with the defaults: Intel's root, now, no collateral, default policy. */
-void veil_quote_options_init(veil_quote_options *opts);
+void veil_quote_options_init(veil_quote_options *opts) VEIL_NONNULL(1);
 
 #define VEIL_MAX_ADVISORIES 32
 
@@ -188,8 +188,8 @@ typedef struct veil_quote_verdict {
  * status, debug bit, attribute mask, minimum TEE TCB SVN and pins.
  * Returns VEIL_OK when the quote was evaluated (accepted or not: see
  * verdict->code) or an error when it could not be (out of memory). */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_verify(const veil_quote *q, const veil_quote_options *opts,
-                                                  veil_quote_verdict *verdict, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_quote_verify(veil_quote_verdict *verdict, const veil_quote *q,
+                                                  const veil_quote_options *opts, veil_err *err) VEIL_NONNULL(1, 2);
 
 VEIL_API_END
 #ifdef __cplusplus

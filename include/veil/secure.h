@@ -28,7 +28,7 @@ int veil_ct_equal(const void *a, const void *b, size_t n);
 
 /* Fills out[0..n) from the kernel CSPRNG (getrandom(2)), blocking until it is
  * seeded. Returns VEIL_OK or VEIL_ERR_RANDOM. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_random_bytes(void *out, size_t n, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_random_bytes(void *out, size_t n, veil_err *err) VEIL_NONNULL(1);
 
 VEIL_API_END
 #ifdef __cplusplus

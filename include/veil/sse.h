@@ -31,7 +31,7 @@ void veil_sse_free(veil_sse *p);
 
 /* Feeds buf[0..n). Returns VEIL_OK, VEIL_ERR_MALFORMED (a line or event over
  * the limit), VEIL_ERR_INVALID_ARG (the callback stopped) or VEIL_ERR_NOMEM. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_sse_feed(veil_sse *p, const char *buf, size_t n, veil_err *err);
+VEIL_WARN_UNUSED_RESULT veil_rc veil_sse_feed(veil_sse *p, const char *buf, size_t n, veil_err *err) VEIL_NONNULL(1);
 
 /* Number of events dispatched so far. */
 size_t veil_sse_events(const veil_sse *p);

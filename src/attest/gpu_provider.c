@@ -54,9 +54,11 @@ struct veil_gpu_provider {
 };
 
 void veil_gpu_provider_free(veil_gpu_provider *p) {
-    if (!p) return;
+    if (!p)
+        return;
     if (p->lib) {
-        if (p->shutdown) p->shutdown();
+        if (p->shutdown)
+            p->shutdown();
         dlclose(p->lib);
     }
     EVP_PKEY_free(p->root_key);
@@ -78,9 +80,11 @@ const uint8_t *veil_gpu_sim_root(const veil_gpu_provider *p, size_t *len) {
 
 veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap, veil_err *err) {
     *out = NULL;
-    if (info && info_cap) info[0] = 0;
+    if (info && info_cap)
+        info[0] = 0;
     void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) return veil_err_set(err, VEIL_ERR_IO, "NVML: cannot load libnvidia-ml.so.1 (no NVIDIA driver): %s", dlerror());
+    if (!lib)
+        return veil_err_set(err, VEIL_ERR_IO, "NVML: cannot load libnvidia-ml.so.1 (no NVIDIA driver): %s", dlerror());
     veil_gpu_provider *p = calloc(1, sizeof *p);
     if (!p) {
         dlclose(lib);
@@ -90,8 +94,10 @@ veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap,
     nvml_ret (*init)(void) = (nvml_ret(*)(void))dlsym(lib, "nvmlInit_v2");
     nvml_ret (*driver)(char *, unsigned) = (nvml_ret(*)(char *, unsigned))dlsym(lib, "nvmlSystemGetDriverVersion");
     nvml_ret (*count)(unsigned *) = (nvml_ret(*)(unsigned *))dlsym(lib, "nvmlDeviceGetCount_v2");
-    nvml_ret (*handle)(unsigned, nvml_dev *) = (nvml_ret(*)(unsigned, nvml_dev *))dlsym(lib, "nvmlDeviceGetHandleByIndex_v2");
-    nvml_ret (*name)(nvml_dev, char *, unsigned) = (nvml_ret(*)(nvml_dev, char *, unsigned))dlsym(lib, "nvmlDeviceGetName");
+    nvml_ret (*handle)(unsigned, nvml_dev *) =
+        (nvml_ret(*)(unsigned, nvml_dev *))dlsym(lib, "nvmlDeviceGetHandleByIndex_v2");
+    nvml_ret (*name)(nvml_dev, char *, unsigned) =
+        (nvml_ret(*)(nvml_dev, char *, unsigned))dlsym(lib, "nvmlDeviceGetName");
     nvml_ret (*cc_state)(nvml_cc_state *) = (nvml_ret(*)(nvml_cc_state *))dlsym(lib, "nvmlSystemGetConfComputeState");
     p->shutdown = (nvml_ret(*)(void))dlsym(lib, "nvmlShutdown");
     p->error_string = (const char *(*)(nvml_ret))dlsym(lib, "nvmlErrorString");
@@ -121,14 +127,17 @@ veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap,
             p->n_dev++;
         }
         o += (size_t)snprintf(names + o, o < sizeof names ? sizeof names - o : 0, "%s%s", i ? ", " : "", nm);
-        if (o >= sizeof names) o = sizeof names - 1;
+        if (o >= sizeof names)
+            o = sizeof names - 1;
     }
     nvml_cc_state cc = {0, 0, 0};
     nvml_ret rc_cc = cc_state ? cc_state(&cc) : -1;
     static const char *const envs[] = {"none", "simulated", "hardware"};
     char ccs[160];
-    if (!cc_state) snprintf(ccs, sizeof ccs, "not reported (this driver's NVML has no confidential-computing API)");
-    else if (rc_cc != 0) snprintf(ccs, sizeof ccs, "query failed: %s", p->error_string(rc_cc));
+    if (!cc_state)
+        snprintf(ccs, sizeof ccs, "not reported (this driver's NVML has no confidential-computing API)");
+    else if (rc_cc != 0)
+        snprintf(ccs, sizeof ccs, "query failed: %s", p->error_string(rc_cc));
     else
         snprintf(ccs, sizeof ccs, "feature %s, environment %s, dev tools %s", cc.ccFeature ? "on" : "off",
                  cc.environment < 3 ? envs[cc.environment] : "?", cc.devToolsMode ? "on" : "off");
@@ -143,7 +152,8 @@ veil_rc veil_gpu_nvml_open(veil_gpu_provider **out, char *info, size_t info_cap,
         veil_gpu_provider_free(p);
         return veil_err_set(err, VEIL_ERR_IO,
                             "NVML: the GPU is not in confidential-computing mode (%s), so it cannot produce "
-                            "attestation evidence", ccs);
+                            "attestation evidence",
+                            ccs);
     }
     *out = p;
     return VEIL_OK;
@@ -163,7 +173,8 @@ static veil_rc nvml_evidence(veil_gpu_provider *p, const uint8_t nonce[32], veil
         memset(cert, 0, sizeof *cert);
         memcpy(rep->nonce, nonce, 32);
         nvml_ret r = p->get_report(p->dev[i], rep);
-        if (r == 0) r = p->get_cert(p->dev[i], cert);
+        if (r == 0)
+            r = p->get_cert(p->dev[i], cert);
         if (r != 0) {
             rc = veil_err_set(err, VEIL_ERR_IO, "NVML: GPU %u gave no attestation evidence: %s", i, p->error_string(r));
             goto done;
@@ -241,11 +252,15 @@ static int sim_identity(veil_gpu_provider *p, const char *dir, const char *base,
         *cert = PEM_read_X509(cf, NULL, NULL, NULL);
     }
     int existed = kf || cf;
-    if (kf) fclose(kf);
-    if (cf) fclose(cf);
-    if (*key && *cert) return 1;
+    if (kf)
+        fclose(kf);
+    if (cf)
+        fclose(cf);
+    if (*key && *cert)
+        return 1;
     if (existed) {
-        veil_err_set(err, VEIL_ERR_IO, "simulated GPU: %s or %s is unreadable; remove both to make new ones", kpath, cpath);
+        veil_err_set(err, VEIL_ERR_IO, "simulated GPU: %s or %s is unreadable; remove both to make new ones", kpath,
+                     cpath);
         return 0;
     }
     *key = EVP_EC_gen("P-384");
@@ -262,16 +277,20 @@ static int sim_identity(veil_gpu_provider *p, const char *dir, const char *base,
     cf = fopen(cpath, "w");
     umask(old);
     int ok = kf && cf && PEM_write_PrivateKey(kf, *key, NULL, NULL, 0, NULL, NULL) && PEM_write_X509(cf, *cert);
-    if (kf) ok &= fclose(kf) == 0;
-    if (cf) ok &= fclose(cf) == 0;
-    if (!ok) veil_err_set(err, VEIL_ERR_IO, "simulated GPU: cannot write %s: %s", kpath, strerror(errno));
+    if (kf)
+        ok &= fclose(kf) == 0;
+    if (cf)
+        ok &= fclose(cf) == 0;
+    if (!ok)
+        veil_err_set(err, VEIL_ERR_IO, "simulated GPU: cannot write %s: %s", kpath, strerror(errno));
     return ok;
 }
 
 veil_rc veil_gpu_sim_open(veil_gpu_provider **out, const char *state_dir, veil_err *err) {
     *out = NULL;
     veil_gpu_provider *p = calloc(1, sizeof *p);
-    if (!p) return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    if (!p)
+        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
     p->sim = 1;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/sim-gpu", state_dir);
@@ -327,18 +346,22 @@ static veil_rc sim_evidence(veil_gpu_provider *p, const uint8_t nonce[32], veil_
         EVP_Digest(text, strlen(text), q, NULL, EVP_sha384(), NULL);
         q += 48;
     }
-    if (RAND_bytes(q, 32) != 1) goto fail;
+    if (RAND_bytes(q, 32) != 1)
+        goto fail;
     q += 32;
     put16(q, (unsigned)opaque), q += 2;
     put16(q, VEIL_SPDM_OPAQUE_DRIVER_VERSION), put16(q + 2, sizeof driver), q += 4;
     memcpy(q, driver, sizeof driver), q += sizeof driver;
     put16(q, VEIL_SPDM_OPAQUE_VBIOS_VERSION), put16(q + 2, sizeof vbios), q += 4;
     memcpy(q, vbios, sizeof vbios), q += sizeof vbios;
-    if (!veil_ecdsa_sign_raw(p->leaf_key, 48, EVP_sha384(), r, (size_t)(q - r), q)) goto fail;
-    if (!PEM_write_bio_X509(bio, p->leaf) || !PEM_write_bio_X509(bio, p->root)) goto fail;
+    if (!veil_ecdsa_sign_raw(p->leaf_key, 48, EVP_sha384(), r, (size_t)(q - r), q))
+        goto fail;
+    if (!PEM_write_bio_X509(bio, p->leaf) || !PEM_write_bio_X509(bio, p->root))
+        goto fail;
     char *mem;
     long ml = BIO_get_mem_data(bio, &mem);
-    if (ml <= 0 || !(chain = malloc((size_t)ml))) goto fail;
+    if (ml <= 0 || !(chain = malloc((size_t)ml)))
+        goto fail;
     memcpy(chain, mem, (size_t)ml);
     veil_gpu_evidence *e = &out->items[out->n++];
     snprintf(e->arch, sizeof e->arch, "HOPPER");
@@ -355,12 +378,14 @@ fail:
     return rc == VEIL_ERR_CRYPTO ? veil_err_set(err, VEIL_ERR_CRYPTO, "simulated GPU: cannot sign its report") : rc;
 }
 
-veil_rc veil_gpu_provider_evidence(veil_gpu_provider *p, const uint8_t nonce[32], veil_gpu_payload *out, veil_err *err) {
+veil_rc veil_gpu_provider_evidence(veil_gpu_provider *p, veil_gpu_payload *out, const uint8_t nonce[32],
+                                   veil_err *err) {
     memset(out, 0, sizeof *out);
     memcpy(out->nonce, nonce, 32);
     out->has_nonce = 1;
     snprintf(out->arch, sizeof out->arch, "HOPPER");
     veil_rc rc = p->sim ? sim_evidence(p, nonce, out, err) : nvml_evidence(p, nonce, out, err);
-    if (rc != VEIL_OK) veil_gpu_payload_clear(out);
+    if (rc != VEIL_OK)
+        veil_gpu_payload_clear(out);
     return rc;
 }

@@ -222,8 +222,8 @@ static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_
     return rc;
 }
 
-veil_rc veil_provider_get_quote(veil_quote_provider *p, const uint8_t report_data[64], uint8_t **quote,
-                                size_t *quote_len, char **event_log_json, veil_err *err) {
+veil_rc veil_provider_get_quote(veil_quote_provider *p, uint8_t **quote, size_t *quote_len, char **event_log_json,
+                                const uint8_t report_data[64], veil_err *err) {
     *quote = NULL;
     *quote_len = 0;
     *event_log_json = NULL;
@@ -234,7 +234,7 @@ veil_rc veil_provider_get_quote(veil_quote_provider *p, const uint8_t report_dat
     } else if (p->kind == VEIL_TEE_DSTACK) {
         rc = dstack_quote(p, report_data, quote, quote_len, event_log_json, err);
     } else {
-        rc = veil_sim_quote(p->sim, report_data, p->runtime, quote, quote_len, err);
+        rc = veil_sim_quote(p->sim, quote, quote_len, report_data, p->runtime, err);
         if (rc == VEIL_OK && !(*event_log_json = veil_event_log_to_json(p->runtime)))
             rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
     }

@@ -72,31 +72,27 @@ typedef struct run {
     const veil_quote_options *opts;
     const veil_quote_policy *policy;
     veil_quote_verdict *v;
-    X509 *root;           /* the pinned root (borrowed from a chain or owned below) */
-    X509 *given_root;     /* parsed from opts->root_der, owned */
-    STACK_OF(X509) *pck_chain; /* owned */
-    X509 *pck_leaf, *pck_ca;   /* borrowed from pck_chain */
+    X509 *root;                 /* the pinned root (borrowed from a chain or owned below) */
+    X509 *given_root;           /* parsed from opts->root_der, owned */
+    STACK_OF(X509) * pck_chain; /* owned */
+    X509 *pck_leaf, *pck_ca;    /* borrowed from pck_chain */
 } run;
 
 static veil_quote_code chain_code(int x509_error, const char **msg) {
     switch (x509_error) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-        *msg = "a certificate of the chain has expired";
-        return VEIL_QUOTE_CERT_EXPIRED;
+    case X509_V_ERR_CERT_HAS_EXPIRED: *msg = "a certificate of the chain has expired"; return VEIL_QUOTE_CERT_EXPIRED;
     case X509_V_ERR_CERT_NOT_YET_VALID:
         *msg = "a certificate of the chain is not yet valid";
         return VEIL_QUOTE_CERT_EXPIRED;
     case X509_V_ERR_CERT_SIGNATURE_FAILURE:
         *msg = "a certificate's signature does not verify";
         return VEIL_QUOTE_PCK_CHAIN_INVALID;
-    default:
-        *msg = X509_verify_cert_error_string(x509_error);
-        return VEIL_QUOTE_PCK_CHAIN_INVALID;
+    default: *msg = X509_verify_cert_error_string(x509_error); return VEIL_QUOTE_PCK_CHAIN_INVALID;
     }
 }
 
 /* The pinned root: in `certs`, or the caller's. */
-static X509 *pinned_root(run *r, STACK_OF(X509) *certs) {
+static X509 *pinned_root(run *r, STACK_OF(X509) * certs) {
     X509 *root = certs ? veil_x509_find_pinned(certs, r->opts->root_sha256) : NULL;
     if (!root && r->given_root) {
         uint8_t h[32];
@@ -111,7 +107,7 @@ static int time_in(int64_t at, int64_t from, int64_t to) { return at >= from && 
 /* A collateral document's issuer chain and signature. Signatures must
  * verify; a validity window that does not hold at `at` only marks the
  * collateral expired. Returns VEIL_QUOTE_OK or `bad` with a message. */
-static veil_quote_code check_doc(run *r, const signed_doc *d, STACK_OF(X509) *chain, const char *what,
+static veil_quote_code check_doc(run *r, const signed_doc *d, STACK_OF(X509) * chain, const char *what,
                                  veil_quote_code bad) {
     veil_quote_verdict *v = r->v;
     char msg[200];
@@ -179,9 +175,10 @@ static veil_quote_code check_collateral(run *r) {
     const veil_quote_policy *p = r->policy;
     veil_quote_verdict *v = r->v;
     if (!c)
-        return p->require_collateral ? (refuse(v, VEIL_QUOTE_COLLATERAL_MISSING, "the policy requires collateral and none was given"),
-                                        VEIL_QUOTE_COLLATERAL_MISSING)
-                                     : VEIL_QUOTE_OK;
+        return p->require_collateral
+                   ? (refuse(v, VEIL_QUOTE_COLLATERAL_MISSING, "the policy requires collateral and none was given"),
+                      VEIL_QUOTE_COLLATERAL_MISSING)
+                   : VEIL_QUOTE_OK;
     if (p->require_collateral && (!c->tcb_info.present || !c->qe_identity.present || !c->root_crl || !c->pck_crl)) {
         refuse(v, VEIL_QUOTE_COLLATERAL_MISSING, "the policy requires TCB info, QE identity and both CRLs");
         return VEIL_QUOTE_COLLATERAL_MISSING;
@@ -212,15 +209,15 @@ static veil_quote_code check_collateral(run *r) {
             return refuse(v, VEIL_QUOTE_CERT_REVOKED, "the PCK certificate is revoked"), VEIL_QUOTE_CERT_REVOKED;
     }
     STACK_OF(X509) *qe_chain = c->qe_identity.chain ? c->qe_identity.chain : c->tcb_info.chain;
-    if (c->tcb_info.present &&
-        (code = check_doc(r, &c->tcb_info, c->tcb_info.chain, "TCB info", VEIL_QUOTE_TCB_INFO_INVALID)) != VEIL_QUOTE_OK)
+    if (c->tcb_info.present && (code = check_doc(r, &c->tcb_info, c->tcb_info.chain, "TCB info",
+                                                 VEIL_QUOTE_TCB_INFO_INVALID)) != VEIL_QUOTE_OK)
         return code;
-    if (c->qe_identity.present &&
-        (code = check_doc(r, &c->qe_identity, qe_chain, "QE identity", VEIL_QUOTE_QE_IDENTITY_INVALID)) != VEIL_QUOTE_OK)
+    if (c->qe_identity.present && (code = check_doc(r, &c->qe_identity, qe_chain, "QE identity",
+                                                    VEIL_QUOTE_QE_IDENTITY_INVALID)) != VEIL_QUOTE_OK)
         return code;
     if (c->tcb_info.present) {
-        code = veil_tcb_evaluate(c->tcb_info.body, c->qe_identity.present ? c->qe_identity.body : NULL, r->q,
-                                 &v->pck, v);
+        code =
+            veil_tcb_evaluate(c->tcb_info.body, c->qe_identity.present ? c->qe_identity.body : NULL, r->q, &v->pck, v);
         if (code != VEIL_QUOTE_OK)
             return v->code = code;
     }
@@ -378,7 +375,7 @@ static veil_rc check_quote(run *r, veil_err *err) {
     return refuse(v, VEIL_QUOTE_OK, "");
 }
 
-veil_rc veil_quote_verify(const veil_quote *q, const veil_quote_options *opts, veil_quote_verdict *v, veil_err *err) {
+veil_rc veil_quote_verify(veil_quote_verdict *v, const veil_quote *q, const veil_quote_options *opts, veil_err *err) {
     memset(v, 0, sizeof *v);
     veil_quote_policy defaults;
     veil_policy_init(&defaults);

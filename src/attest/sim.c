@@ -64,7 +64,9 @@ static veil_rc ssl_fail(veil_err *err, const char *what) {
     return veil_err_set(err, VEIL_ERR_CRYPTO, "simulated TDX: %s failed in OpenSSL", what);
 }
 
-static void sha(const EVP_MD *md, const char *text, uint8_t *out) { EVP_Digest(text, strlen(text), out, NULL, md, NULL); }
+static void sha(const EVP_MD *md, const char *text, uint8_t *out) {
+    EVP_Digest(text, strlen(text), out, NULL, md, NULL);
+}
 
 /* The extension the PCK certificate carries, in OpenSSL's ASN.1 generator language. */
 static X509_EXTENSION *sgx_extension(X509V3_CTX *ctx, const uint8_t ppid[16]) {
@@ -80,8 +82,9 @@ static X509_EXTENSION *sgx_extension(X509V3_CTX *ctx, const uint8_t ppid[16]) {
     for (int i = 1; i <= 18; i++)
         n += (size_t)snprintf(conf + n, sizeof conf - n, "c%02d=SEQUENCE:c%02d\n", i, i);
     for (int i = 1; i <= 16; i++)
-        n += (size_t)snprintf(conf + n, sizeof conf - n, "[c%02d]\noid=OID:1.2.840.113741.1.13.1.2.%d\nval=INTEGER:%d\n", i,
-                              i, sim_comp_svn[i - 1]);
+        n +=
+            (size_t)snprintf(conf + n, sizeof conf - n, "[c%02d]\noid=OID:1.2.840.113741.1.13.1.2.%d\nval=INTEGER:%d\n",
+                             i, i, sim_comp_svn[i - 1]);
     veil_hex_encode(hex, sim_comp_svn, 16);
     n += (size_t)snprintf(conf + n, sizeof conf - n,
                           "[c17]\noid=OID:1.2.840.113741.1.13.1.2.17\nval=INTEGER:%d\n"
@@ -116,15 +119,15 @@ static X509 *make_cert(veil_sim *s, int id, veil_err *err) {
     serial[0] &= 0x7f;
     if (ok) {
         bn = BN_bin2bn(serial, sizeof serial, NULL);
-        ok = bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) &&
-             X509_set_version(x, 2) &&
-             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)identities[id].cn, -1, -1, 0) &&
-             X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"veil simulation", -1, -1, 0) &&
-             X509_set_subject_name(x, name) &&
-             X509_set_issuer_name(x, id == CA_ROOT ? name : X509_get_subject_name(s->cert[issuer])) &&
-             X509_gmtime_adj(X509_getm_notBefore(x), -86400) &&
-             X509_gmtime_adj(X509_getm_notAfter(x), (long)identities[id].years * 365 * 86400) &&
-             X509_set_pubkey(x, s->key[id]);
+        ok =
+            bn && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) && X509_set_version(x, 2) &&
+            X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)identities[id].cn, -1, -1, 0) &&
+            X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"veil simulation", -1, -1, 0) &&
+            X509_set_subject_name(x, name) &&
+            X509_set_issuer_name(x, id == CA_ROOT ? name : X509_get_subject_name(s->cert[issuer])) &&
+            X509_gmtime_adj(X509_getm_notBefore(x), -86400) &&
+            X509_gmtime_adj(X509_getm_notAfter(x), (long)identities[id].years * 365 * 86400) &&
+            X509_set_pubkey(x, s->key[id]);
     }
     X509V3_CTX ctx;
     X509V3_set_ctx(&ctx, id == CA_ROOT ? x : s->cert[issuer], x, NULL, NULL, 0);
@@ -187,8 +190,8 @@ static veil_rc load_or_make(veil_sim *s, const char dir[3800], int id, veil_err 
     kf = fopen(kpath, "w");
     cf = fopen(cpath, "w");
     umask(old);
-    int ok = kf && cf && PEM_write_PrivateKey(kf, s->key[id], NULL, NULL, 0, NULL, NULL) &&
-             PEM_write_X509(cf, s->cert[id]);
+    int ok =
+        kf && cf && PEM_write_PrivateKey(kf, s->key[id], NULL, NULL, 0, NULL, NULL) && PEM_write_X509(cf, s->cert[id]);
     if (kf)
         ok &= fclose(kf) == 0;
     if (cf)
@@ -317,17 +320,17 @@ static void put32(uint8_t *p, uint32_t v) {
 /* The 384-byte QE report (SGX report body layout). */
 static void qe_report(uint8_t r[384], const uint8_t report_data[64]) {
     memset(r, 0, 384);
-    memcpy(r, sim_comp_svn, 16);           /* CPUSVN */
-    r[48] = 0x11;                          /* ATTRIBUTES: INIT | MODE64BIT, not DEBUG */
-    sha(EVP_sha256(), "veil simulated quoting enclave", r + 64);   /* MRENCLAVE */
-    sha(EVP_sha256(), "veil simulated QE signer", r + 128);        /* MRSIGNER */
+    memcpy(r, sim_comp_svn, 16);                                 /* CPUSVN */
+    r[48] = 0x11;                                                /* ATTRIBUTES: INIT | MODE64BIT, not DEBUG */
+    sha(EVP_sha256(), "veil simulated quoting enclave", r + 64); /* MRENCLAVE */
+    sha(EVP_sha256(), "veil simulated QE signer", r + 128);      /* MRSIGNER */
     put16(r + 256, sim_qe_prodid);
     put16(r + 258, sim_qe_isvsvn);
     memcpy(r + 320, report_data, 64);
 }
 
-veil_rc veil_sim_quote(veil_sim *s, const uint8_t report_data[64], const veil_event_log *runtime, uint8_t **quote,
-                       size_t *quote_len, veil_err *err) {
+veil_rc veil_sim_quote(veil_sim *s, uint8_t **quote, size_t *quote_len, const uint8_t report_data[64],
+                       const veil_event_log *runtime, veil_err *err) {
     *quote = NULL;
     char *chain = pem_of((X509 *[]){s->cert[PCK_LEAF], s->cert[CA_PCK], s->cert[CA_ROOT]}, 3);
     if (!chain)
@@ -427,7 +430,8 @@ static int put_signed(json_t *out, const char *key, json_t *doc, EVP_PKEY *signe
 
 static char *crl_hex(X509 *issuer, EVP_PKEY *key, int64_t now, X509 *revoke) {
     X509_CRL *crl = X509_CRL_new();
-    ASN1_TIME *last = ASN1_TIME_set(NULL, (time_t)(now - 3600)), *next = ASN1_TIME_set(NULL, (time_t)(now + 30 * 86400));
+    ASN1_TIME *last = ASN1_TIME_set(NULL, (time_t)(now - 3600)),
+              *next = ASN1_TIME_set(NULL, (time_t)(now + 30 * 86400));
     int ok = crl && last && next && X509_CRL_set_version(crl, 1) &&
              X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)) && X509_CRL_set1_lastUpdate(crl, last) &&
              X509_CRL_set1_nextUpdate(crl, next);
@@ -449,7 +453,7 @@ static char *crl_hex(X509 *issuer, EVP_PKEY *key, int64_t now, X509 *revoke) {
     return hex;
 }
 
-veil_rc veil_sim_collateral(const veil_sim *s, int64_t now, int revoke_pck, char **json, veil_err *err) {
+veil_rc veil_sim_collateral(const veil_sim *s, char **json, int64_t now, int revoke_pck, veil_err *err) {
     *json = NULL;
     char issued[32], next[32], tcb_date[32], fmspc[13], mrsigner[65], seam_signer[97];
     iso(issued, now - 60);
@@ -464,13 +468,13 @@ veil_rc veil_sim_collateral(const veil_sim *s, int64_t now, int revoke_pck, char
     json_t *tcb_info = json_pack(
         "{s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:i, s:{s:s, s:s, s:s}, s:[{s:s, s:s, s:s, s:s, s:[{s:{s:i}, s:s, s:s}]}],"
         " s:[{s:{s:o, s:i, s:o}, s:s, s:s}]}",
-        "id", "TDX", "version", 3, "issueDate", issued, "nextUpdate", next, "fmspc", fmspc, "pceId", "0000", "tcbType", 0,
-        "tcbEvaluationDataNumber", 1, "tdxModule", "mrsigner", seam_signer, "attributes", "0000000000000000",
+        "id", "TDX", "version", 3, "issueDate", issued, "nextUpdate", next, "fmspc", fmspc, "pceId", "0000", "tcbType",
+        0, "tcbEvaluationDataNumber", 1, "tdxModule", "mrsigner", seam_signer, "attributes", "0000000000000000",
         "attributesMask", "FFFFFFFFFFFFFFFF", "tdxModuleIdentities", "id", "TDX_01", "mrsigner", seam_signer,
         "attributes", "0000000000000000", "attributesMask", "FFFFFFFFFFFFFFFF", "tcbLevels", "tcb", "isvsvn",
         sim_tee_tcb_svn[0], "tcbDate", tcb_date, "tcbStatus", "UpToDate", "tcbLevels", "tcb", "sgxtcbcomponents",
-        components(sim_comp_svn), "pcesvn", sim_pcesvn, "tdxtcbcomponents", components(sim_tee_tcb_svn), "tcbDate", tcb_date,
-        "tcbStatus", "UpToDate");
+        components(sim_comp_svn), "pcesvn", sim_pcesvn, "tdxtcbcomponents", components(sim_tee_tcb_svn), "tcbDate",
+        tcb_date, "tcbStatus", "UpToDate");
     json_t *qe_identity = json_pack(
         "{s:s, s:i, s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:[{s:{s:i}, s:s, s:s}]}", "id", "TD_QE", "version", 2,
         "issueDate", issued, "nextUpdate", next, "tcbEvaluationDataNumber", 1, "miscselect", "00000000",

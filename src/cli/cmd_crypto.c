@@ -73,7 +73,7 @@ static int cmd_keygen(int argc, char **argv) {
     char sec_hex[65], pub_hex[VEIL_PUBKEY_HEX_LEN + 1], addr_str[VEIL_ADDRESS_STR_LEN + 1];
     uint8_t addr[VEIL_ADDRESS_LEN];
     veil_hex_encode(sec_hex, sec.bytes, sizeof sec.bytes);
-    veil_pubkey_to_hex(&pub, pub_hex);
+    veil_pubkey_to_hex(pub_hex, &pub);
     veil_eth_address(addr, &pub);
     veil_eth_address_to_string(addr_str, addr);
     printf("private_key: %s\npublic_key: %s\naddress: %s\n", sec_hex, pub_hex, addr_str);
@@ -99,7 +99,7 @@ static int cmd_pubkey(int argc, char **argv) {
     veil_seckey_wipe(&sec);
     if (rc == CLI_OK) {
         char hex[VEIL_PUBKEY_HEX_LEN + 1];
-        veil_pubkey_to_hex(&pub, hex);
+        veil_pubkey_to_hex(hex, &pub);
         puts(hex);
     }
     return rc;

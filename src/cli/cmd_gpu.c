@@ -49,7 +49,7 @@ static int load_evidence(const char *path, const char *chain_path, int need_chai
     veil_err err;
     int ok = 1;
     if (tl && (t[0] == '{' || t[0] == '[' || t[0] == '"')) {
-        if (veil_gpu_payload_parse(t, tl, p, &err) != VEIL_OK)
+        if (veil_gpu_payload_parse(p, t, tl, &err) != VEIL_OK)
             ok = (cli_fail_err("GPU evidence", &err), 0);
     } else if (need_chain && !chain_path) {
         ok = (cli_usage_error("veil gpu --help", "a hex report needs --cert-chain PEM"), 0);
@@ -108,7 +108,7 @@ static int cmd_verify(int argc, char **argv) {
     }
     o.root_der = root_der;
     veil_gpu_verdict v;
-    if (veil_gpu_verify(&p, &o, &v, &err) != VEIL_OK) {
+    if (veil_gpu_verify(&v, &p, &o, &err) != VEIL_OK) {
         rc = cli_fail_err("GPU verification", &err);
         goto done;
     }
@@ -220,7 +220,7 @@ static int cmd_show(int argc, char **argv) {
     json_t *out = json_array();
     veil_spdm_report *r = malloc(sizeof *r);
     for (size_t i = 0; rc == CLI_OK && r && i < p.n; i++) {
-        if (veil_spdm_parse(p.items[i].report, p.items[i].report_len, r, &err) != VEIL_OK) {
+        if (veil_spdm_parse(r, p.items[i].report, p.items[i].report_len, &err) != VEIL_OK) {
             rc = cli_fail_err("SPDM report", &err);
             break;
         }
@@ -270,7 +270,7 @@ static int cmd_evidence(int argc, char **argv) {
     if (rc != VEIL_OK)
         return cli_fail_err("GPU", &err);
     veil_gpu_payload pl;
-    rc = veil_gpu_provider_evidence(p, nonce.bytes, &pl, &err);
+    rc = veil_gpu_provider_evidence(p, &pl, nonce.bytes, &err);
     veil_gpu_provider_free(p);
     if (rc != VEIL_OK)
         return cli_fail_err("GPU evidence", &err);

@@ -232,7 +232,7 @@ static int cmd_verify(int argc, char **argv) {
         buf = load_quote(argv[pos], &q, &why, &status);
     veil_quote_verdict v;
     if (status == CLI_OK) {
-        if (veil_quote_verify(&q, &opts, &v, &err) != VEIL_OK) {
+        if (veil_quote_verify(&v, &q, &opts, &err) != VEIL_OK) {
             status = cli_fail_err("verify", &err);
         } else {
             status = v.code == VEIL_QUOTE_OK ? CLI_OK : CLI_FAIL;

@@ -109,7 +109,7 @@ static int cmd_sim_collateral(int argc, char **argv) {
         rc = open_sim(&a, &sim);
     char *json = NULL;
     veil_err err;
-    if (rc == CLI_OK && veil_sim_collateral(sim, (int64_t)time(NULL), a.revoke_pck, &json, &err) != VEIL_OK)
+    if (rc == CLI_OK && veil_sim_collateral(sim, &json, (int64_t)time(NULL), a.revoke_pck, &err) != VEIL_OK)
         rc = cli_fail_err("sim-collateral", &err);
     if (rc == CLI_OK)
         rc = write_file(a.out, json, strlen(json));
@@ -146,7 +146,7 @@ static int cmd_tee_quote(int argc, char **argv) {
     uint8_t *quote = NULL;
     size_t len = 0;
     char *log = NULL;
-    if (veil_provider_get_quote(p, rd, &quote, &len, &log, &err) != VEIL_OK)
+    if (veil_provider_get_quote(p, &quote, &len, &log, rd, &err) != VEIL_OK)
         rc = cli_fail_err(veil_provider_name(p), &err);
     if (rc == CLI_OK) {
         fprintf(stderr, "veil: quote from %s%s\n", veil_provider_name(p),

@@ -129,13 +129,14 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
     char *owned = text ? NULL : json_dumps(payload, JSON_COMPACT);
     veil_gpu_payload p;
     veil_err err;
-    if (veil_gpu_payload_parse(text    ? text
+    if (veil_gpu_payload_parse(&p,
+                               text    ? text
                                : owned ? owned
                                        : "",
                                text    ? json_string_length(payload)
                                : owned ? strlen(owned)
                                        : 0,
-                               &p, &err) != VEIL_OK) {
+                               &err) != VEIL_OK) {
         free(owned);
         check(a, "GPU evidence verified", VEIL_CHECK_FAIL, "nvidia_payload: %s", err.message);
         return;
@@ -157,7 +158,7 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
         vo.root_der = root;
     }
     veil_gpu_verdict v;
-    if (veil_gpu_verify(&p, &vo, &v, &err) != VEIL_OK) {
+    if (veil_gpu_verify(&v, &p, &vo, &err) != VEIL_OK) {
         check(a, "GPU evidence verified", VEIL_CHECK_FAIL, "%s", err.message);
     } else {
         int bound = v.n > 0;
@@ -271,7 +272,7 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
             int processor = 0;
             if (q.chain_type == 5 && q.chain_len && memmem(q.chain, q.chain_len, "Processor CA", 12))
                 processor = 1;
-            if (veil_quote_verify(&q, &first, &pre, NULL) == VEIL_OK && pre.has_pck &&
+            if (veil_quote_verify(&pre, &q, &first, NULL) == VEIL_OK && pre.has_pck &&
                 veil_pcs_collateral(o->pcs_url, &q, &pre.pck, processor, &cj, &perr) == VEIL_OK &&
                 veil_collateral_parse(&fetched, cj, strlen(cj), &perr) == VEIL_OK) {
                 vo.collateral = fetched;
@@ -282,7 +283,7 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
             }
             free(cj);
         }
-        if (veil_quote_verify(&q, &vo, &a->verdict, err) != VEIL_OK) {
+        if (veil_quote_verify(&a->verdict, &q, &vo, err) != VEIL_OK) {
             a->verdict.code = VEIL_QUOTE_MALFORMED;
             snprintf(a->verdict.message, sizeof a->verdict.message, "verifier failed");
         }

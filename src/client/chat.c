@@ -227,8 +227,8 @@ veil_rc veil_client_chat(veil_client *c, veil_chat_result *out, const veil_chat_
             json_decref(messages);
             return rc;
         }
-        veil_pubkey_to_hex(&pub, pub_hex);
-        veil_pubkey_to_hex(&out->attestation.signing_key, model_hex);
+        veil_pubkey_to_hex(pub_hex, &pub);
+        veil_pubkey_to_hex(model_hex, &out->attestation.signing_key);
         json_decref(msgs);
         msgs = seal_messages(messages, &out->attestation.signing_key, err);
         if (!msgs) {

@@ -20,8 +20,7 @@ static void create_ctx(void) {
     /* Blinding against side channels; without randomness we keep the
      * unblinded (still constant-time) context rather than fail. */
     unsigned char seed[32];
-    if (veil_random_bytes(seed, sizeof seed, NULL) == VEIL_OK &&
-        !secp256k1_context_randomize(ctx, seed)) {
+    if (veil_random_bytes(seed, sizeof seed, NULL) == VEIL_OK && !secp256k1_context_randomize(ctx, seed)) {
         secp256k1_context_destroy(ctx);
         ctx = NULL;
     }
@@ -76,8 +75,7 @@ void veil_seckey_wipe(veil_seckey *key) { veil_wipe(key, sizeof *key); }
 
 static void serialize(veil_pubkey *out, const secp256k1_pubkey *pk) {
     size_t n = VEIL_PUBKEY_LEN;
-    secp256k1_ec_pubkey_serialize(secp256k1_context_static, out->bytes, &n, pk,
-                                  SECP256K1_EC_UNCOMPRESSED);
+    secp256k1_ec_pubkey_serialize(secp256k1_context_static, out->bytes, &n, pk, SECP256K1_EC_UNCOMPRESSED);
 }
 
 veil_rc veil_pubkey_from_seckey(veil_pubkey *out, const veil_seckey *sec, veil_err *err) {
@@ -98,8 +96,7 @@ veil_rc veil_pubkey_parse(veil_pubkey *out, const uint8_t *in, size_t len, veil_
         memcpy(buf + 1, in, 64);
     } else if (len == 65) {
         if (in[0] != 0x04)
-            return veil_err_set(err, VEIL_ERR_BAD_POINT,
-                                "65-byte public key must start with 0x04 (uncompressed)");
+            return veil_err_set(err, VEIL_ERR_BAD_POINT, "65-byte public key must start with 0x04 (uncompressed)");
         memcpy(buf, in, 65);
     } else {
         return veil_err_set(err, VEIL_ERR_BAD_LENGTH, "public key must be 64 or 65 bytes, got %zu", len);
@@ -113,8 +110,7 @@ veil_rc veil_pubkey_parse(veil_pubkey *out, const uint8_t *in, size_t len, veil_
 
 veil_rc veil_pubkey_parse_hex(veil_pubkey *out, const char *hex, size_t len, veil_err *err) {
     if (len != 128 && len != 130)
-        return veil_err_set(err, VEIL_ERR_BAD_LENGTH,
-                            "public key must be 128 or 130 hex characters, got %zu", len);
+        return veil_err_set(err, VEIL_ERR_BAD_LENGTH, "public key must be 128 or 130 hex characters, got %zu", len);
     uint8_t raw[65];
     size_t n;
     veil_rc rc = veil_hex_decode(raw, sizeof raw, &n, hex, len, err);
@@ -123,7 +119,7 @@ veil_rc veil_pubkey_parse_hex(veil_pubkey *out, const char *hex, size_t len, vei
     return veil_pubkey_parse(out, raw, n, err);
 }
 
-void veil_pubkey_to_hex(const veil_pubkey *key, char out[VEIL_PUBKEY_HEX_LEN + 1]) {
+void veil_pubkey_to_hex(char out[VEIL_PUBKEY_HEX_LEN + 1], const veil_pubkey *key) {
     veil_hex_encode(out, key->bytes, VEIL_PUBKEY_LEN);
 }
 

@@ -62,7 +62,7 @@ static json_t *gpu_verdict(veil_tee *t, const veil_gpu_payload *p, const uint8_t
     veil_gpu_verdict v;
     int sig = 0, chain = 0;
     *valid = *bound = 0;
-    if (veil_gpu_verify(p, &o, &v, NULL) == VEIL_OK) {
+    if (veil_gpu_verify(&v, p, &o, NULL) == VEIL_OK) {
         *valid = v.accepted;
         sig = chain = *bound = v.n > 0;
         for (size_t i = 0; i < v.n; i++) {
@@ -85,7 +85,7 @@ static char *gpu_evidence(veil_tee *t, const uint8_t nonce[32], json_t **nvidia,
     veil_gpu_payload p;
     veil_err err;
     pthread_mutex_lock(&t->gpu_mu);
-    veil_rc rc = veil_gpu_provider_evidence(t->gpu, nonce, &p, &err);
+    veil_rc rc = veil_gpu_provider_evidence(t->gpu, &p, nonce, &err);
     pthread_mutex_unlock(&t->gpu_mu);
     if (rc != VEIL_OK) {
         *valid = *bound = 0;
@@ -201,7 +201,7 @@ static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_jso
         time_t now = time(NULL);
         char *fresh = NULL;
         if ((!t->sim_collateral || now - t->sim_collateral_at > 86400) &&
-            veil_sim_collateral(sim, (int64_t)now, 0, &fresh, NULL) == VEIL_OK) {
+            veil_sim_collateral(sim, &fresh, (int64_t)now, 0, NULL) == VEIL_OK) {
             free(t->sim_collateral);
             t->sim_collateral = fresh;
             t->sim_collateral_at = now;
@@ -217,7 +217,7 @@ static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_jso
         o.event_log = log;
     veil_quote_verdict v;
     veil_err err;
-    if (veil_quote_verify(q, &o, &v, &err) != VEIL_OK) {
+    if (veil_quote_verify(&v, q, &o, &err) != VEIL_OK) {
         v.code = VEIL_QUOTE_MALFORMED;
         snprintf(v.message, sizeof v.message, "%s", err.message);
     }
@@ -276,7 +276,7 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
         pthread_mutex_unlock(&t->mu);
     }
     if (!quote) {
-        if (veil_provider_get_quote(t->provider, rd, &quote, &len, &log, err) != VEIL_OK)
+        if (veil_provider_get_quote(t->provider, &quote, &len, &log, rd, err) != VEIL_OK)
             return NULL;
         if (!client_nonce) {
             pthread_mutex_lock(&t->mu);
@@ -309,7 +309,7 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
         json_t *nvidia = NULL;
         int gpu_valid = 0, gpu_bound = 0;
         veil_gpu_payload p;
-        if (gpu_json && veil_gpu_payload_parse(gpu_json, strlen(gpu_json), &p, NULL) == VEIL_OK) {
+        if (gpu_json && veil_gpu_payload_parse(&p, gpu_json, strlen(gpu_json), NULL) == VEIL_OK) {
             nvidia = gpu_verdict(t, &p, rd + 32, &gpu_valid, &gpu_bound); /* the shared quote's payload, again */
             veil_gpu_payload_clear(&p);
         } else if (gpu_json) {
@@ -331,7 +331,7 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
         verified = verified && gpu_valid && gpu_bound;
     }
     char key_hex[VEIL_PUBKEY_HEX_LEN + 1];
-    veil_pubkey_to_hex(&t->pub, key_hex);
+    veil_pubkey_to_hex(key_hex, &t->pub);
     json_t *events = log ? json_loads(log, 0, NULL) : NULL;
     int sim = veil_tee_simulated(t);
     json_t *info =

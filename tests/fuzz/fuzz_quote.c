@@ -22,7 +22,7 @@ static void check(const uint8_t *buf, size_t len) {
     veil_quote_options_init(&opts);
     opts.at = 1700000000;
     veil_quote_verdict v;
-    if (veil_quote_verify(&q, &opts, &v, &err) == VEIL_OK && v.code == VEIL_QUOTE_OK)
+    if (veil_quote_verify(&v, &q, &opts, &err) == VEIL_OK && v.code == VEIL_QUOTE_OK)
         abort(); /* nothing the fuzzer makes can carry Intel's signatures */
 }
 

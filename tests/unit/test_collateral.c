@@ -92,7 +92,7 @@ static outcome verify(const char *quote_rel, json_t *c, const veil_quote_policy 
     opts.collateral = col;
     opts.policy = policy;
     opts.event_log = log;
-    assert_int_equal(veil_quote_verify(&q, &opts, &o.v, &err), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&o.v, &q, &opts, &err), VEIL_OK);
     veil_collateral_free(col);
     free(buf);
     return o;
@@ -274,13 +274,13 @@ static void chain_from_collateral(void **state) {
     veil_quote_options_init(&opts);
     opts.at = 1735689600;
     veil_quote_verdict v;
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     assert_int_equal(v.code, VEIL_QUOTE_UNSUPPORTED_CERT_TYPE); /* no chain anywhere */
     opts.collateral = col;
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     assert_int_equal(v.code, VEIL_QUOTE_ROOT_NOT_TRUSTED); /* Intel's real root pinned */
     EVP_Digest(der, (size_t)der_len, opts.root_sha256, NULL, EVP_sha256(), NULL);
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     expect((outcome){v, VEIL_OK}, VEIL_QUOTE_OK, NULL);
     OPENSSL_free(der);
     X509_free(root);
@@ -418,7 +418,7 @@ static void every_pin(void **state) {
             opts.at = 1773532800;
             opts.policy = &p;
             veil_quote_verdict v;
-            assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+            assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
             veil_quote_code want = flip ? VEIL_QUOTE_MEASUREMENT_MISMATCH : VEIL_QUOTE_OK;
             if (v.code != want)
                 fail_msg("pin %s (flip %d): got %s", veil_pin_name((veil_pin_field)f), flip, veil_quote_code_name(v.code));

@@ -50,7 +50,7 @@ static void generator_from_key_one(void **state) {
     assert_int_equal(veil_seckey_from_bytes(&k, raw, NULL), VEIL_OK);
     assert_int_equal(veil_pubkey_from_seckey(&p, &k, NULL), VEIL_OK);
     char hex[131];
-    veil_pubkey_to_hex(&p, hex);
+    veil_pubkey_to_hex(hex, &p);
     assert_string_equal(hex, "04" GX GY);
 }
 

@@ -20,7 +20,7 @@ static void load_json(const char *rel, veil_gpu_payload *p) {
     size_t n;
     uint8_t *d = read_vector(rel, &n);
     assert_non_null(d);
-    assert_int_equal(veil_gpu_payload_parse((const char *)d, n, p, NULL), VEIL_OK);
+    assert_int_equal(veil_gpu_payload_parse(p, (const char *)d, n, NULL), VEIL_OK);
     free(d);
 }
 
@@ -60,7 +60,7 @@ static const char *verdict(const veil_gpu_payload *p, const char *nonce_hex, int
         o.rim_dir = dir;
     }
     veil_gpu_verdict v;
-    assert_int_equal(veil_gpu_verify(p, &o, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_gpu_verify(&v, p, &o, NULL), VEIL_OK);
     static char code[32];
     snprintf(code, sizeof code, "%s", v.accepted ? "OK" : v.code);
     if (!v.accepted) print_message("  %s\n", v.message);
@@ -111,7 +111,7 @@ static void test_payloads_verify(void **state) {
     /* the payload survives its own JSON form */
     char *json = veil_gpu_payload_json(&p);
     veil_gpu_payload q;
-    assert_int_equal(veil_gpu_payload_parse(json, strlen(json), &q, NULL), VEIL_OK);
+    assert_int_equal(veil_gpu_payload_parse(&q, json, strlen(json), NULL), VEIL_OK);
     assert_int_equal(q.n, 8);
     assert_memory_equal(q.nonce, p.nonce, 32);
     assert_int_equal(q.items[3].report_len, p.items[3].report_len);
@@ -182,7 +182,7 @@ static void test_reports_and_failures(void **state) {
     nonce_of("27a328247bf7935c993341cf587be6f05986ccce4fe7ba2c54100bd616a58f66", nonce);
     o.nonce = nonce;
     o.root_der = veil_gpu_sim_root(sim, &o.root_der_len);
-    assert_int_equal(veil_gpu_verify(&p, &o, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_gpu_verify(&v, &p, &o, NULL), VEIL_OK);
     assert_false(v.accepted);
     assert_string_equal(v.code, "ROOT_NOT_TRUSTED");
     veil_gpu_verdict_clear(&v);
@@ -219,14 +219,14 @@ static void test_spdm_malformed(void **state) {
     size_t n = p.items[0].report_len;
     veil_spdm_report *rep = malloc(sizeof *rep);
     veil_err err;
-    assert_int_equal(veil_spdm_parse(r, n, rep, &err), VEIL_OK);
+    assert_int_equal(veil_spdm_parse(rep, r, n, &err), VEIL_OK);
     assert_int_equal(rep->n_blocks, 64);
     assert_int_equal(rep->record_len, 3520);
     assert_int_equal(rep->opaque_len, 435);
     assert_string_equal(rep->driver_version, "580.159.03");
     assert_string_equal(rep->vbios_version, "96.00.74.00.20");
     for (size_t k = 0; k < n; k += (k < 200 ? 1 : 37)) { /* every prefix refused */
-        assert_int_equal(veil_spdm_parse(r, k, rep, &err), VEIL_ERR_MALFORMED);
+        assert_int_equal(veil_spdm_parse(rep, r, k, &err), VEIL_ERR_MALFORMED);
         assert_true(strlen(err.message) > 0);
     }
     uint8_t *m = malloc(n + 1);
@@ -234,11 +234,11 @@ static void test_spdm_malformed(void **state) {
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         memcpy(m, r, n);
         m[fields[i]] ^= 0x5a;
-        assert_int_equal(veil_spdm_parse(m, n, rep, &err), VEIL_ERR_MALFORMED);
+        assert_int_equal(veil_spdm_parse(rep, m, n, &err), VEIL_ERR_MALFORMED);
     }
     memcpy(m, r, n);
     m[n] = 0; /* one byte too many where the signature ends */
-    assert_int_equal(veil_spdm_parse(m, n + 1, rep, &err), VEIL_ERR_MALFORMED);
+    assert_int_equal(veil_spdm_parse(rep, m, n + 1, &err), VEIL_ERR_MALFORMED);
     free(m);
     free(rep);
     veil_gpu_payload_clear(&p);
@@ -248,7 +248,7 @@ static void test_spdm_malformed(void **state) {
                                       "\"not json inside\"", "[{\"certificate\":\"!!!\",\"evidence\":\"QQ==\"}]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         veil_gpu_payload q;
-        assert_int_equal(veil_gpu_payload_parse(bad[i], strlen(bad[i]), &q, &err), VEIL_ERR_MALFORMED);
+        assert_int_equal(veil_gpu_payload_parse(&q, bad[i], strlen(bad[i]), &err), VEIL_ERR_MALFORMED);
     }
 }
 
@@ -262,23 +262,23 @@ static void test_simulated_gpu(void **state) {
     uint8_t nonce[32];
     for (int i = 0; i < 32; i++) nonce[i] = (uint8_t)(i * 7);
     veil_gpu_payload p;
-    assert_int_equal(veil_gpu_provider_evidence(g, nonce, &p, NULL), VEIL_OK);
+    assert_int_equal(veil_gpu_provider_evidence(g, &p, nonce, NULL), VEIL_OK);
     veil_gpu_verify_opts o;
     memset(&o, 0, sizeof o);
     o.nonce = nonce;
     veil_gpu_verdict v;
-    assert_int_equal(veil_gpu_verify(&p, &o, &v, NULL), VEIL_OK); /* NVIDIA's root: refused */
+    assert_int_equal(veil_gpu_verify(&v, &p, &o, NULL), VEIL_OK); /* NVIDIA's root: refused */
     assert_false(v.accepted);
     assert_string_equal(v.code, "ROOT_NOT_TRUSTED");
     veil_gpu_verdict_clear(&v);
     o.root_der = veil_gpu_sim_root(g, &o.root_der_len); /* the simulation root: accepted */
-    assert_int_equal(veil_gpu_verify(&p, &o, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_gpu_verify(&v, &p, &o, NULL), VEIL_OK);
     assert_true(v.accepted);
     assert_string_equal(v.items[0].driver_version, "veil-sim-1.0");
     veil_gpu_verdict_clear(&v);
     /* a flipped byte in a measurement breaks the signature */
     p.items[0].report[37 + 8 + 10] ^= 1;
-    assert_int_equal(veil_gpu_verify(&p, &o, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_gpu_verify(&v, &p, &o, NULL), VEIL_OK);
     assert_string_equal(v.code, "SIGNATURE_INVALID");
     veil_gpu_verdict_clear(&v);
     veil_gpu_payload_clear(&p);

@@ -112,7 +112,7 @@ static void *kernel_thread(void *arg) {
         write_text(gen, num);
         uint8_t *q;
         size_t len;
-        if (veil_sim_quote(sim, rd, NULL, &q, &len, NULL) == VEIL_OK) {
+        if (veil_sim_quote(sim, &q, &len, rd, NULL, NULL) == VEIL_OK) {
             ssize_t w = write(fd, q, len);
             (void)w;
             free(q);
@@ -163,7 +163,7 @@ static void configfs_quote(void **state) {
     char *log;
     report_data(rd, 9);
     veil_err err;
-    if (veil_provider_get_quote(p, rd, &quote, &len, &log, &err) != VEIL_OK)
+    if (veil_provider_get_quote(p, &quote, &len, &log, rd, &err) != VEIL_OK)
         fail_msg("%s", err.message);
     pthread_join(th, NULL);
     veil_quote q;
@@ -188,7 +188,7 @@ static void configfs_generation_changed_once(void **state) {
     char *log;
     report_data(rd, 20);
     veil_err err;
-    if (veil_provider_get_quote(p, rd, &quote, &len, &log, &err) != VEIL_OK)
+    if (veil_provider_get_quote(p, &quote, &len, &log, rd, &err) != VEIL_OK)
         fail_msg("%s", err.message);
     pthread_join(th, NULL);
     assert_int_equal(k.served, 2); /* the first answer was discarded and the request retried */
@@ -209,7 +209,7 @@ static void configfs_generation_keeps_changing(void **state) {
     char *log;
     report_data(rd, 30);
     veil_err err;
-    assert_int_equal(veil_provider_get_quote(p, rd, &quote, &len, &log, &err), VEIL_ERR_IO);
+    assert_int_equal(veil_provider_get_quote(p, &quote, &len, &log, rd, &err), VEIL_ERR_IO);
     pthread_join(th, NULL);
     assert_null(quote);
     assert_int_equal(len, 0);
@@ -227,7 +227,7 @@ static void configfs_wrong_report_data(void **state) {
     char *log;
     report_data(rd, 40);
     veil_err err;
-    assert_int_equal(veil_provider_get_quote(p, rd, &quote, &len, &log, &err), VEIL_ERR_MALFORMED);
+    assert_int_equal(veil_provider_get_quote(p, &quote, &len, &log, rd, &err), VEIL_ERR_MALFORMED);
     pthread_join(th, NULL);
     assert_null(quote);
     assert_non_null(strstr(err.message, "other report data"));
@@ -287,7 +287,7 @@ static void *agent_thread(void *arg) {
     char *resp = NULL;
     uint8_t *q;
     size_t len;
-    if (a->mode == 0 && veil_sim_quote(sim, rd, NULL, &q, &len, NULL) == VEIL_OK) {
+    if (a->mode == 0 && veil_sim_quote(sim, &q, &len, rd, NULL, NULL) == VEIL_OK) {
         char *qhex = veil_hex_encode_alloc(q, len);
         const char *log = "[{\\\"imr\\\":3,\\\"event_type\\\":1,\\\"digest\\\":\\\"00\\\",\\\"event\\\":\\\"x\\\",\\\"event_payload\\\":\\\"\\\"}]";
         size_t blen = strlen(qhex) + strlen(log) + 64;
@@ -345,7 +345,7 @@ static void dstack_quote(void **state) {
     char *log;
     report_data(rd, 50);
     veil_err err;
-    if (veil_provider_get_quote(p, rd, &quote, &len, &log, &err) != VEIL_OK)
+    if (veil_provider_get_quote(p, &quote, &len, &log, rd, &err) != VEIL_OK)
         fail_msg("%s", err.message);
     pthread_join(th, NULL);
     assert_non_null(strstr(a.request, "POST /GetQuote"));
@@ -374,7 +374,7 @@ static void dstack_failures(void **state) {
         char *log;
         report_data(rd, 60);
         veil_err err;
-        assert_int_equal(veil_provider_get_quote(p, rd, &quote, &len, &log, &err), VEIL_ERR_IO);
+        assert_int_equal(veil_provider_get_quote(p, &quote, &len, &log, rd, &err), VEIL_ERR_IO);
         assert_null(quote);
         pthread_join(th, NULL);
         close(a.listen_fd);
@@ -392,7 +392,7 @@ static void sim_provider_events(void **state) {
     size_t len;
     char *log;
     report_data(rd, 70);
-    assert_int_equal(veil_provider_get_quote(p, rd, &quote, &len, &log, NULL), VEIL_OK);
+    assert_int_equal(veil_provider_get_quote(p, &quote, &len, &log, rd, NULL), VEIL_OK);
     assert_non_null(strstr(log, "\"app-id\""));
     free(quote);
     free(log);

@@ -109,14 +109,14 @@ static void real_quotes_parse_and_verify(void **state) {
         veil_quote_options_init(&opts);
         opts.at = parse_time(json_string_value(json_object_get(want, "pck_not_before"))) + 86400;
         veil_quote_verdict v;
-        assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+        assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
         if (v.code != VEIL_QUOTE_OK)
             fail_msg("%s: %s: %s", name, veil_quote_code_name(v.code), v.message);
         assert_true(v.has_pck);
         expect_hex(want, "fmspc", v.pck.fmspc, 6);
         /* before the PCK certificate existed, the same quote is refused */
         opts.at -= 2 * 86400;
-        assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+        assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
         assert_int_equal(v.code, VEIL_QUOTE_CERT_EXPIRED);
         free(buf);
     }
@@ -132,7 +132,7 @@ static veil_quote_code verdict_of(const uint8_t *buf, size_t len, int64_t at) {
     veil_quote_options_init(&opts);
     opts.at = at;
     veil_quote_verdict v;
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     return v.code;
 }
 
@@ -201,7 +201,7 @@ static void pck_extension(void **state) {
     veil_quote_options_init(&opts);
     opts.at = SPR_AT;
     veil_quote_verdict v;
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     assert_true(v.has_pck);
     uint8_t want[16];
     unhex(want, 16, "089ddfdb9c0359c82a3bc7719239574e");
@@ -250,7 +250,7 @@ static void synthetic_quote_needs_its_own_root(void **state) {
     veil_quote_options_init(&opts);
     opts.at = 1735689600; /* 2025-01-01: inside the synthetic certificates' validity */
     veil_quote_verdict v;
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     assert_int_equal(v.code, VEIL_QUOTE_ROOT_NOT_TRUSTED);
     /* Pin the synthetic root (same name as Intel's, different key): accepted. */
     char path[1200];
@@ -264,7 +264,7 @@ static void synthetic_quote_needs_its_own_root(void **state) {
     int n = i2d_X509(root, &der);
     assert_true(n > 0);
     EVP_Digest(der, (size_t)n, opts.root_sha256, NULL, EVP_sha256(), NULL);
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     assert_int_equal(v.code, VEIL_QUOTE_OK);
     OPENSSL_free(der);
     X509_free(root);

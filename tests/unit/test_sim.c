@@ -42,7 +42,7 @@ static void make(simq *s, const veil_sim_options *opts, const veil_event_log *lo
     assert_int_equal(veil_sim_open(&s->sim, state_dir, opts, NULL), VEIL_OK);
     for (int i = 0; i < 64; i++)
         s->rd[i] = (uint8_t)(i * 3 + 1);
-    assert_int_equal(veil_sim_quote(s->sim, s->rd, log, &s->quote, &s->len, NULL), VEIL_OK);
+    assert_int_equal(veil_sim_quote(s->sim, &s->quote, &s->len, s->rd, log, NULL), VEIL_OK);
     assert_int_equal(veil_quote_parse(&s->q, s->quote, s->len, NULL, NULL), VEIL_OK);
 }
 
@@ -71,14 +71,14 @@ static veil_quote_verdict check(simq *s, const uint8_t *quote, size_t len, int w
     veil_collateral *col = NULL;
     if (with_collateral) {
         char *json;
-        assert_int_equal(veil_sim_collateral(s->sim, collateral_time, revoke, &json, NULL), VEIL_OK);
+        assert_int_equal(veil_sim_collateral(s->sim, &json, collateral_time, revoke, NULL), VEIL_OK);
         assert_int_equal(veil_collateral_parse(&col, json, strlen(json), NULL), VEIL_OK);
         free(json);
     }
     opts.collateral = col;
     opts.policy = policy;
     opts.event_log = log;
-    assert_int_equal(veil_quote_verify(&q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &q, &opts, NULL), VEIL_OK);
     veil_collateral_free(col);
     free(der);
     return v;
@@ -123,7 +123,7 @@ static void refused_with_intel_root(void **state) {
     veil_quote_options opts;
     veil_quote_options_init(&opts);
     veil_quote_verdict v;
-    assert_int_equal(veil_quote_verify(&s.q, &opts, &v, NULL), VEIL_OK);
+    assert_int_equal(veil_quote_verify(&v, &s.q, &opts, NULL), VEIL_OK);
     EXPECT(v, VEIL_QUOTE_ROOT_NOT_TRUSTED);
     done(&s);
 }
