@@ -221,7 +221,9 @@ int cmd_serve(int argc, char **argv) {
     memset(&cfg, 0, sizeof cfg);
     const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL, *tee_name = "auto",
                *model_file = NULL, *gpu_name = "auto";
-    long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10;
+    long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10, sig_rate = 120, hops = 0,
+         max_streams = 256;
+    int trust_proxy = 0;
     const cli_opt opts[] = {
         OPT_STR("host", &cfg.host, "HOST", "address to listen on (default 127.0.0.1)"),
         OPT_LONG("port", &port, 0, 65535, "PORT", "port (default 8080; 0 picks a free one)"),
@@ -256,7 +258,16 @@ int cmd_serve(int argc, char **argv) {
                    "NVML when a GPU in confidential-computing mode answers, else the\n"
                    "simulated GPU under a simulated TEE, else none)"),
         OPT_LONG("tee-rate-limit", &rate, 1, 1000000, "N", "attestation requests per client IP a minute (default 10)"),
-        OPT_FLAG("trust-proxy", &cfg.trust_proxy, "take the client IP from X-Forwarded-For (behind a proxy)"),
+        OPT_LONG("signature-rate-limit", &sig_rate, 1, 1000000, "N",
+                 "signature lookups per client IP a minute (default 120)"),
+        OPT_FLAG("trust-proxy", &trust_proxy,
+                 "behind one proxy: the client IP is the rightmost X-Forwarded-For\n"
+                 "entry, the one the proxy added"),
+        OPT_LONG("trusted-hops", &hops, 1, 16, "N",
+                 "behind N proxies: the client IP is the Nth X-Forwarded-For entry\n"
+                 "from the right (implies --trust-proxy)"),
+        OPT_LONG("max-streams", &max_streams, 1, 100000, "N",
+                 "generations at once (default 256); more get 503 with Retry-After"),
         OPT_LONG("signature-retention", &retention, 1, LONG_MAX, "S",
                  "keep response signatures this long (default 3600)"),
     };
@@ -272,6 +283,9 @@ int cmd_serve(int argc, char **argv) {
     cfg.port = (int)port;
     cfg.max_body = (size_t)max_body;
     cfg.tee_rate_per_min = (int)rate;
+    cfg.sig_rate_per_min = (int)sig_rate;
+    cfg.trust_proxy = hops ? (int)hops : trust_proxy;
+    cfg.max_streams = (int)max_streams;
     if (!st.state_dir)
         st.state_dir = cli_state_dir();
     if (!st.state_dir)

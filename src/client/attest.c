@@ -66,6 +66,37 @@ void veil_client_free(veil_client *c) {
     free(c);
 }
 
+/* One GET: the body into b, the status and Retry-After (seconds, -1 if none). */
+static CURLcode get_once(veil_client *c, const char *url, veil_buf *b, long *status, long *retry_after) {
+    CURL *h = curl_easy_init();
+    struct curl_slist *hd = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
+    CURLcode rc = CURLE_FAILED_INIT;
+    *retry_after = -1;
+    if (h) {
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+        rc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+        curl_off_t ra = -1;
+        if (rc == CURLE_OK && curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra >= 0)
+            *retry_after = (long)ra;
+    }
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    return rc;
+}
+
+/* A server that is busy (503) is asked again, after its Retry-After or a
+ * doubling backoff (0.25 s, 0.5 s, 1 s), at most this many times in all. */
+#define BUSY_TRIES 4
+#define BUSY_WAIT_MAX_S 5
+
 json_t *veil_client_get_json(veil_client *c, const char *path, long *status, veil_err *err) {
     char *url = malloc(strlen(c->base) + strlen(path) + 1);
     if (!url) {
@@ -73,24 +104,21 @@ json_t *veil_client_get_json(veil_client *c, const char *path, long *status, vei
         return NULL;
     }
     sprintf(url, "%s%s", c->base, path);
-    CURL *h = curl_easy_init();
-    struct curl_slist *hd = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
     veil_buf b = {.limit = 16u << 20}; /* an attestation is far smaller */
-    CURLcode rc = CURLE_FAILED_INIT;
-    if (h) {
-        curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout);
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-        rc = curl_easy_perform(h);
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    CURLcode rc = CURLE_OK;
+    double backoff = 0.25;
+    for (int attempt = 1;; attempt++) {
+        long retry_after;
+        veil_buf_free(&b);
+        rc = get_once(c, url, &b, status, &retry_after);
+        if (rc != CURLE_OK || *status != 503 || attempt == BUSY_TRIES)
+            break;
+        double wait =
+            retry_after >= 0 ? (double)(retry_after < BUSY_WAIT_MAX_S ? retry_after : BUSY_WAIT_MAX_S) : backoff;
+        backoff *= 2;
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
     }
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
     free(url);
     json_t *v = NULL;
     if (rc != CURLE_OK)

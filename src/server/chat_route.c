@@ -60,6 +60,13 @@ size_t http_chat(server *s, struct evhttp_request *req, double t0, int *status) 
         *status = 413;
         return http_send_error(s, req, 413, "Request body is too large", NULL);
     }
+    /* the chat id: 16 random bytes, or no answer at all (never a predictable id, which would
+     * let one response's signature record be confused with another's) */
+    uint8_t rnd[16];
+    if (veil_random_bytes(rnd, sizeof rnd, NULL) != VEIL_OK) {
+        *status = 500;
+        return http_send_error(s, req, 500, "Internal server error", NULL);
+    }
     const char *body = (const char *)evbuffer_pullup(in, -1);
     stream *st = calloc(1, sizeof *st);
     if (!st) {
@@ -84,11 +91,9 @@ size_t http_chat(server *s, struct evhttp_request *req, double t0, int *status) 
         veil_chat_request_clear(&st->creq);
         free(st);
         *status = 503;
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         return http_send_error(s, req, 503, "Server is overloaded, retry shortly", NULL);
     }
-    uint8_t rnd[16];
-    if (veil_random_bytes(rnd, sizeof rnd, NULL) != VEIL_OK)
-        memset(rnd, 0, sizeof rnd);
     memcpy(st->id, "chatcmpl-", 9);
     veil_hex_encode(st->id + 9, rnd, sizeof rnd);
     st->srv = s;

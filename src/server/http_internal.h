@@ -28,14 +28,15 @@
 
 typedef struct stream stream;
 
-/* Per-client one-minute windows (loop thread only). */
+/* Per-client one-minute windows, by exact address (loop thread only). */
 typedef struct veil_ratelimit {
-    int per_min; /* default 10 */
+    int per_min;
     struct rate_slot {
         char ip[64];
         long window;
         int count;
-    } slot[1024];
+    } * slot;
+    size_t n;
 } veil_ratelimit;
 
 typedef struct server {
@@ -59,8 +60,10 @@ typedef struct server {
     pthread_t key_thread;
     atomic_int key_thread_stop;
     int key_thread_started;
-    int attest_jobs; /* attestations in progress (loop thread only) */
-    veil_ratelimit rate;
+    int attest_jobs;          /* attestations in progress (loop thread only) */
+    atomic_int store_failing; /* the last signature store write failed */
+    veil_ratelimit rate;      /* the attestation routes */
+    veil_ratelimit sig_rate;  /* the signature routes */
     veil_ephemeral_pool *eph; /* E2EE: ephemeral keys made ahead on idle CPU time */
 } server;
 
@@ -94,6 +97,7 @@ struct stream {
     uint8_t req_hash[32];
     EVP_MD_CTX *resp_hash;
     int finalizing, finalized;
+    int sign_failed; /* the signature could not be made or stored (guarded by mu) */
     uint8_t *final_bytes;
     size_t final_len;
     struct evbuffer *out; /* events gathered during one wake-up, written together */
@@ -108,6 +112,7 @@ struct stream {
     int unclocked;         /* pieces since the worker last read the clock */
     struct evbuffer *rx;   /* the loop's: formatted events taken from wout */
     int finished;          /* done or fail arrived */
+    int lost;              /* the loop could not keep a piece of a non-streamed answer */
     int ended;             /* the reply is complete; waiting for the worker to let go */
     int threads;           /* threads (generation, signing) still using the stream; guarded by mu */
     atomic_int cancelled;
@@ -149,13 +154,16 @@ int http_auth_start(server *s);
 void http_auth_stop(server *s);
 
 /* ---- ratelimit.c ---- */
+/* A table of `slots` clients allowing per_min requests a minute each; 0 out of memory. */
+int veil_ratelimit_init(veil_ratelimit *rl, int per_min, size_t slots);
+void veil_ratelimit_free(veil_ratelimit *rl);
 /* Counts a request of `client` at `now`: 0 when allowed, else the seconds
  * until its window ends (for Retry-After). */
 int veil_ratelimit_hit(veil_ratelimit *rl, const char *client, long now);
 void http_client_ip(server *s, struct evhttp_request *req, char out[64]);
 /* Answers 429 with Retry-After when the client is over its limit: returns 1
  * then, with *status and *bytes set for the request's log line. */
-int http_refused_by_rate_limit(server *s, struct evhttp_request *req, int *status, size_t *bytes);
+int http_refused_by_rate_limit(server *s, veil_ratelimit *rl, struct evhttp_request *req, int *status, size_t *bytes);
 
 /* ---- tee_routes.c ---- */
 size_t http_attestation(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, int near, const char *path,

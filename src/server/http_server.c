@@ -36,6 +36,14 @@ static size_t route_ready(server *s, struct evhttp_request *req, const struct ev
         *status = 503;
         return http_send_error(s, req, 503, "Shutting down", NULL);
     }
+    /* a store that failed a write is tried again (one small write) before ready is said */
+    if (atomic_load(&s->store_failing) && s->cfg->sigstore) {
+        if (!veil_sigstore_probe(s->cfg->sigstore)) {
+            *status = 503;
+            return http_send_error(s, req, 503, "Signature store unavailable", NULL);
+        }
+        atomic_store(&s->store_failing, 0);
+    }
     return http_send_json(s, req, 200, json_pack("{s:s}", "status", "ready"));
 }
 
@@ -199,9 +207,12 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
         s.eph = veil_ephemeral_pool_new((size_t)eph_n);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.workers_done, NULL);
-    s.rate.per_min = c.tee_rate_per_min;
-    int auth_ok = http_auth_start(&s);
+    if (!c.sig_rate_per_min)
+        c.sig_rate_per_min = 120;
+    int auth_ok = http_auth_start(&s) && veil_ratelimit_init(&s.rate, c.tee_rate_per_min, 16384) &&
+                  veil_ratelimit_init(&s.sig_rate, c.sig_rate_per_min, 16384);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file past its size limit is a failed write (a full disk's), not death */
     evthread_use_pthreads();
     s.base = event_base_new();
     s.http = s.base ? evhttp_new(s.base) : NULL;
@@ -266,6 +277,8 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
     }
 out:
     http_auth_stop(&s);
+    veil_ratelimit_free(&s.rate);
+    veil_ratelimit_free(&s.sig_rate);
     pthread_rwlock_destroy(&s.keys_lock);
     if (s.http)
         evhttp_free(s.http);

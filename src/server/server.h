@@ -209,6 +209,7 @@ typedef struct veil_signature_record {
     const char *request_id, *model;
     const char *text, *signature;           /* Venice: "<sha256 req>:<sha256 resp>" */
     const char *near_text, *near_signature; /* NEAR: "<model>:<sha256 req>:<sha256 resp>" */
+    const char *signing_address;            /* 0x + EIP-55 of the key that signed both */
 } veil_signature_record;
 
 typedef struct veil_sigstore veil_sigstore;
@@ -218,13 +219,17 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_sigstore_open(veil_sigstore **out, const ch
                                                    veil_err *err);
 void veil_sigstore_close(veil_sigstore *s);
 
-/* Stores a record (strings borrowed). Thread-safe. */
+/* Stores a record (strings borrowed); fails (VEIL_ERR_IO) when it cannot be
+ * written or its request id is stored already. Thread-safe. */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_sigstore_put(veil_sigstore *s, const veil_signature_record *r, veil_err *err);
 
 /* Finds an unexpired record: 1 and *out filled (strings malloc'd; free with
  * veil_signature_record_clear), or 0. Thread-safe. */
 int veil_sigstore_get(veil_sigstore *s, const char *request_id, veil_signature_record *out);
 void veil_signature_record_clear(veil_signature_record *r);
+
+/* 1 when the store can write now (a small committed write), else 0. Thread-safe. */
+int veil_sigstore_probe(veil_sigstore *s);
 
 /* ---- the HTTP server ---- */
 
@@ -245,7 +250,9 @@ typedef struct veil_server_config {
     struct veil_tee *tee;    /* NULL: no TEE (no attestation routes) */
     veil_sigstore *sigstore; /* with a TEE: where response signatures go */
     int tee_rate_per_min;    /* attestation requests per client IP a minute; default 10 */
-    int trust_proxy;         /* take the client IP from X-Forwarded-For */
+    int sig_rate_per_min;    /* signature lookups per client IP a minute; default 120 */
+    int trust_proxy;         /* trusted proxy hops: the client IP is X-Forwarded-For's entry this
+                              * far from the right (0: the peer's address) */
     FILE *log;               /* one line per request; NULL: stderr */
     /* called once the socket is bound, with the actual port */
     void (*on_ready)(void *ctx, const char *host, int port);

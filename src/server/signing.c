@@ -58,12 +58,17 @@ static void *finalize_worker(void *arg) {
     ok = ok && veil_eip191_sign(raw, key, near_text, strlen(near_text), NULL) == VEIL_OK;
     if (ok) {
         veil_signature_to_string(near_sig, raw);
-        veil_signature_record r = {st->id, st->creq.model->id, text, sig, near_text, near_sig};
+        veil_signature_record r = {st->id,   st->creq.model->id,           text, sig, near_text,
+                                   near_sig, veil_tee_address(s->cfg->tee)};
         veil_err err;
-        if (veil_sigstore_put(s->cfg->sigstore, &r, &err) != VEIL_OK)
+        ok = veil_sigstore_put(s->cfg->sigstore, &r, &err) == VEIL_OK;
+        if (!ok)
             fprintf(http_log(s), "veil: %s: %s\n", st->id, err.message);
+        /* /readyz says not ready while the store cannot write */
+        atomic_store(&s->store_failing, !ok);
     }
     pthread_mutex_lock(&st->mu);
+    st->sign_failed = !ok; /* the final bytes do not go out: the client gets an error, unsigned */
     st->finalized = 1;
     pthread_mutex_unlock(&st->mu);
     stream_release(st);

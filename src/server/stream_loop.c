@@ -219,10 +219,9 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
     }
     for (piece *p = list, *n; p; p = n) {
         n = p->next;
-        if (!st->ended) {
-            veil_buf_append(&st->content, p->content, p->content_len);
-            veil_buf_append(&st->reasoning, p->reasoning, p->reasoning_len);
-        }
+        if (!st->ended && (!veil_buf_append(&st->content, p->content, p->content_len) ||
+                           !veil_buf_append(&st->reasoning, p->reasoning, p->reasoning_len)))
+            st->lost = 1; /* the answer is not whole: it ends in an error, unsigned */
         veil_free_secret(p->content, p->content_len);
         veil_free_secret(p->reasoning, p->reasoning_len);
         free(p);
@@ -234,10 +233,22 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             st->t_first_out = veil_now_s();
     }
     if (st->finalized && !st->ended) {
-        /* the signature is stored: the held-back final bytes go out */
+        /* the signature is stored: the held-back final bytes go out; if it could not be, an
+         * error does instead, and the answer is never complete and unsigned */
+        pthread_mutex_lock(&st->mu);
+        int unsigned_ = st->sign_failed;
+        pthread_mutex_unlock(&st->mu);
         if (!st->req || st->client_gone) {
             drop_request(st);
             st->ended = 1;
+        } else if (unsigned_ && st->creq.stream) {
+            send_event(st, http_error_json("Response signature could not be stored", "server_error", NULL, NULL));
+            flush_events(st);
+            evhttp_send_reply_end(st->req);
+            finish_request(st, 200);
+        } else if (unsigned_) {
+            st->bytes += http_send_error(st->srv, st->req, 500, "Response signature could not be stored", NULL);
+            finish_request(st, 500);
         } else if (st->creq.stream) {
             flush_events(st);
             evhttp_send_reply_end(st->req);
@@ -257,11 +268,13 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             http_log_request(st->srv, "POST", "/api/v1/chat/completions", 499, st->t0, st->bytes, st->id);
             drop_request(st);
             st->ended = 1;
-        } else if (st->failed && !st->started) {
+        } else if ((st->failed || st->lost) && !st->started) {
             json_decref(usage);
-            int status = st->fail_status >= 400 && st->fail_status < 600 ? st->fail_status : 502;
-            st->bytes += http_send_json(st->srv, st->req, status,
-                                        http_error_json(st->fail_msg, http_error_type(status), NULL, st->fail_code));
+            int status = st->lost ? 500 : st->fail_status >= 400 && st->fail_status < 600 ? st->fail_status : 502;
+            const char *msg = st->lost ? "Internal server error" : st->fail_msg;
+            st->bytes +=
+                http_send_json(st->srv, st->req, status,
+                               http_error_json(msg, http_error_type(status), NULL, st->lost ? NULL : st->fail_code));
             finish_request(st, status);
         } else if (st->failed) {
             json_decref(usage);

@@ -121,14 +121,19 @@ static void sink_piece(void *ctx, const char *c, size_t cl, const char *r, size_
         return;
     }
     piece *p = calloc(1, sizeof *p);
-    if (!p)
-        return;
-    p->content = malloc(cl + 1);
-    p->reasoning = malloc(rl + 1);
-    if (!p->content || !p->reasoning) {
-        free(p->content);
-        free(p->reasoning);
+    if (p) {
+        p->content = malloc(cl + 1);
+        p->reasoning = malloc(rl + 1);
+    }
+    if (!p || !p->content || !p->reasoning) {
+        if (p) {
+            free(p->content);
+            free(p->reasoning);
+        }
         free(p);
+        /* a lost piece would leave an answer that is not whole: it fails, unsigned */
+        atomic_store(&st->cancelled, 1);
+        stream_sink_fail(ctx, NULL, 500, "Internal server error");
         return;
     }
     memcpy(p->content, c, cl);

@@ -55,11 +55,11 @@ static void signature_lookup(attest_job *j) {
     }
     if (j->near)
         j->result = json_pack("{s:s, s:s, s:s, s:s}", "text", r.near_text, "signature", r.near_signature,
-                              "signing_address", veil_tee_address(t), "signing_algo", "ecdsa");
+                              "signing_address", r.signing_address, "signing_algo", "ecdsa");
     else
         j->result = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "model", r.model, "request_id", r.request_id,
                               "tee_hardware", veil_tee_simulated(t) ? "simulated" : "intel-tdx", "text", r.text,
-                              "signature", r.signature, "signing_address", veil_tee_address(t), "signing_algo", "ecdsa",
+                              "signature", r.signature, "signing_address", r.signing_address, "signing_algo", "ecdsa",
                               "tee_provider", veil_tee_provider_name(t));
     veil_signature_record_clear(&r);
 }
@@ -123,9 +123,9 @@ static void start_job(attest_job *j, struct evhttp_request *req, double t0, cons
 
 /* The rate limit, then the query's parameters into q (freed with
  * evhttp_clear_headers). Returns 0 when the request was refused. */
-static int admit(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, struct evkeyvalq *q, int *status,
-                 size_t *refused) {
-    if (http_refused_by_rate_limit(s, req, status, refused))
+static int admit(server *s, veil_ratelimit *rl, struct evhttp_request *req, const struct evhttp_uri *uri,
+                 struct evkeyvalq *q, int *status, size_t *refused) {
+    if (http_refused_by_rate_limit(s, rl, req, status, refused))
         return 0;
     TAILQ_INIT(q);
     const char *query = evhttp_uri_get_query(uri);
@@ -139,7 +139,7 @@ size_t http_attestation(server *s, struct evhttp_request *req, const struct evht
                         double t0, int *status) {
     size_t refused;
     struct evkeyvalq q;
-    if (!admit(s, req, uri, &q, status, &refused))
+    if (!admit(s, &s->rate, req, uri, &q, status, &refused))
         return refused;
     const char *model = evhttp_find_header(&q, "model"), *nonce = evhttp_find_header(&q, "nonce");
     const char *algo = evhttp_find_header(&q, "signing_algo"), *addr = evhttp_find_header(&q, "signing_address");
@@ -167,6 +167,7 @@ size_t http_attestation(server *s, struct evhttp_request *req, const struct evht
     } else if (near && addr && strcasecmp(addr, veil_tee_address(s->cfg->tee)) != 0) {
         bytes = http_send_error(s, req, *status = 404, "Signing address not found on this server", "signing_address");
     } else if (s->attest_jobs >= 4) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         bytes = http_send_error(s, req, *status = 503, "Attestation is busy, retry shortly", NULL);
     } else if (!(j = calloc(1, sizeof *j))) {
         bytes = http_send_error(s, req, *status = 500, "Internal server error", NULL);
@@ -176,7 +177,11 @@ size_t http_attestation(server *s, struct evhttp_request *req, const struct evht
                 memset(n, 0, 32);
             snprintf(j->nonce_text, sizeof j->nonce_text, "%s", nonce);
         } else if (veil_random_bytes(n, 32, NULL) != VEIL_OK) {
-            memset(n, 0, 32);
+            /* never an all-zero (predictable) server nonce */
+            free(j);
+            evhttp_clear_headers(&q);
+            *status = 500;
+            return http_send_error(s, req, 500, "Internal server error", NULL);
         }
         memcpy(j->nonce, n, 32);
         j->client_nonce = nonce != NULL;
@@ -196,7 +201,7 @@ size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp
     int near = !strncmp(path, "/v1/signature/", 14);
     size_t refused;
     struct evkeyvalq q;
-    if (!admit(s, req, uri, &q, status, &refused))
+    if (!admit(s, &s->sig_rate, req, uri, &q, status, &refused))
         return refused;
     const char *id = near ? path + 14 : evhttp_find_header(&q, "request_id");
     const char *model = near ? NULL : evhttp_find_header(&q, "model");
@@ -211,6 +216,7 @@ size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp
     } else if (!id || !*id || strlen(id) >= sizeof j->request_id || (model && strlen(model) >= sizeof j->model)) {
         bytes = http_send_error(s, req, *status = 404, missing, NULL);
     } else if (s->attest_jobs >= 64) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         bytes = http_send_error(s, req, *status = 503, "Server is overloaded, retry shortly", NULL);
     } else if (!(j = calloc(1, sizeof *j))) {
         bytes = http_send_error(s, req, *status = 500, "Internal server error", NULL);

@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 
+#include "base/base.h"
 #include "server.h"
 #include "veil/buf.h"
 #include "veil/sse.h"
@@ -39,10 +40,36 @@ typedef struct call {
     veil_upstream_events ev; /* what the event stream says */
     veil_sse *sse;
     long status;
-    int streaming;   /* the answer is an event stream */
-    veil_buf error;  /* a non-stream body (an error), bounded */
+    int streaming;  /* the answer is an event stream */
+    veil_buf error; /* a non-stream body (an error), bounded */
     CURL *curl;
+    double last_data; /* when the upstream last sent anything (veil_now_s) */
+    long timeout_s;   /* of silence */
+    /* what the request allows: an upstream that sends more is cut off there */
+    const veil_gen_sink *client; /* the sink the pieces go on to */
+    veil_gen_sink capped;        /* ev.sink: counts, then hands on to client */
+    size_t bytes, max_bytes;
+    long pieces, max_pieces;
+    int over; /* the upstream passed the request's allowance */
 } call;
+
+/* The request's allowance of answer text: max_tokens (or the model's cap)
+ * tokens, as events with content (an honest upstream sends at most one per
+ * token) and as bytes (a token's text is far shorter than 256 bytes). */
+#define BYTES_PER_TOKEN 256
+
+static void capped_piece(void *ctx, const char *content, size_t cl, const char *reasoning, size_t rl) {
+    call *c = ctx;
+    if (c->over)
+        return;
+    if (c->pieces + 1 > c->max_pieces || c->bytes + cl + rl > c->max_bytes) {
+        c->over = 1; /* perform() stops the transfer; the answer ends there, cut at its length */
+        return;
+    }
+    c->pieces++;
+    c->bytes += cl + rl;
+    c->client->piece(c->client->ctx, content, cl, reasoning, rl);
+}
 
 static int on_event(void *ctx, const char *event, const char *data, size_t len) {
     (void)event;
@@ -53,6 +80,7 @@ static int on_event(void *ctx, const char *event, const char *data, size_t len) 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx) {
     call *c = ctx;
     size_t n = size * nmemb;
+    c->last_data = veil_now_s();
     if (c->status == 0) {
         curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &c->status);
         char *type = NULL;
@@ -66,8 +94,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx) {
 
 /* Runs the transfer: what each read from the upstream brings is handed on
  * (sink flush) before waiting for more, so that a burst of events leaves as
- * one write and a slow stream's pieces leave at once. Checks for a client
- * that went away at least every 100 ms. */
+ * one write and a slow stream's pieces leave at once. Checks at least every
+ * 100 ms for a client that went away, an upstream silent for timeout_s
+ * (CURLE_OPERATION_TIMEDOUT), and one past the request's allowance. */
 static CURLcode perform(call *c) {
     CURLM *m = curl_multi_init();
     if (!m || curl_multi_add_handle(m, c->curl) != CURLM_OK) {
@@ -81,9 +110,13 @@ static CURLcode perform(call *c) {
             rc = CURLE_RECV_ERROR;
             break;
         }
-        c->ev.sink->flush(c->ev.sink->ctx);
-        if (c->ev.sink->cancelled(c->ev.sink->ctx)) {
+        c->client->flush(c->client->ctx);
+        if (c->client->cancelled(c->client->ctx) || c->over) {
             rc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        if (running && veil_now_s() - c->last_data > (double)c->timeout_s) {
+            rc = CURLE_OPERATION_TIMEDOUT;
             break;
         }
         if (running && curl_multi_poll(m, NULL, 0, 100, NULL) != CURLM_OK) {
@@ -120,7 +153,16 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     call c;
     memset(&c, 0, sizeof c);
     c.error.limit = MAX_ERROR_BODY;
-    c.ev.sink = sink;
+    c.client = sink;
+    c.capped = *sink;
+    c.capped.ctx = &c;
+    c.capped.piece = capped_piece;
+    c.ev.sink = &c.capped;
+    c.timeout_s = u->timeout_s;
+    c.max_pieces = req->max_tokens > 0 ? req->max_tokens : req->model->max_completion_tokens;
+    if (c.max_pieces <= 0)
+        c.max_pieces = 4096;
+    c.max_bytes = (size_t)c.max_pieces * BYTES_PER_TOKEN;
     c.sse = veil_sse_new(MAX_EVENT, on_event, &c);
     char *body = upstream_body(req);
     c.curl = curl_easy_init();
@@ -141,9 +183,8 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     curl_easy_setopt(c.curl, CURLOPT_WRITEDATA, &c);
     curl_easy_setopt(c.curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c.curl, CURLOPT_CONNECTTIMEOUT, u->timeout_s);
-    /* a stream may run long; what times out is silence */
-    curl_easy_setopt(c.curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c.curl, CURLOPT_LOW_SPEED_TIME, u->timeout_s);
+    /* a stream may run long; what times out is silence, which perform() watches */
+    c.last_data = veil_now_s();
     CURLcode rc = perform(&c);
     if (sink->cancelled(sink->ctx)) {
         sink->fail(sink->ctx, NULL, 499, "client closed the request");
@@ -162,7 +203,12 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
             m = json_string_value(json_object_get(e, "message"));
         sink->fail(sink->ctx, NULL, (int)c.status, m ? m : "Upstream refused the request");
         json_decref(e);
-    } else if (rc != CURLE_OK || !c.streaming) {
+    } else if (c.over) {
+        /* more than the request allows: what was relayed is the answer, cut at its length */
+        sink->done(sink->ctx, "length", c.ev.prompt_tokens, c.pieces);
+    } else if (rc != CURLE_OK || !c.streaming || !c.ev.done_seen) {
+        /* a stream that ended without [DONE] (closed early, or garbage) is no whole answer:
+         * it fails, so it is never signed as complete */
         sink->fail(sink->ctx, NULL, 502, "Upstream failed");
     } else {
         sink->done(sink->ctx, c.ev.finish[0] ? c.ev.finish : "stop", c.ev.prompt_tokens, c.ev.completion_tokens);
