@@ -1,6 +1,7 @@
 /* Internal: what the files of veil serve's HTTP side share. One concern a
  * file:
  *   http_server.c   the server's life (start, signals, drain) and the route table
+ *   http_guard.c    ambiguous framing refused, connection helpers, the accept loop's pause
  *   http_reply.c    replies: JSON bodies, the OpenAI error shape, CORS, TEE headers, the log line
  *   http_auth.c     bearer keys: flags and the key store, reloaded off the loop
  *   ratelimit.c     per-client windows for the attestation and signature routes
@@ -27,6 +28,10 @@
 #include "veil/ecies.h"
 
 typedef struct stream stream;
+
+/* What a connection may have waiting to go out to a client that does not
+ * read before its stream is cancelled. */
+#define VEIL_MAX_PENDING_OUT ((size_t)4 << 20)
 
 /* Per-client one-minute windows, by exact address (loop thread only). */
 typedef struct veil_ratelimit {
@@ -65,6 +70,10 @@ typedef struct server {
     veil_ratelimit rate;      /* the attestation routes */
     veil_ratelimit sig_rate;  /* the signature routes */
     veil_ephemeral_pool *eph; /* E2EE: ephemeral keys made ahead on idle CPU time */
+    /* the accept loop when descriptors run out (http_guard.c; loop thread only) */
+    struct event *accept_timer;
+    double accept_pause, accept_failed_at, accept_logged_at;
+    unsigned long accept_errors;
 } server;
 
 /* One piece of a non-streamed answer waiting for the loop. */
@@ -113,6 +122,7 @@ struct stream {
     struct evbuffer *rx;   /* the loop's: formatted events taken from wout */
     int finished;          /* done or fail arrived */
     int lost;              /* the loop could not keep a piece of a non-streamed answer */
+    int aborted;           /* its client did not read: the connection was ended (loop only) */
     int ended;             /* the reply is complete; waiting for the worker to let go */
     int threads;           /* threads (generation, signing) still using the stream; guarded by mu */
     atomic_int cancelled;
@@ -147,6 +157,18 @@ size_t http_send_json(server *s, struct evhttp_request *req, int status, json_t 
 json_t *http_error_json(const char *message, const char *type, const char *param, const char *code);
 const char *http_error_type(int status);
 size_t http_send_error(server *s, struct evhttp_request *req, int status, const char *message, const char *param);
+
+/* ---- http_guard.c ---- */
+/* Why a request's framing is ambiguous (two different Content-Length
+ * values, or Content-Length with Transfer-Encoding), or NULL when it is not. */
+const char *http_framing_error(struct evhttp_request *req);
+/* Pauses the accept loop when descriptors run out; after the socket is bound. */
+int http_guard_start(server *s);
+void http_guard_stop(server *s);
+/* Bytes a connection still has to write to its client. */
+size_t http_conn_pending_out(struct evhttp_connection *conn);
+/* Ends a connection now, as a client that left would. */
+void http_conn_abort(struct evhttp_connection *conn);
 
 /* ---- http_auth.c ---- */
 int http_authorized(server *s, struct evhttp_request *req, const char **why);

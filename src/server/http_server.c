@@ -124,7 +124,13 @@ static void on_request(struct evhttp_request *req, void *arg) {
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     int status = 200;
     size_t bytes = 0;
-    if (cmd == EVHTTP_REQ_OPTIONS && s->cfg->cors_origin) {
+    const char *framing = http_framing_error(req);
+    if (framing) {
+        /* the body's end is ambiguous, so whatever follows on this connection is too: refused and
+         * closed, never parsed as another request */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        bytes = http_send_error(s, req, status = 400, framing, NULL);
+    } else if (cmd == EVHTTP_REQ_OPTIONS && s->cfg->cors_origin) {
         http_cors(s, req);
         evhttp_send_reply(req, 204, "No Content", NULL);
         status = 204;
@@ -241,6 +247,10 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
     if (getsockname(evhttp_bound_socket_get_fd(s.sock), (struct sockaddr *)&ss, &sl) == 0)
         port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    if (!http_guard_start(&s)) {
+        rc = veil_err_set(err, VEIL_ERR_NOMEM, "cannot set up the request guard");
+        goto out;
+    }
     struct event *sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
     struct event *sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
     event_add(sigint, NULL);
@@ -277,6 +287,7 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
     }
 out:
     http_auth_stop(&s);
+    http_guard_stop(&s);
     veil_ratelimit_free(&s.rate);
     veil_ratelimit_free(&s.sig_rate);
     pthread_rwlock_destroy(&s.keys_lock);

@@ -136,7 +136,15 @@ static void send_event(stream *st, json_t *v) {
  * `written`, has libevent call it once those bytes are on the socket. Returns
  * 1 when something was written. */
 static int flush_events_then(stream *st, void (*written)(struct evhttp_connection *, void *)) {
-    int wrote = st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone;
+    int wrote = st->out && evbuffer_get_length(st->out) && st->req && !st->client_gone && !st->aborted;
+    if (wrote && http_conn_pending_out(st->conn) > VEIL_MAX_PENDING_OUT) {
+        /* a client that does not read: what it has not taken stays bounded; the stream is cancelled
+         * and its connection ended, as if the client had left */
+        st->aborted = 1;
+        atomic_store(&st->cancelled, 1);
+        http_conn_abort(st->conn);
+        wrote = 0;
+    }
     if (wrote) {
         if (st->resp_hash && !st->finalized) /* the final bytes were hashed by the signing thread */
             signing_hash(st->resp_hash, st->out);

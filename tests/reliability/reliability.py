@@ -390,6 +390,119 @@ def _():
         stop(p)
 
 
+def proc_figures(pid):
+    fds = len(os.listdir("/proc/%d/fd" % pid))
+    rss = 0
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    return fds, rss
+
+
+def raw(port, data, timeout=5):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+@check("request smuggling: conflicting Content-Length headers get a JSON 400 (CL with Transfer-Encoding a 400) and "
+       "the connection closes; the request hidden in the body never runs")
+def _():
+    hidden = b"GET /api/v1/tee/attestation?model=tee-hostile&nonce=" + b"ab" * 32 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b'{"model":"tee-hostile","messages":[{"role":"user","content":"x"}]}'
+    for framing in [b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(body), len(body) + len(hidden)),
+                    b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(body)]:
+        before = open(os.path.join(MAIN_STATE, "serve.err")).read().count("GET /api/v1/tee/attestation")
+        out = raw(PORT, b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                  KEY.encode() + b"\r\nContent-Type: application/json\r\n" + framing + b"\r\n" + body + hidden)
+        head, _, rest = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), out[:200]
+        assert b"connection: close" in head.lower(), head
+        if b"Transfer-Encoding" not in framing:
+            err = json.loads(rest)["error"]
+            assert err["type"] == "invalid_request_error", err
+            assert err["message"] == "Conflicting Content-Length headers", err
+        # (with Transfer-Encoding, libevent refuses the body as chunked encoding itself, in its own
+        # HTML: docs/reliability.md lists it among what is left)
+        assert out.count(b"HTTP/1.1 ") == 1, out  # one answer: the hidden request got none
+        time.sleep(0.2)
+        after = open(os.path.join(MAIN_STATE, "serve.err")).read().count("GET /api/v1/tee/attestation")
+        assert after == before, "the hidden request ran"
+    assert request(PORT, "GET", "/healthz")[0] == 200
+
+
+@check("descriptors run out: the accept loop pauses (no spin, a log line now and then) and serves again after")
+def _():
+    if not shutil.which("prlimit"):
+        raise Skip("prlimit (util-linux) is not installed")
+    p, port, state = serve("nofile", [], HOSTILE_MODELS)
+    try:
+        fds = len(os.listdir("/proc/%d/fd" % p.pid))
+        subprocess.run(["prlimit", "--pid", str(p.pid), "--nofile=%d:%d" % (fds + 8, 4096)], check=True)
+        held = []
+        for _ in range(40):  # more connections than descriptors left
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break
+
+        def cpu():
+            f = open("/proc/%d/stat" % p.pid).read().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+        c0, t0 = cpu(), time.time()
+        time.sleep(2)
+        used = (cpu() - c0) / (time.time() - t0)
+        lines = open(os.path.join(state, "serve.err")).read().count("cannot accept connections")
+        for s in held:
+            s.close()
+        subprocess.run(["prlimit", "--pid", str(p.pid), "--nofile=4096:4096"], check=True)
+        time.sleep(1.2)
+        st = request(port, "GET", "/healthz", timeout=5)[0]
+        print("# descriptors out: %.0f %% of a core while refused, %d log line(s) in 2 s" % (used * 100, lines))
+        assert used < 0.3, used
+        assert 1 <= lines <= 2, lines
+        assert st == 200
+    finally:
+        stop(p)
+
+
+@check("a client that does not read its stream: what waits for it stays bounded, the stream is cancelled")
+def _():
+    p, port, state = serve("noread", [], HOSTILE_MODELS)
+    try:
+        rss0 = proc_figures(p.pid)[1]
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        body = json.dumps({"model": "tee-hostile", "stream": True, "max_tokens": 1000000,
+                           "messages": [{"role": "user", "content": "FLOOD"}]})
+        s.sendall(("POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (KEY, len(body), body)).encode())
+        end = time.time() + 20
+        log = ""
+        while time.time() < end and " 499 " not in log:
+            time.sleep(0.2)
+            log = open(os.path.join(state, "serve.err")).read()
+        rss1 = proc_figures(p.pid)[1]
+        s.close()
+        print("# a client that does not read: RSS %d -> %d KiB, stream ended: %s" % (rss0, rss1, " 499 " in log))
+        assert " 499 " in log, log[-500:]
+        assert rss1 - rss0 < 24 * 1024, (rss0, rss1)
+        assert request(port, "GET", "/healthz")[0] == 200
+    finally:
+        stop(p)
+
+
 def hold(port, statuses, lock, prompt):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -411,15 +524,6 @@ def hold(port, statuses, lock, prompt):
         status, retry = repr(e), False
     with lock:
         statuses.append((status, retry))
-
-
-def proc_figures(pid):
-    fds = len(os.listdir("/proc/%d/fd" % pid))
-    rss = 0
-    for line in open("/proc/%d/status" % pid):
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    return fds, rss
 
 
 @check("500 concurrent generations: 256 served, the rest 503 with Retry-After; the server keeps serving")
