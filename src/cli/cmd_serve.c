@@ -222,7 +222,7 @@ int cmd_serve(int argc, char **argv) {
     const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL, *tee_name = "auto",
                *model_file = NULL, *gpu_name = "auto";
     long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10, sig_rate = 120, hops = 0,
-         max_streams = 256;
+         max_streams = 256, header_timeout = 10, body_timeout = 30;
     int trust_proxy = 0;
     const cli_opt opts[] = {
         OPT_STR("host", &cfg.host, "HOST", "address to listen on (default 127.0.0.1)"),
@@ -266,6 +266,10 @@ int cmd_serve(int argc, char **argv) {
         OPT_LONG("trusted-hops", &hops, 1, 16, "N",
                  "behind N proxies: the client IP is the Nth X-Forwarded-For entry\n"
                  "from the right (implies --trust-proxy)"),
+        OPT_LONG("header-timeout", &header_timeout, 1, 3600, "S",
+                 "a request head must arrive whole within S seconds of its first byte\n(default 10)"),
+        OPT_LONG("body-timeout", &body_timeout, 1, 3600, "S",
+                 "a request body may pause at most S seconds between bytes (default 30)"),
         OPT_LONG("max-streams", &max_streams, 1, 100000, "N",
                  "generations at once (default 256); more get 503 with Retry-After"),
         OPT_LONG("signature-retention", &retention, 1, LONG_MAX, "S",
@@ -286,6 +290,8 @@ int cmd_serve(int argc, char **argv) {
     cfg.sig_rate_per_min = (int)sig_rate;
     cfg.trust_proxy = hops ? (int)hops : trust_proxy;
     cfg.max_streams = (int)max_streams;
+    cfg.header_timeout_s = (int)header_timeout;
+    cfg.body_timeout_s = (int)body_timeout;
     if (!st.state_dir)
         st.state_dir = cli_state_dir();
     if (!st.state_dir)

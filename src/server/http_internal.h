@@ -1,7 +1,7 @@
 /* Internal: what the files of veil serve's HTTP side share. One concern a
  * file:
  *   http_server.c   the server's life (start, signals, drain) and the route table
- *   http_guard.c    ambiguous framing refused, connection helpers, the accept loop's pause
+ *   http_guard.c    ambiguous framing refused, client timeouts, connection helpers, the accept loop
  *   http_reply.c    replies: JSON bodies, the OpenAI error shape, CORS, TEE headers, the log line
  *   http_auth.c     bearer keys: flags and the key store, reloaded off the loop
  *   ratelimit.c     per-client windows for the attestation and signature routes
@@ -70,8 +70,11 @@ typedef struct server {
     veil_ratelimit rate;      /* the attestation routes */
     veil_ratelimit sig_rate;  /* the signature routes */
     veil_ephemeral_pool *eph; /* E2EE: ephemeral keys made ahead on idle CPU time */
-    /* the accept loop when descriptors run out (http_guard.c; loop thread only) */
-    struct event *accept_timer;
+    /* the accept loop when descriptors run out, and the clients' timeouts (http_guard.c; loop only) */
+    struct event *accept_timer, *sweep_timer;
+    struct watched *watch; /* by descriptor */
+    size_t n_watch, n_watched;
+    unsigned long timed_out;
     double accept_pause, accept_failed_at, accept_logged_at;
     unsigned long accept_errors;
 } server;
@@ -162,9 +165,12 @@ size_t http_send_error(server *s, struct evhttp_request *req, int status, const 
 /* Why a request's framing is ambiguous (two different Content-Length
  * values, or Content-Length with Transfer-Encoding), or NULL when it is not. */
 const char *http_framing_error(struct evhttp_request *req);
-/* Pauses the accept loop when descriptors run out; after the socket is bound. */
+/* Times the clients and pauses the accept loop when descriptors run out;
+ * after the socket is bound. */
 int http_guard_start(server *s);
 void http_guard_stop(server *s);
+/* A request's head and body are in: its connection is no longer timed. */
+void http_guard_request_started(server *s, struct evhttp_request *req);
 /* Bytes a connection still has to write to its client. */
 size_t http_conn_pending_out(struct evhttp_connection *conn);
 /* Ends a connection now, as a client that left would. */

@@ -116,6 +116,7 @@ static void no_delay(struct evhttp_request *req) {
 static void on_request(struct evhttp_request *req, void *arg) {
     server *s = arg;
     double t0 = veil_now_s();
+    http_guard_request_started(s, req);
     no_delay(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -198,6 +199,10 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
         c.max_headers = 64u << 10;
     if (!c.idle_timeout_s)
         c.idle_timeout_s = 60;
+    if (!c.header_timeout_s)
+        c.header_timeout_s = 10;
+    if (!c.body_timeout_s)
+        c.body_timeout_s = 30;
     if (!c.shutdown_grace_s)
         c.shutdown_grace_s = 10;
     if (!c.max_streams)

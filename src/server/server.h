@@ -239,6 +239,8 @@ typedef struct veil_server_config {
     size_t max_body;      /* default 4 MiB */
     size_t max_headers;   /* default 64 KiB */
     int idle_timeout_s;   /* default 60 */
+    int header_timeout_s; /* a request head must arrive whole within this of its first byte; default 10 */
+    int body_timeout_s;   /* a request body may pause this long between bytes; default 30 */
     int shutdown_grace_s; /* in-flight streams get this long to finish; default 10 */
     int max_streams;      /* concurrent generations; default 256 */
     veil_model *models;   /* borrowed */
