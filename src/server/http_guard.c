@@ -24,6 +24,7 @@
 
 #include "base/base.h"
 #include "http_internal.h"
+#include "veil/buf.h"
 
 /* The server whose connections these are: libevent hands its callbacks
  * evhttp's pointer or the bufferevent, and a process runs one server. */
@@ -50,6 +51,90 @@ const char *http_framing_error(struct evhttp_request *req) {
     return NULL;
 }
 
+/* ---- the head check: a pure function of the bytes ---- */
+
+static int tchar(unsigned char c) { /* RFC 9110 token characters */
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int refuse(veil_http_head *out, int status, const char *message) {
+    out->status = status;
+    out->message = message;
+    return 0;
+}
+
+int veil_http_head_check(const char *head, size_t n, const veil_http_limits *lim, veil_http_head *out) {
+    memset(out, 0, sizeof *out);
+    if (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0 || memchr(head, '\0', n))
+        return refuse(out, 400, "Malformed request");
+    const char *end = head + n - 2; /* the empty line's CRLF ends the head */
+    const char *eol = memchr(head, '\r', (size_t)(end - head));
+    if (!eol || eol[1] != '\n')
+        return refuse(out, 400, "Malformed request line");
+    const char *sp1 = memchr(head, ' ', (size_t)(eol - head));
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+    if (!sp1 || !sp2 || sp1 == head || sp2 == sp1 + 1)
+        return refuse(out, 400, "Malformed request line");
+    for (const char *c = head; c < sp1; c++)
+        if (!tchar((unsigned char)*c))
+            return refuse(out, 400, "Malformed request line");
+    if ((size_t)(sp2 - sp1 - 1) > lim->max_target)
+        return refuse(out, 414, "Request target is too long");
+    for (const char *c = sp1 + 1; c < sp2; c++)
+        if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+            return refuse(out, 400, "Malformed request line");
+    if ((size_t)(eol - sp2 - 1) != 8 || (memcmp(sp2 + 1, "HTTP/1.1", 8) != 0 && memcmp(sp2 + 1, "HTTP/1.0", 8) != 0))
+        return refuse(out, 505, "HTTP version not supported");
+    int have_cl = 0, have_te = 0;
+    unsigned long long cl = 0;
+    for (const char *p = eol + 2; p < end;) {
+        eol = memchr(p, '\r', (size_t)(end - p));
+        if (!eol || eol[1] != '\n' || eol == p)
+            return refuse(out, 400, "Malformed header");
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (!colon || colon == p)
+            return refuse(out, 400, "Malformed header"); /* a folded line (leading space) lands here too */
+        for (const char *c = p; c < colon; c++)
+            if (!tchar((unsigned char)*c))
+                return refuse(out, 400, "Malformed header");
+        for (const char *c = colon + 1; c < eol; c++)
+            if (((unsigned char)*c < ' ' && *c != '\t') || *c == 0x7f)
+                return refuse(out, 400, "Malformed header");
+        const char *v = colon + 1, *ve = eol;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t nl = (size_t)(colon - p);
+        if (nl == 14 && !strncasecmp(p, "Content-Length", 14)) {
+            unsigned long long x = 0;
+            if (v == ve || ve - v > 18)
+                return refuse(out, 400, "Invalid Content-Length");
+            for (const char *c = v; c < ve; c++) {
+                if (*c < '0' || *c > '9')
+                    return refuse(out, 400, "Invalid Content-Length");
+                x = x * 10 + (unsigned)(*c - '0');
+            }
+            if (have_cl && x != cl)
+                return refuse(out, 400, "Conflicting Content-Length headers");
+            have_cl = 1;
+            cl = x;
+        } else if (nl == 17 && !strncasecmp(p, "Transfer-Encoding", 17)) {
+            have_te = 1;
+        }
+        p = eol + 2;
+    }
+    if (have_te && have_cl)
+        return refuse(out, 400, "Content-Length and Transfer-Encoding together");
+    if (have_te)
+        return refuse(out, 411, "Send the body with a Content-Length: chunked request bodies are not accepted");
+    if (cl > lim->max_body)
+        return refuse(out, 413, "Request body is too large");
+    out->content_length = (size_t)cl;
+    return 1;
+}
+
 /* ---- client timeouts ----
  * Each connection's socket bufferevent is made here (evhttp's bevcb); its
  * input buffer reports every read to on_read before libevent parses it. A
@@ -66,7 +151,7 @@ struct watched {
     struct bufferevent *bev; /* NULL: the slot is free */
     int state;               /* W_HEAD: a head coming in; W_BODY: its body; W_BUSY: handed to the server */
     double since;            /* W_HEAD: its first byte; W_BODY: the last byte */
-    char tail[3];            /* the last bytes seen, for a "\r\n\r\n" split across reads */
+    veil_buf head;           /* W_HEAD: the head so far (libevent parses it away line by line) */
 };
 
 static struct watched *watch_slot(server *s, struct bufferevent *bev) {
@@ -79,50 +164,100 @@ static struct watched *watch_slot(server *s, struct bufferevent *bev) {
     if (w->bev) /* cannot be: the descriptor is another's only once its holder is dropped */
         return NULL;
     bufferevent_incref(bev);
-    *w = (struct watched){bev, W_HEAD, veil_now_s(), {0}};
+    *w = (struct watched){bev, W_HEAD, veil_now_s(), {.limit = s->cfg->max_headers}};
     s->n_watched++;
     return w;
 }
 
+static const char *reason_phrase(int status) {
+    switch (status) {
+    case 400: return "Bad Request";
+    case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* Refuses the request whose head is coming in, in the OpenAI error shape,
+ * before libevent parses the rest of it: the answer goes straight to the
+ * socket, what the client sent is dropped, and the connection ends (libevent
+ * reads its end and closes it). */
+static void reject(server *s, struct watched *w, struct evbuffer *buf, int status, const char *message) {
+    evutil_socket_t fd = bufferevent_getfd(w->bev);
+    json_t *e = http_error_json(message, http_error_type(status), NULL, NULL);
+    char *body = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      status, reason_phrase(status), body ? strlen(body) : 0);
+    /* small: an empty socket buffer takes it at once */
+    if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl && body)
+        (void)send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(body);
+    shutdown(fd, SHUT_WR);
+    char sink[4096]; /* read what waits, so that closing sends the answer, not a reset */
+    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
+        ;
+    shutdown(fd, SHUT_RD);
+    evbuffer_drain(buf, evbuffer_get_length(buf)); /* libevent never parses it */
+    veil_buf_free(&w->head);
+    w->state = W_BUSY;
+    fprintf(http_log(s), "veil: refused a request head: %d %s\n", status, message);
+    fflush(http_log(s));
+}
+
 static void on_read(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
     if (!info->n_added)
-        return;
+        return; /* a drain, libevent's or reject's */
     struct bufferevent *bev = arg;
     bufferevent_event_cb eventcb = NULL;
     bufferevent_getcb(bev, NULL, NULL, &eventcb, NULL);
     if (!eventcb) /* libevent let go of it: nothing more is read */
         return;
-    struct watched *w = watch_slot(accepting_server(), bev);
+    server *s = accepting_server();
+    struct watched *w = watch_slot(s, bev);
     if (!w)
         return;
     double now = veil_now_s();
     if (w->state == W_BUSY) { /* the next request on a kept connection */
         w->state = W_HEAD;
         w->since = now;
-        memset(w->tail, 0, sizeof w->tail);
     }
     if (w->state == W_HEAD) {
-        /* the head ends at an empty line: look in what just came (at orig_size on), and across the
-         * edge with the last bytes of the reads before, which libevent may have parsed away */
-        size_t n = info->n_added, at = info->orig_size;
-        struct evbuffer_ptr from, last;
-        evbuffer_ptr_set(buf, &from, at, EVBUFFER_PTR_SET);
-        int whole = evbuffer_search(buf, "\r\n\r\n", 4, &from).pos >= 0;
-        char edge[6];
-        size_t k = n < 3 ? n : 3;
-        memcpy(edge, w->tail, 3);
-        evbuffer_ptr_set(buf, &from, at, EVBUFFER_PTR_SET);
-        evbuffer_copyout_from(buf, &from, edge + 3, k);
-        for (size_t i = 0; !whole && i + 4 <= 3 + k; i++)
-            whole = !memcmp(edge + i, "\r\n\r\n", 4);
-        if (n >= 3) {
-            evbuffer_ptr_set(buf, &last, at + n - 3, EVBUFFER_PTR_SET);
-            evbuffer_copyout_from(buf, &last, w->tail, 3);
-        } else {
-            memcpy(w->tail, edge + k, 3); /* the old tail's last 3 - k bytes, then the k new ones */
+        /* the head so far, with what just came (at orig_size on); it ends at an empty line */
+        size_t n = info->n_added;
+        struct evbuffer_ptr from;
+        evbuffer_ptr_set(buf, &from, info->orig_size, EVBUFFER_PTR_SET);
+        size_t had = w->head.len;
+        if (!veil_buf_append(&w->head, NULL, 0) || n > w->head.limit - w->head.len) {
+            reject(s, w, buf, 431, "Request headers are too large");
+            return;
         }
-        if (whole)
+        char *room = malloc(n);
+        if (!room)
+            return;
+        evbuffer_copyout_from(buf, &from, room, n);
+        veil_buf_append(&w->head, room, n);
+        free(room);
+        size_t start = had > 3 ? had - 3 : 0;
+        const char *end = memmem(w->head.data + start, w->head.len - start, "\r\n\r\n", 4);
+        if (end) {
+            size_t hn = (size_t)(end - w->head.data) + 4;
+            veil_http_limits lim = {s->cfg->max_body + 65536, 8192};
+            veil_http_head h;
+            if (!veil_http_head_check(w->head.data, hn, &lim, &h)) {
+                reject(s, w, buf, h.status, h.message);
+                return;
+            }
+            veil_buf_free(&w->head);
             w->state = W_BODY;
+        }
     }
     if (w->state == W_BODY)
         w->since = now; /* a body's bytes keep it alive */
@@ -141,6 +276,7 @@ static void sweep(evutil_socket_t fd, short what, void *arg) {
         if (!eventcb) { /* closed by libevent: the last reference goes, and with it the descriptor */
             bufferevent_disable(w->bev, EV_READ | EV_WRITE);
             bufferevent_decref(w->bev);
+            veil_buf_free(&w->head);
             w->bev = NULL;
             s->n_watched--;
             continue;
@@ -159,8 +295,10 @@ void http_guard_request_started(server *s, struct evhttp_request *req) {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
     struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
     evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    if (fd >= 0 && (size_t)fd < s->n_watch && s->watch[fd].bev == bev)
+    if (fd >= 0 && (size_t)fd < s->n_watch && s->watch[fd].bev == bev) {
         s->watch[fd].state = W_BUSY;
+        veil_buf_free(&s->watch[fd].head);
+    }
 }
 
 static struct bufferevent *make_bev(struct event_base *base, void *arg) {
@@ -248,8 +386,10 @@ void http_guard_stop(server *s) {
     s->accept_timer = s->sweep_timer = NULL;
     /* the connections still watched are evhttp's to free (evhttp_free): only the references go */
     for (size_t i = 0; s->watch && i < s->n_watch; i++)
-        if (s->watch[i].bev)
+        if (s->watch[i].bev) {
             bufferevent_decref(s->watch[i].bev);
+            veil_buf_free(&s->watch[i].head);
+        }
     free(s->watch);
     s->watch = NULL;
 }

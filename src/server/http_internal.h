@@ -162,6 +162,26 @@ const char *http_error_type(int status);
 size_t http_send_error(server *s, struct evhttp_request *req, int status, const char *message, const char *param);
 
 /* ---- http_guard.c ---- */
+typedef struct veil_http_limits {
+    size_t max_body;   /* a Content-Length above this is refused (413) */
+    size_t max_target; /* request-target bytes (414) */
+} veil_http_limits;
+
+/* A request head's verdict: the body's length, or the status and message it
+ * is refused with. */
+typedef struct veil_http_head {
+    int status;
+    const char *message;
+    size_t content_length;
+} veil_http_head;
+
+/* Checks a whole request head from untrusted bytes (head[0..n), ending in an
+ * empty line): the request line (a token method, a target within limits,
+ * HTTP/1.0 or 1.1), each header line (a token name, no control bytes), one
+ * Content-Length value (digits), no Transfer-Encoding. Returns 1, or 0 with
+ * out->status and out->message. */
+int veil_http_head_check(const char *head, size_t n, const veil_http_limits *lim, veil_http_head *out);
+
 /* Why a request's framing is ambiguous (two different Content-Length
  * values, or Content-Length with Transfer-Encoding), or NULL when it is not. */
 const char *http_framing_error(struct evhttp_request *req);
