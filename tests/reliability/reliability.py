@@ -400,6 +400,44 @@ def proc_figures(pid):
     return fds, rss
 
 
+@check("the client library asks a busy server (503 with Retry-After) again, with backoff, and succeeds")
+def _():
+    import http.server
+
+    hits = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits.append(time.time())
+            if len(hits) <= 2:
+                body, status = b'{"error":{"message":"Attestation is busy, retry shortly"}}', 503
+            else:
+                body, status = b'{"object":"list","type":"text","data":[]}', 200
+            self.send_response(status)
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Busy)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        r = subprocess.run([VEIL, "models", "--base-url", "http://127.0.0.1:%d" % srv.server_address[1], "--json"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["object"] == "list"
+        assert len(hits) == 3, hits
+        assert hits[1] - hits[0] >= 0.9 and hits[2] - hits[1] >= 0.9, hits  # it waited as Retry-After said
+    finally:
+        srv.shutdown()
+
+
 def raw(port, data, timeout=5):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(data)
