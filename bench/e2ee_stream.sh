@@ -29,8 +29,9 @@ URL=http://127.0.0.1:$PORT/api/v1
 model_key=$(curl -s "$URL/tee/attestation?model=e2ee-bench" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["signing_key"])')
 client_key=$("$VEIL" crypto keygen | sed -n 's/^public_key: //p')
 sealed=$(printf 'FAST %s' "$N" | "$VEIL" crypto encrypt --to "$model_key")
-plain_body="{\"model\":\"e2ee-bench\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"FAST $N\"}]}"
-e2ee_body="{\"model\":\"e2ee-bench\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$sealed\"}]}"
+# max_tokens: veil relays at most what a request allows (the model's 4096 without it)
+plain_body="{\"model\":\"e2ee-bench\",\"stream\":true,\"max_tokens\":$N,\"messages\":[{\"role\":\"user\",\"content\":\"FAST $N\"}]}"
+e2ee_body="{\"model\":\"e2ee-bench\",\"stream\":true,\"max_tokens\":$N,\"messages\":[{\"role\":\"user\",\"content\":\"$sealed\"}]}"
 one_round() { # e2ee|plain -> chunks per second over K concurrent streams
     local start end
     start=$(date +%s.%N)

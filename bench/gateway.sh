@@ -29,7 +29,8 @@ VEIL_STATE_DIR=$tmp/state "$VEIL" serve --port 0 --api-key bench --upstream "htt
     --upstream-model mock --model-id bench >"$tmp/serve.out" 2>"$tmp/serve.err" &
 while ! grep -q "listening on" "$tmp/serve.out" 2>/dev/null; do sleep 0.05; done
 PORT=$(grep -o '127.0.0.1:[0-9]*' "$tmp/serve.out" | head -1 | cut -d: -f2)
-body() { echo "{\"model\":\"$1\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"FAST $N\"}]}"; }
+# max_tokens: veil relays at most what a request allows (the model's 4096 without it)
+body() { echo "{\"model\":\"$1\",\"stream\":true,\"max_tokens\":$N,\"messages\":[{\"role\":\"user\",\"content\":\"FAST $N\"}]}"; }
 run() { # URL MODEL -> "seconds ttfb"; a short or failed stream is an error, not a fast one
     curl -sfN -o "$tmp/last" -w '%{time_total} %{time_starttransfer}\n' "$1" -H 'Content-Type: application/json' \
         -H 'Authorization: Bearer bench' -d "$(body "$2")"
