@@ -140,7 +140,7 @@ int veil_http_head_check(const char *head, size_t n, const veil_http_limits *lim
  * input buffer reports every read to on_read before libevent parses it. A
  * connection that has sent something is watched in an fd-indexed table,
  * holding a reference on its bufferevent so that its memory and descriptor
- * stay valid until the sweep (every second) sees that libevent let go of it
+ * stay valid until the sweep (every 250 ms) sees that libevent let go of it
  * (its callbacks cleared) and drops the reference. The sweep ends the
  * connections that are late: still without a whole head header_timeout_s
  * after its first byte, or silent body_timeout_s in the middle of a body. */
@@ -165,7 +165,7 @@ static struct watched *watch_slot(server *s, struct bufferevent *bev) {
         return NULL;
     bufferevent_incref(bev);
     *w = (struct watched){bev, W_HEAD, veil_now_s(), {.limit = s->cfg->max_headers}};
-    s->n_watched++;
+    s->wlist[s->n_watched++] = (int)fd;
     return w;
 }
 
@@ -267,10 +267,8 @@ static void sweep(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     server *s = arg;
     double now = veil_now_s();
-    for (size_t i = 0; i < s->n_watch && s->n_watched; i++) {
-        struct watched *w = &s->watch[i];
-        if (!w->bev)
-            continue;
+    for (size_t i = 0; i < s->n_watched;) {
+        struct watched *w = &s->watch[s->wlist[i]];
         bufferevent_event_cb eventcb = NULL;
         bufferevent_getcb(w->bev, NULL, NULL, &eventcb, NULL);
         if (!eventcb) { /* closed by libevent: the last reference goes, and with it the descriptor */
@@ -278,7 +276,7 @@ static void sweep(evutil_socket_t fd, short what, void *arg) {
             bufferevent_decref(w->bev);
             veil_buf_free(&w->head);
             w->bev = NULL;
-            s->n_watched--;
+            s->wlist[i] = s->wlist[--s->n_watched];
             continue;
         }
         int late = (w->state == W_HEAD && now - w->since > s->cfg->header_timeout_s) ||
@@ -288,6 +286,7 @@ static void sweep(evutil_socket_t fd, short what, void *arg) {
             w->state = W_BUSY;
             s->timed_out++;
         }
+        i++;
     }
 }
 
@@ -367,10 +366,11 @@ int http_guard_start(server *s) {
     if (s->n_watch > (1u << 20))
         s->n_watch = 1u << 20;
     s->watch = calloc(s->n_watch, sizeof *s->watch);
+    s->wlist = calloc(s->n_watch, sizeof *s->wlist);
     s->accept_timer = evtimer_new(s->base, resume_accepting, s);
     s->sweep_timer = event_new(s->base, -1, EV_PERSIST, sweep, s);
-    struct timeval second = {1, 0};
-    if (!s->watch || !s->accept_timer || !s->sweep_timer || event_add(s->sweep_timer, &second) != 0)
+    struct timeval period = {0, 250000}; /* a closed connection's descriptor goes within 250 ms */
+    if (!s->watch || !s->wlist || !s->accept_timer || !s->sweep_timer || event_add(s->sweep_timer, &period) != 0)
         return 0;
     accepting = s;
     evhttp_set_bevcb(s->http, make_bev, s);
@@ -385,11 +385,14 @@ void http_guard_stop(server *s) {
         event_free(s->sweep_timer);
     s->accept_timer = s->sweep_timer = NULL;
     /* the connections still watched are evhttp's to free (evhttp_free): only the references go */
-    for (size_t i = 0; s->watch && i < s->n_watch; i++)
-        if (s->watch[i].bev) {
-            bufferevent_decref(s->watch[i].bev);
-            veil_buf_free(&s->watch[i].head);
-        }
+    for (size_t i = 0; s->watch && i < s->n_watched; i++) {
+        struct watched *w = &s->watch[s->wlist[i]];
+        bufferevent_decref(w->bev);
+        veil_buf_free(&w->head);
+    }
+    s->n_watched = 0;
+    free(s->wlist);
+    s->wlist = NULL;
     free(s->watch);
     s->watch = NULL;
 }

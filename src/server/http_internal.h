@@ -73,6 +73,7 @@ typedef struct server {
     /* the accept loop when descriptors run out, and the clients' timeouts (http_guard.c; loop only) */
     struct event *accept_timer, *sweep_timer;
     struct watched *watch; /* by descriptor */
+    int *wlist;            /* the descriptors watched, n_watched of them */
     size_t n_watch, n_watched;
     unsigned long timed_out;
     double accept_pause, accept_failed_at, accept_logged_at;

@@ -696,12 +696,12 @@ def _():
         # under AddressSanitizer (about 5x slower) 1,000; its leak check at exit covers the rest
         total = 1000 if SANITIZED else 5000
         run(800)  # warm up: caches, the ephemeral pool, SQLite's pages
-        time.sleep(0.5)
+        time.sleep(1.0)
         fds0, rss0 = proc_figures(p.pid)
         t0 = time.time()
         ok = run(total)
         took = time.time() - t0
-        time.sleep(0.5)
+        time.sleep(1.0)  # closed connections' descriptors go at the guard's next sweep (every 250 ms)
         fds1, rss1 = proc_figures(p.pid)
         print("# soak: %d/%d answered 200 in %.1f s (%.0f req/s), fds %d -> %d, RSS %d -> %d KiB" %
               (ok, total, took, total / took, fds0, fds1, rss0, rss1))
