@@ -85,6 +85,12 @@ static int has_non_text_part(json_t *msgs) {
     return 0;
 }
 
+/* A field that must be ciphertext and has not its shape (NEAR lets an empty one be). */
+static int not_sealed(json_t *v, int near) {
+    size_t n = json_string_length(v);
+    return (n || !near) && !veil_e2ee_looks_sealed(json_string_value(v), n);
+}
+
 int veil_e2ee_request_rules(const veil_e2ee_headers *h, const veil_pubkey *instance, json_t *body,
                             veil_chat_request *out, veil_http_error *e) {
     const veil_model *m = out->model;
@@ -158,15 +164,10 @@ int veil_e2ee_request_rules(const veil_e2ee_headers *h, const veil_pubkey *insta
         json_t *part;
         if (!must)
             continue;
-        if (json_is_string(c)) {
-            size_t n = json_string_length(c);
-            if ((n || !near) && !veil_e2ee_looks_sealed(json_string_value(c), n))
-                return veil_http_bad_request(e, "Encrypted field is not valid hex");
-        }
+        if (json_is_string(c) && not_sealed(c, near))
+            return veil_http_bad_request(e, "Encrypted field is not valid hex");
         json_array_foreach(c, k, part) {
-            json_t *t = json_object_get(part, "text");
-            size_t n = json_string_length(t);
-            if ((n || !near) && !veil_e2ee_looks_sealed(json_string_value(t), n))
+            if (not_sealed(json_object_get(part, "text"), near))
                 return veil_http_bad_request(e, "Encrypted field is not valid hex");
         }
     }

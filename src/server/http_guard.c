@@ -169,19 +169,6 @@ static struct watched *watch_slot(server *s, struct bufferevent *bev) {
     return w;
 }
 
-static const char *reason_phrase(int status) {
-    switch (status) {
-    case 400: return "Bad Request";
-    case 405: return "Method Not Allowed";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
-    }
-}
-
 /* Refuses the request whose head is coming in, in the OpenAI error shape,
  * before libevent parses the rest of it: the answer goes straight to the
  * socket, what the client sent is dropped, and the connection ends (libevent
@@ -195,7 +182,7 @@ static void reject(server *s, struct watched *w, struct evbuffer *buf, int statu
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                       "Connection: close\r\n\r\n",
-                      status, reason_phrase(status), body ? strlen(body) : 0);
+                      status, http_reason(status), body ? strlen(body) : 0);
     /* small: an empty socket buffer takes it at once */
     if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl && body)
         (void)send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -235,16 +222,20 @@ static void on_read(struct evbuffer *buf, const struct evbuffer_cb_info *info, v
         struct evbuffer_ptr from;
         evbuffer_ptr_set(buf, &from, info->orig_size, EVBUFFER_PTR_SET);
         size_t had = w->head.len;
-        if (!veil_buf_append(&w->head, NULL, 0) || n > w->head.limit - w->head.len) {
+        if (n > w->head.limit - w->head.len) {
             reject(s, w, buf, 431, "Request headers are too large");
             return;
         }
-        char *room = malloc(n);
-        if (!room)
-            return;
-        evbuffer_copyout_from(buf, &from, room, n);
-        veil_buf_append(&w->head, room, n);
-        free(room);
+        char chunk[4096]; /* copied through the stack: no allocation per read but the head's own */
+        for (size_t done = 0, k; done < n; done += k) {
+            k = n - done < sizeof chunk ? n - done : sizeof chunk;
+            evbuffer_copyout_from(buf, &from, chunk, k);
+            evbuffer_ptr_set(buf, &from, k, EVBUFFER_PTR_ADD);
+            if (!veil_buf_append(&w->head, chunk, k)) { /* out of memory: never a head half checked */
+                reject(s, w, buf, 500, "Internal server error");
+                return;
+            }
+        }
         size_t start = had > 3 ? had - 3 : 0;
         const char *end = memmem(w->head.data + start, w->head.len - start, "\r\n\r\n", 4);
         if (end) {

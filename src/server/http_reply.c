@@ -58,6 +58,28 @@ void http_tee_headers(server *s, struct evhttp_request *req, const veil_model *m
     evhttp_add_header(h, "X-Venice-TEE-Provider", veil_tee_provider_name(s->cfg->tee));
 }
 
+const char *http_reason(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
 size_t http_send_text(server *s, struct evhttp_request *req, int status, const char *text, size_t n) {
     struct evbuffer *b = evbuffer_new();
     if (b && text)
@@ -65,20 +87,7 @@ size_t http_send_text(server *s, struct evhttp_request *req, int status, const c
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "application/json");
     http_cors(s, req);
-    static const char *const reasons[] = {[200] = "OK",
-                                          [400] = "Bad Request",
-                                          [401] = "Unauthorized",
-                                          [404] = "Not Found",
-                                          [405] = "Method Not Allowed",
-                                          [413] = "Payload Too Large",
-                                          [415] = "Unsupported Media Type",
-                                          [429] = "Too Many Requests",
-                                          [500] = "Internal Server Error",
-                                          [502] = "Bad Gateway",
-                                          [503] = "Service Unavailable",
-                                          [504] = "Gateway Timeout"};
-    const char *reason = status > 0 && status < 505 && reasons[status] ? reasons[status] : "Error";
-    evhttp_send_reply(req, status, reason, b);
+    evhttp_send_reply(req, status, http_reason(status), b);
     evbuffer_free(b);
     return n;
 }
