@@ -11,7 +11,7 @@ BUILD ?= build
 CC ?= cc
 SAN ?= 0
 
-PKGS := libsecp256k1 openssl libevent libevent_pthreads jansson sqlite3 libcurl
+PKGS := libsecp256k1 openssl libevent libevent_pthreads libevent_openssl jansson sqlite3 libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifeq ($(PKG_LIBS),)
@@ -29,7 +29,7 @@ ALL_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) -fvis
 LIBS := $(PKG_LIBS) -lpthread -lm
 
 LIB_SRCS := $(wildcard src/base/*.c src/crypto/*.c src/attest/*.c src/client/*.c)
-SERVE_SRCS := $(wildcard src/engine/*.c src/server/*.c)
+SERVE_SRCS := $(wildcard src/engine/*.c src/server/*.c src/proxy/*.c)
 CLI_SRCS := $(wildcard src/cli/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 BENCH_SRCS := $(wildcard bench/*.c)

@@ -30,6 +30,20 @@ VEIL_WARN_UNUSED_RESULT veil_rc veil_client_new(veil_client **out, const char *b
                                                 long timeout_s, veil_err *err) VEIL_NONNULL(1, 2);
 void veil_client_free(veil_client *c);
 
+/* How an https server's certificate is trusted. VEIL_TLS_CA (the default):
+ * by the system's certificate authorities, and once an attestation binds
+ * the server's TLS key (tls_spki_sha256) that key is pinned as well.
+ * VEIL_TLS_ATTESTED: by the attestation alone (veil serve --tls, whose
+ * certificate is self-signed inside the enclave): the API key is withheld
+ * until an accepted attestation has bound the connection's key, and every
+ * later request must present that key. See docs/protocol.md, "Attested TLS". */
+typedef enum veil_tls_trust { VEIL_TLS_CA, VEIL_TLS_ATTESTED } veil_tls_trust;
+void veil_client_set_tls_trust(veil_client *c, veil_tls_trust trust) VEIL_NONNULL(1);
+
+/* The TLS key pinned on this client by an accepted attestation: copies its
+ * SPKI SHA-256 to out and returns 1, or returns 0 when none is pinned. */
+int veil_client_tls_pin(veil_client *c, uint8_t out[32]) VEIL_NONNULL(1, 2);
+
 typedef enum veil_check_result { VEIL_CHECK_PASS, VEIL_CHECK_FAIL, VEIL_CHECK_SKIP } veil_check_result;
 
 typedef struct veil_check {
@@ -58,13 +72,19 @@ typedef struct veil_attestation {
     char tee_provider[32];
     int simulated;
     veil_quote_verdict verdict;
+    int tls_bound;               /* the server's TLS key is bound by the attested key and is this connection's */
+    uint8_t tls_spki_sha256[32]; /* when tls_bound */
+    char tls_key_origin[16];     /* "enclave" or "operator", as the server says */
 } veil_attestation;
 
 /* Fetches the attestation of opts->model with a fresh 32-byte nonce and
  * verifies it: nonce and model echo, quote verification (Intel's pinned
  * root; a simulated TEE only when allowed), TEE type, REPORTDATA binding
  * the signing address and the nonce (raw, or its SHA-256), signing key to
- * address, event log replay, the policy. Returns VEIL_OK when the
+ * address, event log replay, the policy, and the TLS binding (the attested
+ * key's signature over the server's TLS key, which must be the key of the
+ * connection the attestation came over; skipped where the server offers
+ * none). An accepted attestation with a TLS binding pins that key on c. Returns VEIL_OK when the
  * attestation was evaluated (see out->accepted) or an error when it could
  * not be fetched or read (VEIL_ERR_IO, VEIL_ERR_MALFORMED). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_client_attest(veil_client *c, veil_attestation *out,

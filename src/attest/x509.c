@@ -15,7 +15,7 @@
 
 static int is_pad(uint8_t c) { return c == '\n' || c == '\r' || c == ' ' || c == '\t' || c == 0; }
 
-STACK_OF(X509) *veil_x509_parse_certs(const uint8_t *data, size_t len, const char **why) {
+STACK_OF(X509) * veil_x509_parse_certs(const uint8_t *data, size_t len, const char **why) {
     STACK_OF(X509) *certs = sk_X509_new_null();
     if (!certs)
         return NULL;
@@ -80,7 +80,15 @@ int veil_x509_sha256(X509 *x, uint8_t out[32]) {
     return ok;
 }
 
-X509 *veil_x509_find_leaf(STACK_OF(X509) *certs) {
+int veil_x509_spki_sha256(X509 *x, uint8_t out[32]) {
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    int ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    return ok;
+}
+
+X509 *veil_x509_find_leaf(STACK_OF(X509) * certs) {
     for (int i = 0; i < sk_X509_num(certs); i++) {
         X509 *c = sk_X509_value(certs, i);
         int issues_other = 0;
@@ -111,14 +119,14 @@ uint8_t *veil_base64_decode(const char *s, size_t n, size_t *len) {
     return out;
 }
 
-X509 *veil_x509_find_self_issued(STACK_OF(X509) *certs) {
+X509 *veil_x509_find_self_issued(STACK_OF(X509) * certs) {
     for (int i = 0; i < sk_X509_num(certs); i++)
         if (X509_check_issued(sk_X509_value(certs, i), sk_X509_value(certs, i)) == X509_V_OK)
             return sk_X509_value(certs, i);
     return NULL;
 }
 
-X509 *veil_x509_find_pinned(STACK_OF(X509) *certs, const uint8_t pin[32]) {
+X509 *veil_x509_find_pinned(STACK_OF(X509) * certs, const uint8_t pin[32]) {
     uint8_t h[32];
     for (int i = 0; i < sk_X509_num(certs); i++)
         if (veil_x509_sha256(sk_X509_value(certs, i), h) && memcmp(h, pin, 32) == 0)
@@ -126,7 +134,7 @@ X509 *veil_x509_find_pinned(STACK_OF(X509) *certs, const uint8_t pin[32]) {
     return NULL;
 }
 
-int veil_x509_verify_path(X509 *leaf, STACK_OF(X509) *others, X509 *root, int64_t at, int check_time,
+int veil_x509_verify_path(X509 *leaf, STACK_OF(X509) * others, X509 *root, int64_t at, int check_time,
                           int *x509_error) {
     X509_STORE *store = X509_STORE_new();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -201,8 +209,7 @@ int veil_ecdsa_sign_raw(EVP_PKEY *key, size_t half, const EVP_MD *mdt, const uin
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned char der[160];
     size_t der_len = sizeof der;
-    int ok = md && EVP_DigestSignInit(md, NULL, mdt, NULL, key) == 1 &&
-             EVP_DigestSign(md, der, &der_len, data, n) == 1;
+    int ok = md && EVP_DigestSignInit(md, NULL, mdt, NULL, key) == 1 && EVP_DigestSign(md, der, &der_len, data, n) == 1;
     EVP_MD_CTX_free(md);
     const unsigned char *q = der;
     ECDSA_SIG *s = ok ? d2i_ECDSA_SIG(NULL, &q, (long)der_len) : NULL;

@@ -104,11 +104,18 @@ void cli_print_help(const cli_spec *spec);
  * --api-key (default $VEIL_API_KEY, else $API_KEY_VENICE). */
 typedef struct cli_endpoint {
     const char *base, *key;
+    int tls_attested; /* --tls-attested: trust the TLS key the attestation binds, not certificate authorities */
 } cli_endpoint;
 void cli_endpoint_init(cli_endpoint *ep);
 #define CLI_ENDPOINT_OPTS(ep)                                                                                          \
     OPT_STR("base-url", &(ep)->base, "URL", "the server's API base (default " VEIL_DEFAULT_BASE_URL ")"),              \
-        OPT_STR("api-key", &(ep)->key, "KEY", "bearer key (default $VEIL_API_KEY, else $API_KEY_VENICE)")
+        OPT_STR("api-key", &(ep)->key, "KEY", "bearer key (default $VEIL_API_KEY, else $API_KEY_VENICE)"),             \
+        OPT_FLAG("tls-attested", &(ep)->tls_attested,                                                                  \
+                 "https: trust the TLS key the attestation binds (veil serve --tls) instead of certificate "           \
+                 "authorities; the API key is sent only once that key is pinned")
+
+/* A client for the endpoint (timeout_s per request), its TLS trust set. */
+veil_rc cli_client_new(veil_client **out, const cli_endpoint *ep, long timeout_s, veil_err *err);
 
 /* One subcommand: its name, one line of help, and its entry point, which
  * receives argv starting at the subcommand's own name. */
@@ -176,6 +183,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_proxy(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_signature(int argc, char **argv);
 int cmd_model(int argc, char **argv);

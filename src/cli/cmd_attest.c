@@ -56,7 +56,7 @@ int cmd_attest(int argc, char **argv) {
         ao.collateral = col;
     }
     veil_client *client;
-    if (veil_client_new(&client, ep.base, ep.key, 60, &err) != VEIL_OK) {
+    if (cli_client_new(&client, &ep, 60, &err) != VEIL_OK) {
         veil_collateral_free(col);
         return cli_fail_err("client", &err);
     }

@@ -92,7 +92,7 @@ int cmd_chat(int argc, char **argv) {
         co.attest.policy = &policy;
     }
     veil_client *client;
-    if (veil_client_new(&client, ep.base, ep.key, 120, &err) != VEIL_OK)
+    if (cli_client_new(&client, &ep, 120, &err) != VEIL_OK)
         return cli_fail_err("client", &err);
     history h = {0};
     if (system && !history_add(&h, "system", system, strlen(system))) {

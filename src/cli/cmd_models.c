@@ -24,7 +24,7 @@ int cmd_models(int argc, char **argv) {
         return cli_usage_error("veil models --help", "'veil models' takes no arguments");
     veil_client *client;
     veil_err err;
-    if (veil_client_new(&client, ep.base, ep.key, 60, &err) != VEIL_OK)
+    if (cli_client_new(&client, &ep, 60, &err) != VEIL_OK)
         return cli_fail_err("client", &err);
     char *text = NULL;
     veil_rc vrc = veil_client_models(client, &text, &err);

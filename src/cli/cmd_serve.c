@@ -15,6 +15,7 @@
 #include "../server/tee.h"
 #include "cli.h"
 #include "veil/engine.h"
+#include "veil/hex.h"
 #include "veil/secure.h"
 
 #define MAX_MODELS 32
@@ -29,6 +30,7 @@ typedef struct serve_state {
     veil_llm *llms[MAX_MODELS]; /* models the built-in engine loaded */
     char gpu_desc[640];         /* GPU evidence, for the banner; "" without a GPU */
     size_t n_llms;
+    const veil_tls_identity *tls; /* NULL: plain HTTP */
 } serve_state;
 
 /* Loads a GGUF model for the built-in engine and adds it as `id` (NULL: its
@@ -80,7 +82,8 @@ static int add_default_model(serve_state *st) {
 static void on_ready(void *ctx, const char *host, int port) {
     serve_state *st = ctx;
     const char *h = strchr(host, ':') ? "[::1]" : (!strcmp(host, "0.0.0.0") ? "127.0.0.1" : host);
-    printf("veil serve: listening on http://%s:%d/api/v1\n", h, port);
+    const char *scheme = st->tls ? "https" : "http";
+    printf("veil serve: listening on %s://%s:%d/api/v1\n", scheme, h, port);
     printf("  models: ");
     for (size_t i = 0; i < st->n_models; i++)
         printf("%s%s (%s)", i ? ", " : "", st->models[i].id, st->models[i].backend ? st->models[i].backend->name : "?");
@@ -96,15 +99,24 @@ static void on_ready(void *ctx, const char *host, int port) {
         printf("  GPU evidence: %s\n", st->gpu_desc[0] ? st->gpu_desc : "none");
     if (st->tee)
         printf("  every completed response is signed; GET /api/v1/tee/signature?request_id=… returns it\n");
+    if (st->tls) {
+        char spki[65];
+        veil_hex_encode(spki, st->tls->spki_sha256, 32);
+        printf("  TLS: %s, SPKI SHA-256 %s%s\n",
+               st->tls->enclave ? "key made in memory here (never written), self-signed certificate"
+                                : "the operator's certificate and key",
+               spki, st->tee ? ", bound to every attestation" : "");
+    }
     printf("  state: %s\n", st->state_dir);
     const char *key = st->shown_key ? st->shown_key : "$VEIL_API_KEY";
-    printf("  try: curl -s http://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
+    int self_signed = st->tls && st->tls->enclave;
+    printf("  try: curl -s%s %s://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
            "-H 'Content-Type: application/json' -d "
            "'{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'\n",
-           h, port, key, st->n_models ? st->models[0].id : "MODEL");
-    printf("  or:  %s chat --base-url http://%s:%d/api/v1 --api-key %s --model %s%s 'Hello'\n", cli_program(), h, port,
-           key, st->n_models ? st->models[0].id : "MODEL",
-           st->tee && veil_tee_simulated(st->tee) ? " --allow-simulated" : "");
+           self_signed ? "k" : "", scheme, h, port, key, st->n_models ? st->models[0].id : "MODEL");
+    printf("  or:  %s chat --base-url %s://%s:%d/api/v1 --api-key %s --model %s%s%s 'Hello'\n", cli_program(), scheme,
+           h, port, key, st->n_models ? st->models[0].id : "MODEL",
+           st->tee && veil_tee_simulated(st->tee) ? " --allow-simulated" : "", self_signed ? " --tls-attested" : "");
     fflush(stdout);
 }
 
@@ -223,10 +235,16 @@ int cmd_serve(int argc, char **argv) {
                *model_file = NULL, *gpu_name = "auto";
     long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10, sig_rate = 120, hops = 0,
          max_streams = 256, header_timeout = 10, body_timeout = 30;
-    int trust_proxy = 0;
+    int trust_proxy = 0, tls_on = 0;
+    const char *tls_cert = NULL, *tls_key = NULL;
     const cli_opt opts[] = {
         OPT_STR("host", &cfg.host, "HOST", "address to listen on (default 127.0.0.1)"),
         OPT_LONG("port", &port, 0, 65535, "PORT", "port (default 8080; 0 picks a free one)"),
+        OPT_FLAG("tls", &tls_on,
+                 "serve HTTPS with a key made in memory (never written) and a self-signed certificate, "
+                 "bound to the attestation"),
+        OPT_STR("tls-cert", &tls_cert, "FILE", "serve HTTPS with this PEM certificate chain (with --tls-key)"),
+        OPT_STR("tls-key", &tls_key, "FILE", "the PEM private key of --tls-cert"),
         OPT_STR("state", &st.state_dir, "DIR",
                 "state directory: API key store (default $VEIL_STATE_DIR,\n"
                 "else $XDG_STATE_HOME/veil, else ~/.local/state/veil)"),
@@ -359,6 +377,25 @@ int cmd_serve(int argc, char **argv) {
             st.models[i].tee = st.models[i].e2ee = 0;
     }
     cfg.tee = tee;
+    veil_tls_identity tls;
+    memset(&tls, 0, sizeof tls);
+    if (tls_on || tls_cert || tls_key) {
+        if (tls_on && (tls_cert || tls_key)) {
+            veil_tee_free(tee);
+            veil_sigstore_close(sigstore);
+            free_models(&st);
+            return cli_usage_error("veil serve --help", "--tls makes its own key: give it, or --tls-cert/--tls-key");
+        }
+        if (veil_tls_open(&tls, tls_cert, tls_key, cfg.host, &err) != VEIL_OK ||
+            (tee && veil_tee_bind_tls(tee, tls.spki_sha256, tls.enclave, &err) != VEIL_OK)) {
+            veil_tls_close(&tls);
+            veil_tee_free(tee);
+            veil_sigstore_close(sigstore);
+            free_models(&st);
+            return cli_fail_err("TLS", &err);
+        }
+        cfg.tls = st.tls = &tls;
+    }
     char db[4200];
     snprintf(db, sizeof db, "%s/keys.db", st.state_dir);
     veil_keystore *ks = NULL;
@@ -385,6 +422,7 @@ int cmd_serve(int argc, char **argv) {
     cfg.ready_ctx = &st;
     int rc = veil_server_run(&cfg, &err) == VEIL_OK ? CLI_OK : cli_fail_err("serve", &err);
     veil_keystore_close(ks);
+    veil_tls_close(&tls);
     veil_tee_free(tee);
     veil_sigstore_close(sigstore);
     if (created)

@@ -18,7 +18,7 @@ static const char about[] = "Checks an EIP-191 response signature: fetched from 
 static json_t *fetch(const cli_endpoint *ep, const char *rid, const char *model) {
     veil_client *client;
     veil_err err;
-    if (veil_client_new(&client, ep->base, ep->key, 60, &err) != VEIL_OK) {
+    if (cli_client_new(&client, ep, 60, &err) != VEIL_OK) {
         cli_fail_err("client", &err);
         return NULL;
     }

@@ -19,6 +19,13 @@ void cli_endpoint_init(cli_endpoint *ep) {
         ep->key = getenv("API_KEY_VENICE");
 }
 
+veil_rc cli_client_new(veil_client **out, const cli_endpoint *ep, long timeout_s, veil_err *err) {
+    veil_rc rc = veil_client_new(out, ep->base, ep->key, timeout_s, err);
+    if (rc == VEIL_OK && ep->tls_attested)
+        veil_client_set_tls_trust(*out, VEIL_TLS_ATTESTED);
+    return rc;
+}
+
 /* The argument's text in help: "--name META". */
 static int opt_width(const cli_opt *o) {
     return (o->short_name ? 6 : 2) + (int)strlen(o->name) + (o->meta ? 1 + (int)strlen(o->meta) : 0);

@@ -5,11 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include <pthread.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -28,6 +32,12 @@ struct veil_client {
     char *base;
     char *auth;
     long timeout;
+    veil_tls_trust trust;
+    pthread_mutex_t mu; /* guards the pin: one client may serve many threads (veil proxy) */
+    int pinned;
+    uint8_t pin[32];
+    char pin_opt[60]; /* "sha256//" + base64 of pin, for CURLOPT_PINNEDPUBLICKEY */
+    unsigned pin_gen;
 };
 
 veil_rc veil_client_new(veil_client **out, const char *base_url, const char *api_key, long timeout_s, veil_err *err) {
@@ -45,6 +55,7 @@ veil_rc veil_client_new(veil_client **out, const char *base_url, const char *api
             sprintf(c->auth, "Authorization: Bearer %s", api_key);
     }
     c->timeout = timeout_s > 0 ? timeout_s : 60;
+    pthread_mutex_init(&c->mu, NULL);
     if (!c->base || (api_key && *api_key && !c->auth)) {
         veil_client_free(c);
         return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
@@ -54,8 +65,61 @@ veil_rc veil_client_new(veil_client **out, const char *base_url, const char *api
 }
 
 const char *veil_client_base(const veil_client *c) { return c->base; }
-const char *veil_client_auth(const veil_client *c) { return c->auth; }
 long veil_client_timeout(const veil_client *c) { return c->timeout; }
+
+void veil_client_set_tls_trust(veil_client *c, veil_tls_trust trust) { c->trust = trust; }
+
+int veil_client_has_key(const veil_client *c) { return c->auth != NULL; }
+
+int veil_client_tls_pin(veil_client *c, uint8_t out[32]) {
+    pthread_mutex_lock(&c->mu);
+    int pinned = c->pinned;
+    if (pinned)
+        memcpy(out, c->pin, 32);
+    pthread_mutex_unlock(&c->mu);
+    return pinned;
+}
+
+unsigned veil_client_pin_generation(veil_client *c) {
+    pthread_mutex_lock(&c->mu);
+    unsigned g = c->pin_gen;
+    pthread_mutex_unlock(&c->mu);
+    return g;
+}
+
+static void set_pin(veil_client *c, const uint8_t spki[32]) {
+    pthread_mutex_lock(&c->mu);
+    if (!c->pinned || memcmp(c->pin, spki, 32) != 0) {
+        memcpy(c->pin, spki, 32);
+        memcpy(c->pin_opt, "sha256//", 8);
+        EVP_EncodeBlock((unsigned char *)c->pin_opt + 8, spki, 32);
+        c->pinned = 1;
+        c->pin_gen++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* TLS set-up without the pin: certificate checks by the trust mode. */
+static void curl_tls_trust(veil_client *c, CURL *h) {
+    long verify = c->trust == VEIL_TLS_CA;
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, verify);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
+}
+
+int veil_client_curl_tls(veil_client *c, void *curl_handle, const char **auth) {
+    CURL *h = curl_handle;
+    curl_tls_trust(c, h);
+    pthread_mutex_lock(&c->mu);
+    int pinned = c->pinned;
+    curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, pinned ? c->pin_opt : NULL); /* curl copies it */
+    pthread_mutex_unlock(&c->mu);
+    *auth = c->auth;
+    if (c->trust == VEIL_TLS_ATTESTED && !pinned && !strncasecmp(c->base, "https://", 8)) {
+        *auth = NULL; /* no key goes to a server nothing vouches for yet */
+        return -1;
+    }
+    return 0;
+}
 
 void veil_client_free(veil_client *c) {
     if (!c)
@@ -63,32 +127,68 @@ void veil_client_free(veil_client *c) {
     free(c->base);
     if (c->auth)
         veil_free_secret(c->auth, strlen(c->auth));
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }
 
-/* One GET: the body into b, the status and Retry-After (seconds, -1 if none). */
-static CURLcode get_once(veil_client *c, const char *url, veil_buf *b, long *status, long *retry_after) {
-    CURL *h = curl_easy_init();
-    struct curl_slist *hd = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
+/* The SPKI SHA-256 of the certificate the server presented on h's last
+ * connection (CURLOPT_CERTINFO on); returns 1 when there was one. */
+static int peer_spki(CURL *h, uint8_t out[32]) {
+    struct curl_certinfo *ci = NULL;
+    if (curl_easy_getinfo(h, CURLINFO_CERTINFO, &ci) != CURLE_OK || !ci || ci->num_of_certs < 1)
+        return 0;
+    int ok = 0;
+    for (struct curl_slist *f = ci->certinfo[0]; f && !ok; f = f->next) {
+        if (strncmp(f->data, "Cert:", 5) != 0)
+            continue;
+        BIO *bio = BIO_new_mem_buf(f->data + 5, -1);
+        X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        ok = x && veil_x509_spki_sha256(x, out);
+        X509_free(x);
+        BIO_free(bio);
+    }
+    return ok;
+}
+
+/* One GET: the body into b, the status and Retry-After (seconds, -1 if
+ * none). With spki non-NULL (the attestation), the pin is not applied (the
+ * binding is checked afresh: the server may have a new key) and the
+ * connection's certificate key is read into spki (*have_spki: 1 if any). */
+static CURLcode get_once(veil_client *c, CURL *given, const char *url, veil_buf *b, long *status, long *retry_after,
+                         uint8_t *spki, int *have_spki) {
+    CURL *h = given ? given : curl_easy_init();
     CURLcode rc = CURLE_FAILED_INIT;
+    struct curl_slist *hd = NULL;
     *retry_after = -1;
     if (h) {
+        const char *auth = NULL;
+        if (spki) {
+            curl_tls_trust(c, h);
+            curl_easy_setopt(h, CURLOPT_CERTINFO, 1L);
+            auth = c->trust == VEIL_TLS_CA ? c->auth : NULL; /* the attestation needs no key */
+        } else {
+            (void)veil_client_curl_tls(c, h, &auth); /* a GET needs no key: withheld is fine */
+        }
+        hd = auth ? curl_slist_append(NULL, auth) : NULL;
         curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
         curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
         rc = curl_easy_perform(h);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
         curl_off_t ra = -1;
         if (rc == CURLE_OK && curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra >= 0)
             *retry_after = (long)ra;
+        if (spki)
+            *have_spki = rc == CURLE_OK && peer_spki(h, spki);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     }
     curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
+    if (!given)
+        curl_easy_cleanup(h);
     return rc;
 }
 
@@ -97,7 +197,8 @@ static CURLcode get_once(veil_client *c, const char *url, veil_buf *b, long *sta
 #define BUSY_TRIES 4
 #define BUSY_WAIT_MAX_S 5
 
-json_t *veil_client_get_json(veil_client *c, const char *path, long *status, veil_err *err) {
+static json_t *get_json(veil_client *c, CURL *given, const char *path, long *status, uint8_t *spki, int *have_spki,
+                        veil_err *err) {
     char *url = malloc(strlen(c->base) + strlen(path) + 1);
     if (!url) {
         veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
@@ -110,7 +211,7 @@ json_t *veil_client_get_json(veil_client *c, const char *path, long *status, vei
     for (int attempt = 1;; attempt++) {
         long retry_after;
         veil_buf_free(&b);
-        rc = get_once(c, url, &b, status, &retry_after);
+        rc = get_once(c, given, url, &b, status, &retry_after, spki, have_spki);
         if (rc != CURLE_OK || *status != 503 || attempt == BUSY_TRIES)
             break;
         double wait =
@@ -127,6 +228,14 @@ json_t *veil_client_get_json(veil_client *c, const char *path, long *status, vei
         veil_err_set(err, VEIL_ERR_MALFORMED, "%s answered HTTP %ld without JSON", c->base, *status);
     veil_buf_free(&b);
     return v;
+}
+
+json_t *veil_client_get_json(veil_client *c, const char *path, long *status, veil_err *err) {
+    return get_json(c, NULL, path, status, NULL, NULL, err);
+}
+
+json_t *veil_client_get_json_on(veil_client *c, void *curl_handle, const char *path, long *status, veil_err *err) {
+    return get_json(c, curl_handle, path, status, NULL, NULL, err);
 }
 
 static void check(veil_attestation *a, const char *name, veil_check_result r, const char *fmt, ...)
@@ -206,6 +315,59 @@ static void check_gpu(veil_attestation *a, const veil_attest_options *o, json_t 
     veil_gpu_payload_clear(&p);
 }
 
+/* The TLS binding (docs/protocol.md, "Attested TLS"): tls_spki_sha256
+ * signed by the attested address (addr; NULL when it could not be read)
+ * over "veil-tls-spki:<hex>", and the key of the connection the attestation
+ * came over (conn; NULL over plain HTTP or when unreadable) is that key. */
+static void check_tls_binding(veil_client *c, veil_attestation *a, json_t *d, const uint8_t *addr,
+                              const uint8_t *conn) {
+    const char *name = "TLS key bound";
+    int https = !strncasecmp(c->base, "https://", 8);
+    const char *spki = json_string_value(json_object_get(d, "tls_spki_sha256"));
+    const char *sig = json_string_value(json_object_get(d, "tls_binding_signature"));
+    const char *origin = json_string_value(json_object_get(d, "tls_key_origin"));
+    if (!spki && !sig) {
+        if (https && c->trust == VEIL_TLS_ATTESTED)
+            check(a, name, VEIL_CHECK_FAIL, "%s",
+                  "the server binds no TLS key to its attestation, and attested TLS trusts nothing else");
+        else
+            check(a, name, VEIL_CHECK_SKIP, "%s", "the server offers no TLS key binding");
+        return;
+    }
+    uint8_t want[32], signer[20];
+    char text[14 + 65] = "veil-tls-spki:";
+    if (!spki || !sig || veil_hex_decode_exact(want, 32, spki, strlen(spki), 0, NULL) != VEIL_OK) {
+        check(a, name, VEIL_CHECK_FAIL, "%s", "tls_spki_sha256 or tls_binding_signature is missing or malformed");
+        return;
+    }
+    veil_hex_encode(text + 14, want, 32);
+    if (!addr || veil_eip191_recover_address(signer, text, strlen(text), sig, strlen(sig), NULL) != VEIL_OK ||
+        memcmp(signer, addr, 20) != 0) {
+        check(a, name, VEIL_CHECK_FAIL, "%s", "the TLS key binding is not signed by the attested signing key");
+        return;
+    }
+    snprintf(a->tls_key_origin, sizeof a->tls_key_origin, "%s", origin ? origin : "");
+    if (!https) {
+        check(a, name, VEIL_CHECK_SKIP, "the server binds TLS key %.16s… but this connection is plain HTTP", spki);
+        return;
+    }
+    if (!conn) {
+        check(a, name, VEIL_CHECK_FAIL, "%s", "this connection's certificate could not be read");
+        return;
+    }
+    if (memcmp(conn, want, 32) != 0) {
+        char have[65];
+        veil_hex_encode(have, conn, 32);
+        check(a, name, VEIL_CHECK_FAIL, "this connection's TLS key (SPKI %.16s…) is not the attested one (%.16s…)",
+              have, spki);
+        return;
+    }
+    memcpy(a->tls_spki_sha256, want, 32);
+    a->tls_bound = 1;
+    check(a, name, VEIL_CHECK_PASS, "this connection's TLS key (%s, SPKI %.16s…) is signed by the attested key; pinned",
+          a->tls_key_origin[0] ? a->tls_key_origin : "origin not given", spki);
+}
+
 veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attest_options *o, veil_err *err) {
     memset(a, 0, sizeof *a);
     a->accepted = 1;
@@ -219,7 +381,9 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
     snprintf(path, sizeof path, "/tee/attestation?model=%s&nonce=%s", model ? model : "", nonce_hex);
     curl_free(model);
     long status = 0;
-    json_t *d = veil_client_get_json(c, path, &status, err);
+    uint8_t conn_spki[32];
+    int have_spki = 0;
+    json_t *d = get_json(c, NULL, path, &status, conn_spki, &have_spki, err);
     if (!d)
         return err ? err->code : VEIL_ERR_IO;
     if (status != 200) {
@@ -262,6 +426,7 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
           key_ok && addr_ok ? "keccak256(signing_key) gives signing_address" : "missing or malformed key/address");
     if (addr_ok)
         veil_eth_address_to_string(a->signing_address, want_addr);
+    check_tls_binding(c, a, d, addr_ok ? want_addr : NULL, have_spki ? conn_spki : NULL);
     if (parsed) {
         check(a, "TEE type TDX", q.tee_type == VEIL_TEE_TYPE_TDX ? VEIL_CHECK_PASS : VEIL_CHECK_FAIL, "TEE type 0x%x",
               q.tee_type);
@@ -339,6 +504,8 @@ veil_rc veil_client_attest(veil_client *c, veil_attestation *a, const veil_attes
                     : "REPORTDATA does not hold this request's nonce");
     }
     check_gpu(a, o, json_object_get(d, "nvidia_payload"), nonce);
+    if (a->accepted && a->tls_bound)
+        set_pin(c, a->tls_spki_sha256); /* every later request must meet this key */
     free(qbuf);
     json_decref(d);
     return VEIL_OK;

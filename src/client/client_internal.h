@@ -7,8 +7,18 @@
 #include "veil/client.h"
 
 const char *veil_client_base(const veil_client *c);
-const char *veil_client_auth(const veil_client *c); /* "Authorization: Bearer …" header or NULL */
 long veil_client_timeout(const veil_client *c);
+int veil_client_has_key(const veil_client *c); /* an API key was given */
+
+/* Sets up a request handle's TLS for c: certificate checks by the trust
+ * mode, and the pinned key when one is. *auth: the Authorization header to
+ * send (NULL: none). Returns 0, or -1 when no key may be sent (*auth NULL)
+ * because under VEIL_TLS_ATTESTED no attested key is pinned yet. */
+int veil_client_curl_tls(veil_client *c, void *curl_handle, const char **auth);
+
+/* A number that changes whenever the pinned TLS key does (connection pools
+ * drop their connections when it moves). */
+unsigned veil_client_pin_generation(veil_client *c);
 
 /* The server's models as parsed JSON (owned), or NULL with err set. */
 json_t *veil_client_models_json(veil_client *c, veil_err *err);
@@ -16,6 +26,42 @@ json_t *veil_client_models_json(veil_client *c, veil_err *err);
 /* GET base + path (path starts with '/'): the JSON body (NULL with err set
  * when the request failed or the body is not JSON) and the HTTP status. */
 json_t *veil_client_get_json(veil_client *c, const char *path, long *status, veil_err *err);
+
+/* As veil_client_get_json, over curl_handle (a CURL * kept by the caller,
+ * so that its connection is reused) when it is not NULL. */
+json_t *veil_client_get_json_on(veil_client *c, void *curl_handle, const char *path, long *status, veil_err *err);
+
+/* One streamed chat completion, the core of veil_client_chat and of veil
+ * proxy. */
+typedef struct veil_chat_stream {
+    /* in */
+    const veil_attestation *att; /* an accepted attestation of the model; NULL: none (plain) */
+    int e2ee;                    /* seal the messages to att's key; every chunk must decrypt with this call's key */
+    int verify_signature;        /* check the response signature against att's address before returning */
+    /* each chunk, its content and reasoning_content as plaintext (borrowed);
+     * non-zero stops the stream (the call then fails) */
+    int (*on_chunk)(void *ctx, json_t *chunk);
+    void (*on_text)(void *ctx, const char *text, size_t n); /* each piece of content */
+    void *ctx;
+    void *curl; /* a CURL * to send it on (its connection kept for the next call); NULL: one of its own */
+    const char
+        *authorization; /* an "Authorization: …" header to send instead of the client's key; NULL: the client's */
+    /* out */
+    long status;             /* the HTTP status (0: none) */
+    char error_message[300]; /* a non-200 answer's error.message ("" if none) */
+    int stopped;             /* on_chunk stopped it */
+} veil_chat_stream;
+
+/* Sends `request` (an OpenAI chat completion body with plaintext messages;
+ * borrowed) streamed: "stream" forced on, under E2EE every message but tool
+ * results sealed to the attested key (strings and the text parts of content
+ * arrays; any other part is VEIL_ERR_INVALID_ARG, "File uploads are not
+ * supported with E2EE") with the three headers, every content and
+ * reasoning_content chunk decrypted (a plaintext, foreign or non-UTF-8 chunk
+ * fails the call: VEIL_ERR_AUTH_FAILED), [DONE] required, then the signature
+ * checked (VEIL_ERR_BAD_SIGNATURE). out as veil_client_chat's. */
+veil_rc veil_client_chat_stream(veil_client *c, json_t *request, veil_chat_stream *o, veil_chat_result *out,
+                                veil_err *err);
 
 /* Fetches collateral for quote `q` (whose PCK certificate says `pck`) from
  * a PCS or PCCS at pcs_url (API v4) and returns it in the JSON that

@@ -19,8 +19,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <openssl/ssl.h>
 
 #include "base/base.h"
 #include "http_internal.h"
@@ -145,7 +147,7 @@ int veil_http_head_check(const char *head, size_t n, const veil_http_limits *lim
  * connections that are late: still without a whole head header_timeout_s
  * after its first byte, or silent body_timeout_s in the middle of a body. */
 
-enum { W_HEAD, W_BODY, W_BUSY };
+enum { W_HEAD, W_BODY, W_BUSY, W_CLOSING };
 
 struct watched {
     struct bufferevent *bev; /* NULL: the slot is free */
@@ -175,6 +177,7 @@ static struct watched *watch_slot(server *s, struct bufferevent *bev) {
  * reads its end and closes it). */
 static void reject(server *s, struct watched *w, struct evbuffer *buf, int status, const char *message) {
     evutil_socket_t fd = bufferevent_getfd(w->bev);
+    int tls = s->cfg->tls != NULL;
     json_t *e = http_error_json(message, http_error_type(status), NULL, NULL);
     char *body = json_dumps(e, JSON_COMPACT);
     json_decref(e);
@@ -183,6 +186,19 @@ static void reject(server *s, struct watched *w, struct evbuffer *buf, int statu
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                       "Connection: close\r\n\r\n",
                       status, http_reason(status), body ? strlen(body) : 0);
+    if (tls) { /* through the TLS layer; the sweep ends the connection once it is out */
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        bufferevent_write(w->bev, head, (size_t)hl);
+        if (body)
+            bufferevent_write(w->bev, body, strlen(body));
+        free(body);
+        veil_buf_free(&w->head);
+        w->state = W_CLOSING;
+        w->since = veil_now_s();
+        fprintf(http_log(s), "veil: refused a request head: %d %s\n", status, message);
+        fflush(http_log(s));
+        return;
+    }
     /* small: an empty socket buffer takes it at once */
     if (send(fd, head, (size_t)hl, MSG_NOSIGNAL | MSG_DONTWAIT) == hl && body)
         (void)send(fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -212,6 +228,10 @@ static void on_read(struct evbuffer *buf, const struct evbuffer_cb_info *info, v
     if (!w)
         return;
     double now = veil_now_s();
+    if (w->state == W_CLOSING) { /* refused: nothing more is parsed */
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        return;
+    }
     if (w->state == W_BUSY) { /* the next request on a kept connection */
         w->state = W_HEAD;
         w->since = now;
@@ -270,6 +290,11 @@ static void sweep(evutil_socket_t fd, short what, void *arg) {
             s->wlist[i] = s->wlist[--s->n_watched];
             continue;
         }
+        if (w->state == W_CLOSING &&
+            (!evbuffer_get_length(bufferevent_get_output(w->bev)) || now - w->since > s->cfg->header_timeout_s)) {
+            shutdown(bufferevent_getfd(w->bev), SHUT_RDWR); /* the refusal is out: libevent reads the end */
+            w->state = W_BUSY;
+        }
         int late = (w->state == W_HEAD && now - w->since > s->cfg->header_timeout_s) ||
                    (w->state == W_BODY && now - w->since > s->cfg->body_timeout_s);
         if (late) {
@@ -292,8 +317,19 @@ void http_guard_request_started(server *s, struct evhttp_request *req) {
 }
 
 static struct bufferevent *make_bev(struct event_base *base, void *arg) {
-    (void)arg;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    server *s = arg;
+    struct bufferevent *bev = NULL;
+    if (s->cfg->tls) { /* TLS ends here, in the enclave: evhttp reads the plaintext of the input buffer */
+        SSL *ssl = SSL_new(s->cfg->tls->ctx);
+        bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (!bev)
+            SSL_free(ssl);
+        else
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1); /* clients that close without close_notify */
+    } else {
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), on_read, bev)) {
         bufferevent_free(bev);
         return NULL;

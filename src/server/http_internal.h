@@ -23,6 +23,7 @@
 #include <event2/http.h>
 #include <openssl/evp.h>
 
+#include "http_common.h"
 #include "server.h"
 #include "veil/buf.h"
 #include "veil/ecies.h"
@@ -156,12 +157,8 @@ const char *http_method_name(struct evhttp_request *req);
 void http_cors(server *s, struct evhttp_request *req);
 void http_tee_headers(server *s, struct evhttp_request *req, const veil_model *m);
 /* Each sender returns the bytes of the body it sent. */
-/* The status line's reason phrase ("Bad Request"); "Error" for a status veil does not send. */
-const char *http_reason(int status);
 size_t http_send_text(server *s, struct evhttp_request *req, int status, const char *text, size_t n);
 size_t http_send_json(server *s, struct evhttp_request *req, int status, json_t *v); /* v consumed */
-json_t *http_error_json(const char *message, const char *type, const char *param, const char *code);
-const char *http_error_type(int status);
 size_t http_send_error(server *s, struct evhttp_request *req, int status, const char *message, const char *param);
 
 /* ---- http_guard.c ---- */

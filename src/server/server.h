@@ -233,6 +233,24 @@ int veil_sigstore_probe(veil_sigstore *s);
 
 /* ---- the HTTP server ---- */
 
+/* ---- TLS (tls.c) ---- */
+
+/* The server's TLS identity: its context and the SHA-256 of its
+ * certificate's SubjectPublicKeyInfo, which the attestation binds. */
+typedef struct veil_tls_identity {
+    struct ssl_ctx_st *ctx;
+    uint8_t spki_sha256[32];
+    int enclave; /* the key was made in memory here (--tls), not given by the operator */
+} veil_tls_identity;
+
+/* Opens the TLS identity: the operator's PEM certificate chain and key
+ * (cert_file and key_file), or with both NULL a fresh P-256 key held only
+ * in memory and a self-signed certificate naming localhost and `host`.
+ * Returns VEIL_OK, or VEIL_ERR_INVALID_ARG / VEIL_ERR_CRYPTO. */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_tls_open(veil_tls_identity *out, const char *cert_file, const char *key_file,
+                                              const char *host, veil_err *err);
+void veil_tls_close(veil_tls_identity *t);
+
 typedef struct veil_server_config {
     const char *host;     /* default 127.0.0.1 */
     int port;             /* 0: any free port (see on_ready) */
@@ -247,15 +265,16 @@ typedef struct veil_server_config {
     size_t n_models;
     const char *const *api_keys; /* accepted bearer keys given by flag (borrowed) */
     size_t n_api_keys;
-    veil_keystore *keystore; /* may be NULL */
-    const char *cors_origin; /* NULL: no CORS headers */
-    struct veil_tee *tee;    /* NULL: no TEE (no attestation routes) */
-    veil_sigstore *sigstore; /* with a TEE: where response signatures go */
-    int tee_rate_per_min;    /* attestation requests per client IP a minute; default 10 */
-    int sig_rate_per_min;    /* signature lookups per client IP a minute; default 120 */
-    int trust_proxy;         /* trusted proxy hops: the client IP is X-Forwarded-For's entry this
+    veil_keystore *keystore;      /* may be NULL */
+    const char *cors_origin;      /* NULL: no CORS headers */
+    struct veil_tee *tee;         /* NULL: no TEE (no attestation routes) */
+    const veil_tls_identity *tls; /* NULL: plain HTTP */
+    veil_sigstore *sigstore;      /* with a TEE: where response signatures go */
+    int tee_rate_per_min;         /* attestation requests per client IP a minute; default 10 */
+    int sig_rate_per_min;         /* signature lookups per client IP a minute; default 120 */
+    int trust_proxy;              /* trusted proxy hops: the client IP is X-Forwarded-For's entry this
                               * far from the right (0: the peer's address) */
-    FILE *log;               /* one line per request; NULL: stderr */
+    FILE *log;                    /* one line per request; NULL: stderr */
     /* called once the socket is bound, with the actual port */
     void (*on_ready)(void *ctx, const char *host, int port);
     void *ready_ctx;

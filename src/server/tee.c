@@ -44,7 +44,24 @@ struct veil_tee {
     veil_gpu_provider *gpu; /* NULL: no GPU evidence */
     pthread_mutex_t gpu_mu; /* one evidence request at a time: NVML is not reentrant per device */
     char *shared_gpu;       /* the payload that goes with the shared quote */
+    /* the TLS key bound to every attestation (veil_tee_bind_tls); "" when none */
+    char tls_spki[65];
+    const char *tls_origin;
+    char tls_binding[VEIL_SIGNATURE_STR_LEN + 1];
 };
+
+veil_rc veil_tee_bind_tls(veil_tee *t, const uint8_t spki_sha256[32], int enclave, veil_err *err) {
+    char text[14 + 65] = "veil-tls-spki:";
+    veil_hex_encode(text + 14, spki_sha256, 32);
+    uint8_t sig[VEIL_SIGNATURE_LEN];
+    veil_rc rc = veil_eip191_sign(sig, &t->key, text, strlen(text), err);
+    if (rc != VEIL_OK)
+        return rc;
+    memcpy(t->tls_spki, text + 14, 65);
+    t->tls_origin = enclave ? "enclave" : "operator";
+    veil_signature_to_string(t->tls_binding, sig);
+    return VEIL_OK;
+}
 
 void veil_tee_set_gpu(veil_tee *t, veil_gpu_provider *gpu) {
     veil_gpu_provider_free(t->gpu);
@@ -347,6 +364,11 @@ json_t *veil_tee_attest(veil_tee *t, const char *model_id, const uint8_t nonce[3
                   "intel_quote", hexj(quote, len), "nvidia_payload", gpu_json ? json_string(gpu_json) : json_null(),
                   "event_log", events && json_is_array(events) ? events : (json_decref(events), json_array()), "info",
                   info, "server_verification", sv);
+    if (doc && t->tls_spki[0]) {
+        json_object_set_new(doc, "tls_spki_sha256", json_string(t->tls_spki));
+        json_object_set_new(doc, "tls_key_origin", json_string(t->tls_origin));
+        json_object_set_new(doc, "tls_binding_signature", json_string(t->tls_binding));
+    }
     free(quote);
     free(log);
     free(gpu_json);
@@ -360,6 +382,10 @@ json_t *veil_tee_near_report(json_t *doc, const char *model) {
                           key ? key + 2 : "", "request_nonce", json_object_get(doc, "request_nonce"), "intel_quote",
                           json_object_get(doc, "intel_quote"), "nvidia_payload", json_object_get(doc, "nvidia_payload"),
                           "event_log", json_object_get(doc, "event_log"), "info", json_object_get(doc, "info"));
+    static const char *const tls_fields[] = {"tls_spki_sha256", "tls_key_origin", "tls_binding_signature"};
+    for (size_t i = 0; i < 3; i++)
+        if (json_object_get(doc, tls_fields[i]))
+            json_object_set(r, tls_fields[i], json_object_get(doc, tls_fields[i]));
     json_object_set_new(r, "all_attestations", json_pack("[o]", json_deep_copy(r)));
     return r;
 }

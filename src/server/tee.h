@@ -38,6 +38,13 @@ const veil_pubkey *veil_tee_pubkey(const veil_tee *t);
  * too (against the simulation root for the simulated GPU). */
 void veil_tee_set_gpu(veil_tee *t, veil_gpu_provider *gpu);
 
+/* Binds the server's TLS key to the attestation: every attestation from now
+ * on carries tls_spki_sha256 (hex), tls_key_origin ("enclave" when the key
+ * was made in the TEE's memory, else "operator") and tls_binding_signature,
+ * the signing key's EIP-191 signature over "veil-tls-spki:<tls_spki_sha256>". */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_tee_bind_tls(veil_tee *t, const uint8_t spki_sha256[32], int enclave,
+                                                  veil_err *err);
+
 /* Builds the attestation response for `model_id` and the 32-byte nonce
  * (nonce_text: echoed exactly as the client sent it; client_nonce: 0 when
  * the server picked it). Gets a fresh quote (nonce-less requests may share
