@@ -13,6 +13,7 @@ static const cli_command commands[] = {
     {"keys", "create, list and revoke the API keys veil serve accepts", cmd_keys},
     {"attest", "verify a server's TEE attestation here, trusting nothing it claims", cmd_attest},
     {"chat", "chat with a model: E2EE, TEE-only or plain, with signature checks", cmd_chat},
+    {"proxy", "a local OpenAI endpoint that makes every TEE request E2EE and verified", cmd_proxy},
     {"models", "list a server's models and their TEE/E2EE capabilities", cmd_models},
     {"signature", "verify a response signature (fetched by request id, or offline)", cmd_signature},
     {"crypto", "keys, E2EE envelopes, Keccak and EIP-191 signatures by hand", cmd_crypto},

@@ -1,6 +1,7 @@
 """Helpers shared by the integration suites: TAP checks and starting
 `veil serve` on a free port."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,22 +37,29 @@ def wait_file(path, timeout=10):
     raise RuntimeError("timed out waiting for " + path)
 
 
-def start_serve(args, state):
+def start_veil(command, args, state, name=None, port=0):
+    """Starts `veil COMMAND --port/--listen … ARGS` with its state in STATE
+    and waits for its banner: (process, port, stdout path, stderr path)."""
+    name = name or command
     os.makedirs(state, exist_ok=True)
-    out = open(os.path.join(state, "serve.out"), "w+")
-    err = open(os.path.join(state, "serve.err"), "w+")
+    out = open(os.path.join(state, name + ".out"), "w+")
+    err = open(os.path.join(state, name + ".err"), "w+")
     env = dict(os.environ, VEIL_STATE_DIR=state)
-    p = subprocess.Popen([VEIL, "serve", "--port", "0"] + args, stdout=out, stderr=err, env=env)
-    end = time.time() + 10
+    where = ["--port", str(port)] if command == "serve" else ["--listen", "127.0.0.1:%d" % port]
+    p = subprocess.Popen([VEIL, command] + where + args, stdout=out, stderr=err, env=env)
+    end = time.time() + 20
     while time.time() < end:
-        text = open(out.name).read()
-        if "listening on http://127.0.0.1:" in text:
-            port = int(text.split("listening on http://127.0.0.1:")[1].split("/")[0])
-            return p, port, out.name, err.name
+        m = re.search(r"listening on https?://127\.0\.0\.1:(\d+)/", open(out.name).read())
+        if m:
+            return p, int(m.group(1)), out.name, err.name
         if p.poll() is not None:
-            raise RuntimeError("veil serve exited: " + open(err.name).read())
+            raise RuntimeError("veil %s exited: %s" % (command, open(err.name).read()))
         time.sleep(0.05)
-    raise RuntimeError("veil serve did not start")
+    raise RuntimeError("veil %s did not start" % command)
+
+
+def start_serve(args, state, port=0):
+    return start_veil("serve", args, state, port=port)
 
 
 

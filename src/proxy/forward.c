@@ -1,0 +1,250 @@
+/* veil proxy's worker side: one chat completion forwarded upstream with
+ * the protection its model allows (E2EE, else TEE-only or plain when the
+ * proxy was told to allow them), and the tool's reply shaped from what was
+ * verified: a stream whose [DONE] comes only after the response signature
+ * checked out, or one chat.completion built from the verified stream. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "base/base.h"
+#include "client/client_internal.h"
+#include "proxy_internal.h"
+#include "server/http_common.h"
+#include "veil/buf.h"
+#include "veil/secure.h"
+
+/* The server's refusal when the key a request was sealed to is no longer its key. */
+#define KEY_CHANGED "Model public key does not match this TEE"
+
+typedef struct forward {
+    proxy_job *j;
+    int stream; /* the tool asked for a stream */
+    int sent;   /* a chunk went to the tool */
+    /* non-stream: the answer gathered from the verified chunks */
+    veil_buf content, reasoning;
+    json_t *first; /* the first chunk (id, created, model) */
+    json_t *usage;
+    char finish[32];
+} forward;
+
+/* What E2EE cannot carry in this request (the message the server would
+ * refuse it with), or NULL. */
+static const char *e2ee_blocker(json_t *body) {
+    static const char *const fc[] = {"tools", "tool_choice", "functions", "function_call"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *v = json_object_get(body, fc[i]);
+        if (v && !json_is_null(v))
+            return "Function calling is not supported with E2EE";
+    }
+    json_t *vp = json_object_get(body, "venice_parameters");
+    const char *search = json_string_value(json_object_get(vp, "enable_web_search"));
+    if (search && !strcmp(search, "on"))
+        return "Web search is not supported with E2EE";
+    if (json_is_false(json_object_get(vp, "enable_e2ee")))
+        return "The request turns E2EE off (venice_parameters.enable_e2ee is false)";
+    size_t i, k;
+    json_t *m, *part;
+    json_array_foreach(json_object_get(body, "messages"), i, m) {
+        json_array_foreach(json_object_get(m, "content"), k, part) {
+            const char *type = json_string_value(json_object_get(part, "type"));
+            if (!type || strcmp(type, "text") != 0)
+                return "File uploads are not supported with E2EE";
+        }
+    }
+    return NULL;
+}
+
+static int on_chunk(void *ctx, json_t *chunk) {
+    forward *f = ctx;
+    proxy_job *j = f->j;
+    if (atomic_load(&j->cancel))
+        return 1; /* the tool left */
+    json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
+    json_t *delta = json_object_get(choice, "delta");
+    if (!j->t_first && json_string_length(json_object_get(delta, "content")))
+        j->t_first = veil_now_s();
+    if (f->stream) {
+        char *text = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!text)
+            return 1;
+        size_t n = strlen(text);
+        char *event = malloc(n + 9);
+        if (event) {
+            memcpy(event, "data: ", 6);
+            memcpy(event + 6, text, n);
+            memcpy(event + 6 + n, "\n\n", 3);
+            if (!f->sent)
+                proxy_job_open(j);
+            proxy_job_event(j, event, n + 8);
+            f->sent = 1;
+            veil_free_secret(event, n + 9);
+        }
+        veil_free_secret(text, n + 1);
+        return event ? 0 : 1;
+    }
+    if (!f->first)
+        f->first = json_incref(chunk);
+    json_t *c = json_object_get(delta, "content"), *r = json_object_get(delta, "reasoning_content");
+    if (json_string_length(c))
+        veil_buf_append(&f->content, json_string_value(c), json_string_length(c));
+    if (json_string_length(r))
+        veil_buf_append(&f->reasoning, json_string_value(r), json_string_length(r));
+    const char *fin = json_string_value(json_object_get(choice, "finish_reason"));
+    if (fin)
+        snprintf(f->finish, sizeof f->finish, "%s", fin);
+    json_t *usage = json_object_get(chunk, "usage");
+    if (json_is_object(usage)) {
+        json_decref(f->usage);
+        f->usage = json_incref(usage);
+    }
+    return 0;
+}
+
+/* The non-streamed reply: one chat.completion from the verified chunks. */
+static json_t *completion(forward *f, const char *model) {
+    json_t *message = json_pack("{s:s, s:s#}", "role", "assistant", "content", f->content.data ? f->content.data : "",
+                                f->content.len);
+    if (message && f->reasoning.len)
+        json_object_set_new(message, "reasoning_content", json_stringn(f->reasoning.data, f->reasoning.len));
+    json_t *id = json_object_get(f->first, "id"), *created = json_object_get(f->first, "created");
+    json_t *m = json_object_get(f->first, "model");
+    return json_pack("{s:o, s:s, s:o, s:o, s:[{s:i, s:o, s:s, s:n}], s:o}", "id",
+                     id ? json_incref(id) : json_string(""), "object", "chat.completion", "created",
+                     created ? json_incref(created) : json_integer(0), "model", m ? json_incref(m) : json_string(model),
+                     "choices", "index", 0, "message", message, "finish_reason", f->finish[0] ? f->finish : "stop",
+                     "logprobs", "usage", f->usage ? json_incref(f->usage) : json_null());
+}
+
+/* Ends a stream that already reached the tool with an error event and no [DONE]. */
+static void stream_error(proxy_job *j, const char *message) {
+    json_t *e = http_error_json(message, "server_error", NULL, "veil_verification_failed");
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    if (text) {
+        char event[1400];
+        int n = snprintf(event, sizeof event, "data: %s\n\n", text);
+        if (n > 0 && (size_t)n < sizeof event)
+            proxy_job_event(j, event, (size_t)n);
+        free(text);
+    }
+}
+
+void proxy_forward_chat(proxy_job *j) {
+    proxy *p = j->p;
+    const veil_proxy_config *c = p->cfg;
+    const char *model = json_string_value(json_object_get(j->body, "model"));
+    if (!model)
+        return proxy_job_error(j, 400, "veil proxy: the request names no model");
+    if (!json_is_array(json_object_get(j->body, "messages")))
+        return proxy_job_error(j, 400, "veil proxy: the request has no messages array");
+    char why[1200];
+    proxy_caps caps = proxy_model_caps(p, model, why, sizeof why);
+    if (caps == CAPS_ERROR)
+        return proxy_job_error(j, 502, "veil proxy: %s", why);
+    if (caps == CAPS_UNKNOWN)
+        return proxy_job_error(j, 404, "veil proxy: %s", why);
+    const char *blocker = caps == CAPS_E2EE ? e2ee_blocker(j->body) : NULL;
+    int e2ee = caps == CAPS_E2EE && !blocker;
+    if (caps == CAPS_E2EE && blocker && !c->allow_tee_only)
+        return proxy_job_error(j, 400,
+                               "veil proxy: %s. The proxy keeps every request to a TEE model end-to-end encrypted; "
+                               "start it with --allow-tee-only to send such requests to the attested TEE unencrypted",
+                               blocker);
+    if (caps == CAPS_TEE && !c->allow_tee_only)
+        return proxy_job_error(j, 400,
+                               "veil proxy: %s is a TEE-only model: it cannot take end-to-end encrypted requests. "
+                               "Start the proxy with --allow-tee-only to send them to its attested TEE unencrypted",
+                               model);
+    if (caps == CAPS_PLAIN && !c->allow_plain)
+        return proxy_job_error(j, 400,
+                               "veil proxy: %s is not a TEE model: nothing would protect or verify this request. "
+                               "Start the proxy with --allow-plain to pass such requests through",
+                               model);
+    int attested = caps != CAPS_PLAIN;
+    snprintf(j->mode, sizeof j->mode, "%s", e2ee ? "e2ee" : attested ? "tee" : "plain");
+
+    forward f;
+    memset(&f, 0, sizeof f);
+    f.j = j;
+    f.stream = json_is_true(json_object_get(j->body, "stream"));
+    f.content.secret = f.reasoning.secret = 1;
+    json_t *req = json_copy(j->body);
+    if (req && !f.stream) /* the usage comes in the stream's last chunk */
+        json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    veil_chat_result res;
+    veil_err err;
+    veil_rc rc = VEIL_ERR_NOMEM;
+    veil_chat_stream so;
+    memset(&so, 0, sizeof so);
+    for (int attempt = 0; req && attempt < 2; attempt++) {
+        veil_attestation att;
+        if (attested && !proxy_attestation(p, model, attempt > 0, &att, why, sizeof why)) {
+            json_decref(req);
+            return proxy_job_error(j, 503, "veil proxy: cannot verify the attestation of %s: %s", model, why);
+        }
+        snprintf(j->signer, sizeof j->signer, "%s", attested ? att.signing_address : "");
+        unsigned gen;
+        memset(&so, 0, sizeof so);
+        so.att = attested ? &att : NULL;
+        so.e2ee = e2ee;
+        so.verify_signature = attested;
+        so.on_chunk = on_chunk;
+        so.ctx = &f;
+        so.curl = proxy_handle_get(p, &gen);
+        so.authorization = c->api_key ? NULL : j->authorization;
+        rc = veil_client_chat_stream(p->client, req, &so, &res, &err);
+        if (rc == VEIL_OK)
+            proxy_handle_put(p, so.curl, gen);
+        else
+            curl_easy_cleanup(so.curl); /* a failed request's connection is not reused */
+        /* the server's key changed since the attestation: attest again and resend, once */
+        if (rc != VEIL_OK && !f.sent && so.status == 400 && !strcmp(so.error_message, KEY_CHANGED) && attempt == 0) {
+            proxy_mark_stale(p, model);
+            continue;
+        }
+        break;
+    }
+    json_decref(req);
+    if (rc == VEIL_OK) {
+        if (f.stream) {
+            if (!f.sent)
+                proxy_job_open(j);
+            proxy_job_event(j, "data: [DONE]\n\n", 14);
+        } else {
+            proxy_job_reply(j, 200, completion(&f, model));
+        }
+        veil_chat_result_clear(&res);
+    } else {
+        if (rc == VEIL_ERR_BAD_SIGNATURE || rc == VEIL_ERR_AUTH_FAILED)
+            proxy_mark_stale(p, model); /* another key answered: nothing more goes out on this attestation */
+        if (atomic_load(&j->cancel)) {
+            /* the tool left: nothing to tell it */
+        } else if (f.sent) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "veil proxy: the answer could not be verified and was cut off: %s", err.message);
+            stream_error(j, msg);
+        } else if (so.status >= 400 && so.status < 600) { /* the upstream's own refusal, as it said it */
+            proxy_job_error(j, (int)so.status, "%s", so.error_message[0] ? so.error_message : err.message);
+        } else {
+            proxy_job_error(j, 502, "veil proxy: %s", err.message);
+        }
+    }
+    veil_buf_free(&f.content);
+    veil_buf_free(&f.reasoning);
+    json_decref(f.first);
+    json_decref(f.usage);
+}
+
+void proxy_forward_models(proxy_job *j) {
+    char path[600];
+    snprintf(path, sizeof path, "/models%s%s", j->query[0] ? "?" : "", j->query);
+    long status = 0;
+    veil_err err;
+    json_t *v = veil_client_get_json(j->p->client, path, &status, &err);
+    if (!v)
+        return proxy_job_error(j, 502, "veil proxy: %s", err.message);
+    proxy_job_reply(j, status >= 200 && status < 600 ? (int)status : 502, v);
+}
