@@ -187,10 +187,18 @@ static void reject(server *s, struct watched *w, struct evbuffer *buf, int statu
                       "Connection: close\r\n\r\n",
                       status, http_reason(status), body ? strlen(body) : 0);
     if (tls) { /* through the TLS layer; the sweep ends the connection once it is out */
+        /* evhttp's write callback goes: when this drains it would run whatever evhttp last
+         * waited for on this connection (the end of an earlier reply on a kept connection) */
+        bufferevent_data_cb readcb;
+        bufferevent_event_cb eventcb;
+        void *cbarg;
+        bufferevent_getcb(w->bev, &readcb, NULL, &eventcb, &cbarg);
+        bufferevent_setcb(w->bev, readcb, NULL, eventcb, cbarg);
         evbuffer_drain(buf, evbuffer_get_length(buf));
         bufferevent_write(w->bev, head, (size_t)hl);
         if (body)
             bufferevent_write(w->bev, body, strlen(body));
+        bufferevent_enable(w->bev, EV_WRITE); /* evhttp keeps writing off while it reads a head */
         free(body);
         veil_buf_free(&w->head);
         w->state = W_CLOSING;
@@ -290,10 +298,17 @@ static void sweep(evutil_socket_t fd, short what, void *arg) {
             s->wlist[i] = s->wlist[--s->n_watched];
             continue;
         }
-        if (w->state == W_CLOSING &&
-            (!evbuffer_get_length(bufferevent_get_output(w->bev)) || now - w->since > s->cfg->header_timeout_s)) {
-            shutdown(bufferevent_getfd(w->bev), SHUT_RDWR); /* the refusal is out: libevent reads the end */
-            w->state = W_BUSY;
+        if (w->state == W_CLOSING) {
+            /* a refusal under TLS: once it is out, our end closes (what the client still sends is
+             * read and dropped, so that the answer is not lost to a reset); a client that does
+             * not close its end in header_timeout_s is cut off */
+            evutil_socket_t cfd = bufferevent_getfd(w->bev);
+            if (now - w->since > s->cfg->header_timeout_s) {
+                shutdown(cfd, SHUT_RDWR);
+                w->state = W_BUSY;
+            } else if (!evbuffer_get_length(bufferevent_get_output(w->bev))) {
+                shutdown(cfd, SHUT_WR);
+            }
         }
         int late = (w->state == W_HEAD && now - w->since > s->cfg->header_timeout_s) ||
                    (w->state == W_BODY && now - w->since > s->cfg->body_timeout_s);

@@ -129,7 +129,10 @@ struct stream {
     int lost;              /* the loop could not keep a piece of a non-streamed answer */
     int aborted;           /* its client did not read: the connection was ended (loop only) */
     int ended;             /* the reply is complete; waiting for the worker to let go */
-    int threads;           /* threads (generation, signing) still using the stream; guarded by mu */
+    int ending;            /* TLS: the reply's end waits for its bytes to be written (stream_end_reply) */
+    int end_status, end_checks;
+    struct event *end_timer;
+    int threads; /* threads (generation, signing) still using the stream; guarded by mu */
     atomic_int cancelled;
     pthread_mutex_t mu;       /* guards the fields the worker writes: */
     piece *head, *tail;       /* non-streamed answers' pieces */

@@ -54,6 +54,8 @@ void stream_unlink_and_free(stream *st) {
     EVP_MD_CTX_free(st->resp_hash);
     free(st->final_bytes);
     event_free(st->wake);
+    if (st->end_timer)
+        event_free(st->end_timer);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->first_out);
     free(st);
@@ -204,6 +206,61 @@ static void first_written(struct evhttp_connection *conn, void *arg) {
     pthread_mutex_unlock(&st->mu);
 }
 
+static void free_if_done(stream *st) {
+    if (!st->ended)
+        return;
+    pthread_mutex_lock(&st->mu);
+    int running = st->threads > 0;
+    pthread_mutex_unlock(&st->mu);
+    if (!running)
+        stream_unlink_and_free(st);
+}
+
+/* Under TLS the end of a streamed reply waits: libevent's OpenSSL
+ * bufferevent runs its write callback deferred, and one scheduled when an
+ * earlier write emptied the buffer can run after evhttp_send_reply_end, take
+ * the reply as sent while its last bytes still wait, and stop writing them
+ * (the client then waits for the end until the idle timeout). So the end
+ * comes once the buffer has been seen empty on two ticks in a row: any such
+ * callback has run by then. */
+static void end_tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    stream *st = arg;
+    if (!st->req || st->client_gone) {
+        drop_request(st);
+        st->ended = 1;
+    } else if (http_conn_pending_out(st->conn) == 0 && ++st->end_checks >= 2) {
+        evhttp_send_reply_end(st->req);
+        finish_request(st, st->end_status);
+    } else {
+        if (http_conn_pending_out(st->conn))
+            st->end_checks = 0;
+        struct timeval tick = {0, 1000};
+        evtimer_add(st->end_timer, &tick);
+        return;
+    }
+    free_if_done(st);
+}
+
+/* Ends a streamed reply (its last bytes already queued) and logs it with `status`. */
+static void stream_end_reply(stream *st, int status) {
+    if (!st->srv->cfg->tls) {
+        evhttp_send_reply_end(st->req);
+        finish_request(st, status);
+        return;
+    }
+    st->ending = 1;
+    st->end_status = status;
+    st->end_checks = 0;
+    if (!st->end_timer)
+        st->end_timer = evtimer_new(st->srv->base, end_tick, st);
+    struct timeval tick = {0, 1000};
+    if (!st->end_timer || evtimer_add(st->end_timer, &tick) != 0) { /* cannot wait: end it now */
+        evhttp_send_reply_end(st->req);
+        finish_request(st, status);
+    }
+}
+
 /* Runs on the loop: moves what the worker produced to the client. */
 void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
@@ -214,7 +271,7 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
     size_t formatted = st->wout ? evbuffer_get_length(st->wout) : 0;
     if (formatted)
         evbuffer_add_buffer(st->rx, st->wout); /* moves the chains, copies nothing */
-    int finished = st->finished, running = st->threads > 0;
+    int finished = st->finished;
     pthread_mutex_unlock(&st->mu);
     if (formatted) {
         if (!st->ended && st->req && !st->client_gone) {
@@ -240,7 +297,7 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
         if (flush_events_then(st, first ? first_written : NULL) && first)
             st->t_first_out = veil_now_s();
     }
-    if (st->finalized && !st->ended) {
+    if (st->finalized && !st->ended && !st->ending) {
         /* the signature is stored: the held-back final bytes go out; if it could not be, an
          * error does instead, and the answer is never complete and unsigned */
         pthread_mutex_lock(&st->mu);
@@ -252,22 +309,20 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
         } else if (unsigned_ && st->creq.stream) {
             send_event(st, http_error_json("Response signature could not be stored", "server_error", NULL, NULL));
             flush_events(st);
-            evhttp_send_reply_end(st->req);
-            finish_request(st, 200);
+            stream_end_reply(st, 200);
         } else if (unsigned_) {
             st->bytes += http_send_error(st->srv, st->req, 500, "Response signature could not be stored", NULL);
             finish_request(st, 500);
         } else if (st->creq.stream) {
             flush_events(st);
-            evhttp_send_reply_end(st->req);
-            finish_request(st, 200);
+            stream_end_reply(st, 200);
         } else {
             http_tee_headers(st->srv, st->req, st->creq.model);
             st->bytes += http_send_text(st->srv, st->req, 200, (const char *)st->final_bytes, st->final_len);
             finish_request(st, 200);
         }
     }
-    if (finished && !st->ended && !st->finalizing) {
+    if (finished && !st->ended && !st->finalizing && !st->ending) {
         long pt = st->prompt_tokens, ct = st->completion_tokens;
         json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (json_int_t)pt, "completion_tokens",
                                   (json_int_t)ct, "total_tokens", (json_int_t)(pt + ct));
@@ -288,8 +343,7 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             json_decref(usage);
             send_event(st, http_error_json(st->fail_msg, http_error_type(st->fail_status), NULL, st->fail_code));
             flush_events(st);
-            evhttp_send_reply_end(st->req);
-            finish_request(st, 200);
+            stream_end_reply(st, 200);
         } else if (st->creq.stream) {
             start_stream(st);
             send_event(st, stream_chunk_json(st, json_object(), st->finish));
@@ -302,8 +356,7 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             send_event(st, NULL);
             if (!signing_begin(st, evbuffer_pullup(st->out, -1), evbuffer_get_length(st->out))) {
                 flush_events(st);
-                evhttp_send_reply_end(st->req);
-                finish_request(st, 200);
+                stream_end_reply(st, 200);
             }
         } else {
             /* under E2EE (NEAR) content and reasoning arrive sealed by the worker */
@@ -326,13 +379,7 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             free(text);
         }
     }
-    if (st->ended) {
-        pthread_mutex_lock(&st->mu);
-        running = st->threads > 0;
-        pthread_mutex_unlock(&st->mu);
-        if (!running)
-            stream_unlink_and_free(st);
-    }
+    free_if_done(st);
 }
 
 void stream_acquire(stream *st) {

@@ -74,6 +74,8 @@ veil_rc veil_tls_open(veil_tls_identity *out, const char *cert_file, const char 
     if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
         return (SSL_CTX_free(ctx), tls_fail(err, "cannot make a TLS context"));
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* libevent retries a write that would block from wherever its buffer then is */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
     X509 *leaf = NULL;
     if (cert_file) {
         if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {

@@ -121,21 +121,62 @@ def spki_sha256_of_pem(pem):
     return h.finalize().hex()
 
 
-class TlsMitm(RecordingRelay):
+class TlsMitm:
     """Terminates TLS with its own certificate and opens TLS to the real
-    server (not verified): a man in the middle that sees the plaintext."""
+    server (not verified): a man in the middle that sees the plaintext
+    (.seen()). asyncio's TLS streams: an ssl socket cannot be read and
+    written from two threads at once."""
 
     def __init__(self, target_port):
+        import asyncio
         self.dir = tempfile.mkdtemp(prefix="veil-mitm-")
         cert, key = self_signed_pem(self.dir)
+        self.cert_pem = open(cert).read()
         server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_ctx.load_cert_chain(cert, key)
         client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         client_ctx.check_hostname = False
         client_ctx.verify_mode = ssl.CERT_NONE
-        super().__init__(target_port, wrap_client=lambda s: server_ctx.wrap_socket(s, server_side=True),
-                         wrap_upstream=lambda s: client_ctx.wrap_socket(s))
-        self.cert_pem = open(cert).read()
+        self.chunks = []
+        self.lock = threading.Lock()
+        ready = threading.Event()
+
+        async def pipe(r, w):
+            try:
+                while True:
+                    data = await r.read(65536)
+                    if not data:
+                        break
+                    with self.lock:
+                        self.chunks.append(data)
+                    w.write(data)
+                    await w.drain()
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                w.close()
+
+        async def handle(reader, writer):
+            try:
+                ur, uw = await asyncio.open_connection("127.0.0.1", target_port, ssl=client_ctx)
+            except (OSError, ssl.SSLError):
+                writer.close()
+                return
+            await asyncio.gather(pipe(reader, uw), pipe(ur, writer))
+
+        async def main():
+            server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            async with server:
+                await server.serve_forever()
+
+        threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+        ready.wait(10)
+
+    def seen(self):
+        with self.lock:
+            return b"".join(self.chunks)
 
 
 class HostileRelay:

@@ -2,6 +2,7 @@
 `veil serve` on a free port."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -71,3 +72,20 @@ def report():
             print("# " + line)
     print("1..%d" % len(results))
     sys.exit(0 if all(ok for ok, _, _ in results) else 1)
+
+
+def report_and_stop(procs, tmp):
+    """Reports (report()), then stops every process of procs (SIGTERM, then
+    SIGKILL after 10 s) and removes the directory tmp."""
+    try:
+        report()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
