@@ -38,10 +38,12 @@ typedef struct veil_chat_stream {
     const veil_attestation *att; /* an accepted attestation of the model; NULL: none (plain) */
     int e2ee;                    /* seal the messages to att's key; every chunk must decrypt with this call's key */
     int verify_signature;        /* check the response signature against att's address before returning */
-    /* each chunk, its content and reasoning_content as plaintext (borrowed);
-     * non-zero stops the stream (the call then fails) */
-    int (*on_chunk)(void *ctx, json_t *chunk);
+    /* each chunk, its content and reasoning_content as plaintext (borrowed),
+     * and the event's text so (the server's bytes with each envelope replaced
+     * by its JSON-escaped plaintext); non-zero stops the stream (the call then fails) */
+    int (*on_chunk)(void *ctx, json_t *chunk, const char *text, size_t text_len);
     void (*on_text)(void *ctx, const char *text, size_t n); /* each piece of content */
+    void (*on_flush)(void *ctx); /* the chunks of one network read were handed on: a moment to write them out */
     void *ctx;
     void *curl; /* a CURL * to send it on (its connection kept for the next call); NULL: one of its own */
     const char

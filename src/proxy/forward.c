@@ -57,7 +57,7 @@ static const char *e2ee_blocker(json_t *body) {
     return NULL;
 }
 
-static int on_chunk(void *ctx, json_t *chunk) {
+static int on_chunk(void *ctx, json_t *chunk, const char *text, size_t n) {
     forward *f = ctx;
     proxy_job *j = f->j;
     if (atomic_load(&j->cancel))
@@ -67,23 +67,11 @@ static int on_chunk(void *ctx, json_t *chunk) {
     if (!j->t_first && json_string_length(json_object_get(delta, "content")))
         j->t_first = veil_now_s();
     if (f->stream) {
-        char *text = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (!text)
-            return 1;
-        size_t n = strlen(text);
-        char *event = malloc(n + 9);
-        if (event) {
-            memcpy(event, "data: ", 6);
-            memcpy(event + 6, text, n);
-            memcpy(event + 6 + n, "\n\n", 3);
-            if (!f->sent)
-                proxy_job_open(j);
-            proxy_job_event(j, event, n + 8);
-            f->sent = 1;
-            veil_free_secret(event, n + 9);
-        }
-        veil_free_secret(text, n + 1);
-        return event ? 0 : 1;
+        if (!f->sent)
+            proxy_job_open(j);
+        proxy_job_event(j, text, n);
+        f->sent = 1;
+        return 0;
     }
     if (!f->first)
         f->first = json_incref(chunk);
@@ -101,6 +89,12 @@ static int on_chunk(void *ctx, json_t *chunk) {
         f->usage = json_incref(usage);
     }
     return 0;
+}
+
+static void on_flush(void *ctx) {
+    forward *f = ctx;
+    if (f->sent)
+        proxy_job_flush(f->j);
 }
 
 /* The non-streamed reply: one chat.completion from the verified chunks. */
@@ -123,13 +117,9 @@ static void stream_error(proxy_job *j, const char *message) {
     json_t *e = http_error_json(message, "server_error", NULL, "veil_verification_failed");
     char *text = json_dumps(e, JSON_COMPACT);
     json_decref(e);
-    if (text) {
-        char event[1400];
-        int n = snprintf(event, sizeof event, "data: %s\n\n", text);
-        if (n > 0 && (size_t)n < sizeof event)
-            proxy_job_event(j, event, (size_t)n);
-        free(text);
-    }
+    if (text)
+        proxy_job_event(j, text, strlen(text));
+    free(text);
 }
 
 void proxy_forward_chat(proxy_job *j) {
@@ -192,6 +182,7 @@ void proxy_forward_chat(proxy_job *j) {
         so.e2ee = e2ee;
         so.verify_signature = attested;
         so.on_chunk = on_chunk;
+        so.on_flush = on_flush;
         so.ctx = &f;
         so.curl = proxy_handle_get(p, &gen);
         so.authorization = c->api_key ? NULL : j->authorization;
@@ -212,7 +203,7 @@ void proxy_forward_chat(proxy_job *j) {
         if (f.stream) {
             if (!f.sent)
                 proxy_job_open(j);
-            proxy_job_event(j, "data: [DONE]\n\n", 14);
+            proxy_job_event(j, "[DONE]", 6);
         } else {
             proxy_job_reply(j, 200, completion(&f, model));
         }

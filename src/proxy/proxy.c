@@ -10,10 +10,12 @@
 #include <strings.h>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 
@@ -35,15 +37,22 @@ static void wake(proxy_job *j) { event_active(j->wake, EV_READ, 0); }
 
 void proxy_job_open(proxy_job *j) {
     pthread_mutex_lock(&j->mu);
-    j->open = 1;
-    wake(j);
+    j->open = 1; /* the head goes out with the first events, at the next flush */
     pthread_mutex_unlock(&j->mu);
 }
 
 void proxy_job_event(proxy_job *j, const char *data, size_t n) {
     pthread_mutex_lock(&j->mu);
+    evbuffer_add(j->out, "data: ", 6);
     evbuffer_add(j->out, data, n);
-    wake(j);
+    evbuffer_add(j->out, "\n\n", 2);
+    pthread_mutex_unlock(&j->mu);
+}
+
+void proxy_job_flush(proxy_job *j) {
+    pthread_mutex_lock(&j->mu);
+    if (evbuffer_get_length(j->out) || j->open)
+        wake(j);
     pthread_mutex_unlock(&j->mu);
 }
 
@@ -260,6 +269,13 @@ static void on_request(struct evhttp_request *req, void *arg) {
             return error_now(p, req, path, 400, "Invalid JSON body");
         }
     }
+    /* each SSE event goes out as it is written: without this, Nagle's algorithm holds an event
+     * back until the tool's delayed ACK (40 ms) */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evhttp_request_get_connection(req));
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     proxy_job *j = calloc(1, sizeof *j);
     if (!j) {
         json_decref(body);

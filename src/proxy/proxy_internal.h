@@ -121,11 +121,14 @@ typedef struct proxy_job {
 } proxy_job;
 
 /* Worker side: queue a stream's head (status 200, text/event-stream), one
- * SSE event's bytes, a whole JSON reply (consumed), or an OpenAI-shaped
- * error reply; proxy_job_finish hands the job back to the loop (the worker
- * must not touch it after). Each wakes the loop. */
+ * SSE event ("data: " + data + a blank line; written at the next flush, so that the events of one
+ * upstream read go out in one write), a whole JSON reply (consumed), or an
+ * OpenAI-shaped error reply; proxy_job_finish hands the job back to the
+ * loop (the worker must not touch it after). The flush, the reply, the
+ * error and the finish wake the loop. */
 void proxy_job_open(proxy_job *j);
 void proxy_job_event(proxy_job *j, const char *data, size_t n);
+void proxy_job_flush(proxy_job *j);
 void proxy_job_reply(proxy_job *j, int status, json_t *body);
 void proxy_job_error(proxy_job *j, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void proxy_job_finish(proxy_job *j);

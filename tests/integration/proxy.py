@@ -10,7 +10,6 @@ the server restarts with a new key. Output: TAP lines."""
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from relays import HostileRelay, RecordingRelay, TlsMitm  # noqa: E402
-from servelib import check, report, start_veil  # noqa: E402
+from servelib import check, report_and_stop, start_veil  # noqa: E402
 
 KEY = "proxy-test-key"
 tmp = tempfile.mkdtemp(prefix="veil-proxy-")
@@ -389,15 +388,4 @@ def _():
     assert p.wait(timeout=15) == 0
 
 
-try:
-    report()
-finally:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    shutil.rmtree(tmp, ignore_errors=True)
+report_and_stop(procs, tmp)

@@ -9,35 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
+import { assert, check, done, waitFor } from './lib/tap.mjs';
 
 const VEIL = process.env.VEIL || 'build/veil';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'veil-sdk-'));
 const procs = [];
-
-async function waitFor(fn, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-let n = 0, failed = 0;
-async function check(name, fn) {
-  n++;
-  try {
-    await fn();
-    console.log(`ok ${n} - ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`not ok ${n} - ${name}`);
-    for (const line of String(e && e.stack || e).split('\n')) console.log(`# ${line}`);
-  }
-}
-function assert(cond, what) { if (!cond) throw new Error(what); }
 
 try {
   const portfile = path.join(tmp, 'up.port');
@@ -108,5 +85,4 @@ try {
 } finally {
   for (const p of procs) p.kill('SIGTERM');
 }
-console.log(`1..${n}`);
-process.exit(failed ? 1 : 0);
+done();
