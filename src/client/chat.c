@@ -42,119 +42,35 @@ static int fail(stream_state *s, const char *fmt, ...) {
     return 1; /* stop the parser */
 }
 
-/* Under E2EE, opens delta[field] (a sealed envelope): its plaintext as a
- * JSON string (new reference) in *plain, NULL when the field is absent or
- * empty. Returns 0, or 1 (after fail) when it is plaintext, foreign or not
- * UTF-8. */
-static int open_field(stream_state *s, json_t *delta, const char *field, json_t **plain) {
-    json_t *v = json_object_get(delta, field);
-    size_t len = json_string_length(v);
-    *plain = NULL;
-    if (!json_is_string(v) || !len)
-        return 0;
-    uint8_t *pt;
-    size_t ptlen;
-    veil_err e;
-    if (veil_ecies_open_hex(&pt, &ptlen, s->key, json_string_value(v), len, &e) != VEIL_OK)
-        return fail(s, "%s",
-                    e.code == VEIL_ERR_NOT_HEX || e.code == VEIL_ERR_TOO_SHORT
-                        ? "a plaintext chunk arrived in an E2EE stream; refusing to show it"
-                        : "a chunk did not decrypt with this session's key; refusing the answer");
-    *plain = json_stringn((const char *)pt, ptlen);
-    veil_free_secret(pt, ptlen + 1);
-    if (!*plain)
-        return fail(s, "a chunk decrypted to text that is not UTF-8; refusing the answer");
-    return 0;
-}
-
-/* The event's text with the sealed string `hex` (quotes included) replaced
- * by `plain`, JSON-escaped, into out (its previous text released): the rest
- * of the event stays byte for byte as the server sent it. Returns 0 when the
- * envelope is not found spelled plainly (the caller re-serializes then). */
-static int splice(veil_buf *out, const char *hex, json_t *plain) {
-    size_t hl = strlen(hex);
-    const char *at = out->len > hl + 1 ? memmem(out->data, out->len, hex, hl) : NULL;
-    if (!at || at == out->data || at[-1] != '"' || at + hl >= out->data + out->len || at[hl] != '"')
-        return 0;
-    char *text = json_dumps(plain, JSON_ENCODE_ANY);
-    if (!text)
-        return 0;
-    size_t tl = strlen(text), head = (size_t)(at - 1 - out->data), tail = out->len - head - hl - 2;
-    veil_buf next = {.secret = 1};
-    int ok = veil_buf_append(&next, out->data, head) && veil_buf_append(&next, text, tl) &&
-             veil_buf_append(&next, at + hl + 1, tail);
-    veil_free_secret(text, tl + 1);
-    if (!ok) {
-        veil_buf_free(&next);
-        return 0;
-    }
-    veil_buf_free(out);
-    *out = next;
-    return 1;
-}
-
 static int on_event(void *ctx, const char *event, const char *data, size_t n) {
     (void)event;
     stream_state *s = ctx;
-    if (n == 6 && !memcmp(data, "[DONE]", 6)) {
+    if (s->done)
+        return fail(s, "the stream went on after [DONE]");
+    veil_chat_event ev;
+    veil_err e;
+    if (veil_chat_event_open(&ev, s->key, data, n, s->o->on_chunk != NULL, &e) != VEIL_OK)
+        return fail(s, "%s", e.message);
+    if (ev.done) {
         s->done = 1;
         return 0;
     }
-    if (s->done)
-        return fail(s, "the stream went on after [DONE]");
-    json_t *chunk = json_loadb(data, n, 0, NULL);
-    if (!json_is_object(chunk))
-        return (json_decref(chunk), fail(s, "the stream carried an event that is not a JSON chunk"));
-    json_t *err = json_object_get(chunk, "error");
-    if (err) {
-        const char *m = json_string_value(json_object_get(err, "message"));
-        int r = fail(s, "the server reported an error mid-stream: %s", m ? m : "no message");
-        json_decref(chunk);
-        return r;
-    }
-    const char *id = json_string_value(json_object_get(chunk, "id"));
+    const char *id = json_string_value(json_object_get(ev.chunk, "id"));
     if (id && !s->out->request_id[0])
         snprintf(s->out->request_id, sizeof s->out->request_id, "%s", id);
-    json_t *delta = json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "delta");
-    /* the event as the caller sees it: the server's text, every envelope opened in place */
-    veil_buf text = {.secret = 1};
-    int spliced = !s->o->on_chunk || veil_buf_append(&text, data, n);
-    static const char *const fields[] = {"content", "reasoning_content"};
-    for (size_t i = 0; s->key && i < 2; i++) {
-        json_t *plain;
-        if (open_field(s, delta, fields[i], &plain)) {
-            veil_buf_free(&text);
-            json_decref(chunk);
-            return 1;
-        }
-        if (!plain)
-            continue;
-        if (s->o->on_chunk && spliced)
-            spliced = splice(&text, json_string_value(json_object_get(delta, fields[i])), plain);
-        json_object_set_new(delta, fields[i], plain);
-    }
-    json_t *content = json_object_get(delta, "content");
+    json_t *content =
+        json_object_get(json_object_get(json_array_get(json_object_get(ev.chunk, "choices"), 0), "delta"), "content");
     if (json_string_length(content)) {
         veil_buf_append(&s->answer, json_string_value(content), json_string_length(content));
         if (s->o->on_text)
             s->o->on_text(s->o->ctx, json_string_value(content), json_string_length(content));
     }
     int rc = 0;
-    if (s->o->on_chunk) {
-        char *dumped = NULL;
-        if (!spliced) /* an envelope spelled with escapes: the parsed chunk, serialized again */
-            dumped = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        const char *t = spliced ? text.data : dumped;
-        size_t tl = spliced ? text.len : dumped ? strlen(dumped) : 0;
-        if (!t || s->o->on_chunk(s->o->ctx, chunk, t, tl) != 0) {
-            s->o->stopped = 1;
-            rc = 1;
-        }
-        if (dumped)
-            veil_free_secret(dumped, tl + 1);
+    if (s->o->on_chunk && s->o->on_chunk(s->o->ctx, ev.chunk, ev.text.data, ev.text.len) != 0) {
+        s->o->stopped = 1;
+        rc = 1;
     }
-    veil_buf_free(&text);
-    json_decref(chunk);
+    veil_chat_event_clear(&ev);
     return rc;
 }
 

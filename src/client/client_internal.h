@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 
+#include "veil/buf.h"
 #include "veil/client.h"
 
 const char *veil_client_base(const veil_client *c);
@@ -30,6 +31,24 @@ json_t *veil_client_get_json(veil_client *c, const char *path, long *status, vei
 /* As veil_client_get_json, over curl_handle (a CURL * kept by the caller,
  * so that its connection is reused) when it is not NULL. */
 json_t *veil_client_get_json_on(veil_client *c, void *curl_handle, const char *path, long *status, veil_err *err);
+
+/* One event of a chat completion stream, read (chat_event.c). */
+typedef struct veil_chat_event {
+    int done;      /* the event was [DONE] (nothing else is set) */
+    json_t *chunk; /* the chunk, its sealed fields opened (owned) */
+    veil_buf text; /* with want_text: the server's text, each envelope replaced by its JSON-escaped
+                    * plaintext (re-serialized when an envelope was spelled with escapes); secret */
+} veil_chat_event;
+
+/* Reads one event's data (data[0..n), from the server, untrusted): [DONE],
+ * or a JSON chunk whose delta.content and delta.reasoning_content are, when
+ * key is given (E2EE), envelopes sealed to key and opened here. Returns
+ * VEIL_OK, or VEIL_ERR_MALFORMED (not a JSON object), VEIL_ERR_IO (an error
+ * event; its message in err), VEIL_ERR_AUTH_FAILED (a plaintext, foreign or
+ * non-UTF-8 sealed field), VEIL_ERR_NOMEM. Clear out with veil_chat_event_clear. */
+veil_rc veil_chat_event_open(veil_chat_event *out, const veil_seckey *key, const char *data, size_t n, int want_text,
+                             veil_err *err);
+void veil_chat_event_clear(veil_chat_event *ev);
 
 /* One streamed chat completion, the core of veil_client_chat and of veil
  * proxy. */
