@@ -1,0 +1,147 @@
+/* libFuzzer target over raw HTTP request bytes to veil proxy, which runs in
+ * this process in front of a small upstream of its own (an E2EE, a TEE-only
+ * and a plain model; attestations refused), so that libevent's parser, the
+ * proxy's routes, its reading of the tool's JSON, the capability and E2EE
+ * rules and the attestation failure path all meet the input. After each
+ * input the proxy must still answer GET /veil/status. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "proxy/proxy.h"
+
+static int up_port, proxy_port;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
+
+static const char MODELS[] =
+    "{\"object\":\"list\",\"data\":["
+    "{\"id\":\"e2ee-m\",\"model_spec\":{\"capabilities\":{\"supportsE2EE\":true,\"supportsTeeAttestation\":true}}},"
+    "{\"id\":\"tee-m\",\"model_spec\":{\"capabilities\":{\"supportsTeeAttestation\":true}}},"
+    "{\"id\":\"plain-m\",\"model_spec\":{\"capabilities\":{}}}]}";
+
+/* the upstream: the model list, and 404 for everything else (an attestation that cannot be had) */
+static void upstream_cb(struct evhttp_request *req, void *arg) {
+    (void)arg;
+    struct evbuffer *b = evbuffer_new();
+    const char *uri = evhttp_request_get_uri(req);
+    int models = uri && strstr(uri, "/models") != NULL;
+    evbuffer_add_printf(b, "%s", models ? MODELS : "{\"error\":{\"message\":\"no\"}}");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, models ? 200 : 404, models ? "OK" : "Not Found", b);
+    evbuffer_free(b);
+}
+
+static void *upstream(void *arg) {
+    (void)arg;
+    struct event_base *base = event_base_new();
+    struct evhttp *http = evhttp_new(base);
+    evhttp_set_gencb(http, upstream_cb, NULL);
+    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+    if (!s)
+        abort();
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&a, &al);
+    pthread_mutex_lock(&mu);
+    up_port = ntohs(a.sin_port);
+    pthread_cond_signal(&ready);
+    pthread_mutex_unlock(&mu);
+    event_base_dispatch(base);
+    return NULL;
+}
+
+static void on_ready(void *ctx, const char *host, int p) {
+    (void)ctx, (void)host;
+    pthread_mutex_lock(&mu);
+    proxy_port = p;
+    pthread_cond_signal(&ready);
+    pthread_mutex_unlock(&mu);
+}
+
+static void *proxy(void *arg) {
+    (void)arg;
+    static char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d/api/v1", up_port);
+    static veil_proxy_config c;
+    c.host = "127.0.0.1";
+    c.base_url = base;
+    c.api_key = "k";
+    c.reattest_s = 300;
+    c.timeout_s = 5;
+    c.log = fopen("/dev/null", "w");
+    c.on_ready = on_ready;
+    veil_err err;
+    if (veil_proxy_run(&c, &err) != VEIL_OK) {
+        fprintf(stderr, "veil proxy did not start: %s\n", err.message);
+        abort();
+    }
+    return NULL;
+}
+
+/* Sends bytes on a new connection, closes its sending side, reads what comes
+ * back (until wait_ms of silence); returns the bytes read, -1 if it could not
+ * connect. */
+static long exchange(const void *data, size_t n, char *out, size_t cap, int wait_ms) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)proxy_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (n)
+        (void)send(fd, data, n, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    long got = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    while ((size_t)got < cap && poll(&p, 1, wait_ms) > 0) {
+        ssize_t r = recv(fd, out + got, cap - (size_t)got, 0);
+        if (r <= 0)
+            break;
+        got += r;
+    }
+    close(fd);
+    return got;
+}
+
+static void start(void *(*fn)(void *), int *wait_for) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, NULL) != 0)
+        abort();
+    pthread_detach(t);
+    pthread_mutex_lock(&mu);
+    while (!*wait_for)
+        pthread_cond_wait(&ready, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    start(upstream, &up_port);
+    start(proxy, &proxy_port);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static char buf[1 << 16];
+    if (exchange(data, size, buf, sizeof buf, 200) < 0)
+        abort();
+    static const char status[] = "GET /veil/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    long n = exchange(status, sizeof status - 1, buf, sizeof buf - 1, 5000);
+    if (n < 12 || memcmp(buf, "HTTP/1.1 200", 12) != 0)
+        abort(); /* the input left the proxy unable to answer */
+    return 0;
+}
