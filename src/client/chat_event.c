@@ -35,30 +35,48 @@ static veil_rc open_field(json_t *delta, const char *field, const veil_seckey *k
     return VEIL_OK;
 }
 
-/* text with the JSON string "hex" (quotes included, its first occurrence)
- * replaced by plain, JSON-escaped. Returns 0 when the envelope is not
- * spelled plainly there (escapes), and text is then left as it was. The
- * caller reads the result back to make sure the right string was replaced. */
-static int splice(veil_buf *text, const char *hex, json_t *plain) {
+/* Where the JSON string "hex" (its quotes included) is in data[0..n), or
+ * NULL unless it is there exactly once. */
+static const char *only_place(const char *data, size_t n, const char *hex) {
     size_t hl = strlen(hex);
-    const char *at = text->len > hl + 1 ? memmem(text->data, text->len, hex, hl) : NULL;
-    if (!at || at == text->data || at[-1] != '"' || at + hl >= text->data + text->len || at[hl] != '"')
+    const char *at = hl && n > hl + 1 ? memmem(data, n, hex, hl) : NULL;
+    if (!at || at == data || at[-1] != '"' || at + hl >= data + n || at[hl] != '"')
+        return NULL;
+    const char *again = memmem(at + 1, (size_t)(data + n - at - 1), hex, hl);
+    return again ? NULL : at - 1;
+}
+
+/* out = data with each sealed string (n_fields of them, hex[i] at their
+ * only places) replaced by plain[i], JSON-escaped. Returns 0 when that
+ * cannot be shown to be the chunk that was verified: then the caller
+ * serializes the opened chunk instead. The argument: the event has no
+ * backslash, so every string in it is spelled as its value, and the envelope,
+ * a value of the chunk, appears there once, so that place is the value's. */
+static int splice(veil_buf *out, const char *data, size_t n, const char *const *hex, json_t *const *plain,
+                  size_t n_fields) {
+    const char *at[2];
+    if (!n_fields) /* nothing opened: the server's text is the chunk */
+        return veil_buf_append(out, data, n);
+    if (memchr(data, '\\', n))
         return 0;
-    char *esc = json_dumps(plain, JSON_ENCODE_ANY);
-    if (!esc)
-        return 0;
-    size_t el = strlen(esc), head = (size_t)(at - 1 - text->data), tail = text->len - head - hl - 2;
-    veil_buf next = {.secret = 1};
-    int ok = veil_buf_append(&next, text->data, head) && veil_buf_append(&next, esc, el) &&
-             veil_buf_append(&next, at + hl + 1, tail);
-    veil_free_secret(esc, el + 1);
-    if (!ok) {
-        veil_buf_free(&next);
-        return 0;
+    for (size_t i = 0; i < n_fields; i++)
+        if (!(at[i] = only_place(data, n, hex[i])))
+            return 0;
+    size_t order[2] = {0, 1};
+    if (n_fields == 2 && at[1] < at[0])
+        order[0] = 1, order[1] = 0;
+    const char *from = data;
+    for (size_t k = 0; k < n_fields; k++) {
+        size_t i = order[k];
+        char *esc = json_dumps(plain[i], JSON_ENCODE_ANY);
+        int ok = esc && veil_buf_append(out, from, (size_t)(at[i] - from)) && veil_buf_append(out, esc, strlen(esc));
+        if (esc)
+            veil_free_secret(esc, strlen(esc) + 1);
+        if (!ok)
+            return 0;
+        from = at[i] + strlen(hex[i]) + 2;
     }
-    veil_buf_free(text);
-    *text = next;
-    return 1;
+    return veil_buf_append(out, from, (size_t)(data + n - from));
 }
 
 veil_rc veil_chat_event_open(veil_chat_event *out, const veil_seckey *key, const char *data, size_t n, int want_text,
@@ -82,38 +100,35 @@ veil_rc veil_chat_event_open(veil_chat_event *out, const veil_seckey *key, const
         json_decref(chunk);
         return VEIL_ERR_IO;
     }
-    int spliced = want_text && veil_buf_append(&out->text, data, n);
-    if (want_text && !spliced) {
-        json_decref(chunk);
-        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
-    }
     json_t *delta = json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "delta");
     static const char *const fields[] = {"content", "reasoning_content"};
+    const char *hex[2];
+    json_t *plain[2];
+    size_t field[2], n_open = 0;
     for (size_t i = 0; key && i < 2; i++) {
-        json_t *plain;
-        veil_rc rc = open_field(delta, fields[i], key, &plain, err);
+        json_t *p;
+        veil_rc rc = open_field(delta, fields[i], key, &p, err);
         if (rc != VEIL_OK) {
+            for (size_t k = 0; k < n_open; k++)
+                json_decref(plain[k]);
             json_decref(chunk);
-            veil_buf_free(&out->text);
             return rc;
         }
-        if (!plain)
+        if (!p)
             continue;
-        if (spliced)
-            spliced = splice(&out->text, json_string_value(json_object_get(delta, fields[i])), plain);
-        json_object_set_new(delta, fields[i], plain);
+        hex[n_open] = json_string_value(json_object_get(delta, fields[i]));
+        field[n_open] = i;
+        plain[n_open++] = p;
     }
-    if (spliced) { /* the text handed on must say exactly what was verified: read it back */
-        json_t *back = json_loadb(out->text.data, out->text.len, JSON_REJECT_DUPLICATES, NULL);
-        spliced = back && json_equal(back, chunk);
-        json_decref(back);
-    }
-    if (want_text &&
-        !spliced) { /* an envelope spelled otherwise (escapes, or its hex elsewhere too): serialized again */
-        char *dumped = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    int ok = !want_text || splice(&out->text, data, n, hex, plain, n_open);
+    if (!ok)
         veil_buf_free(&out->text);
+    for (size_t k = 0; k < n_open; k++) /* the chunk now holds the plaintext (hex[k] goes with it) */
+        json_object_set_new(delta, fields[field[k]], plain[k]);
+    if (!ok) { /* the text could not be spliced: the opened chunk, serialized again */
+        char *dumped = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
         out->text.secret = 1;
-        int ok = dumped && veil_buf_append(&out->text, dumped, strlen(dumped));
+        ok = dumped && veil_buf_append(&out->text, dumped, strlen(dumped));
         if (dumped)
             veil_free_secret(dumped, strlen(dumped) + 1);
         if (!ok) {

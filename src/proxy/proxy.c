@@ -51,8 +51,8 @@ void proxy_job_event(proxy_job *j, const char *data, size_t n) {
 
 void proxy_job_flush(proxy_job *j) {
     pthread_mutex_lock(&j->mu);
-    if (evbuffer_get_length(j->out) || j->open)
-        wake(j);
+    if ((evbuffer_get_length(j->out) || j->open) && !j->quiet)
+        wake(j); /* while the loop paces this stream, its timer takes what came */
     pthread_mutex_unlock(&j->mu);
 }
 
@@ -92,6 +92,8 @@ static void job_free(proxy_job *j) {
         evbuffer_free(j->out);
     if (j->wake)
         event_free(j->wake);
+    if (j->pace)
+        event_free(j->pace);
     pthread_mutex_destroy(&j->mu);
     atomic_fetch_sub(&j->p->active, 1);
     free(j);
@@ -124,6 +126,13 @@ static void log_line(proxy_job *j, int status) {
     fflush(logf_(j->p));
 }
 
+/* A stream's events go out at once, and then at most once per PACE_US: what
+ * arrives meanwhile waits for the pacing timer, so that a fast stream costs
+ * one write (and one wake of the tool) per PACE_US rather than per token. */
+#define PACE_US 1000
+
+static void on_pace(evutil_socket_t fd, short what, void *arg);
+
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     proxy_job *j = arg;
@@ -134,7 +143,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     j->reply = NULL;
     if (chunk)
         evbuffer_add_buffer(chunk, j->out);
+    /* pacing starts once the first piece of content is out: time to first token is never paced */
+    int pace = !finished && chunk && evbuffer_get_length(chunk) && j->pace && j->t_first > 0;
+    if (pace)
+        j->quiet = 1;
     pthread_mutex_unlock(&j->mu);
+    if (pace) {
+        struct timeval tv = {0, PACE_US};
+        evtimer_add(j->pace, &tv);
+    }
     int live = j->req && !j->gone;
     if (live && reply && !j->started) { /* a whole reply */
         char *text = json_dumps(reply, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -184,6 +201,16 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
         j->req = NULL;
     }
     job_free(j);
+}
+
+static void on_pace(evutil_socket_t fd, short what, void *arg) {
+    proxy_job *j = arg;
+    pthread_mutex_lock(&j->mu);
+    j->quiet = 0;
+    int more = evbuffer_get_length(j->out) || j->finished;
+    pthread_mutex_unlock(&j->mu);
+    if (more)
+        on_wake(fd, what, arg);
 }
 
 static void *worker(void *arg) {
@@ -299,8 +326,9 @@ static void on_request(struct evhttp_request *req, void *arg) {
     pthread_mutex_init(&j->mu, NULL);
     j->out = evbuffer_new();
     j->wake = event_new(p->base, -1, 0, on_wake, j);
+    j->pace = evtimer_new(p->base, on_pace, j);
     atomic_fetch_add(&p->active, 1);
-    if (!j->out || !j->wake) {
+    if (!j->out || !j->wake || !j->pace) {
         job_free(j);
         return error_now(p, req, path, 500, "veil proxy: out of memory");
     }

@@ -97,8 +97,9 @@ typedef struct proxy_job {
     struct evhttp_request *req; /* NULL once the reply is complete */
     struct evhttp_connection *conn;
     struct event *wake;
-    int gone;    /* the tool left before the end */
-    int started; /* a stream's head is out */
+    struct event *pace; /* a stream's writes are paced (proxy.c, PACE_US) */
+    int gone;           /* the tool left before the end */
+    int started;        /* a stream's head is out */
     double t0;
     size_t bytes;
     char path[48];
@@ -112,6 +113,7 @@ typedef struct proxy_job {
     struct evbuffer *out; /* SSE events to write */
     int open;             /* a stream: its head may go out */
     int finished;         /* the worker is done with the job */
+    int quiet;            /* a paced write is pending: the worker's flushes need not wake the loop */
     int status;           /* a whole reply: its status and body */
     json_t *reply;
     char mode[8];      /* "e2ee", "tee" or "plain", for the log and X-Veil-Mode */
