@@ -150,8 +150,28 @@ int32_t veil_greedy_pick(const float *logits, int32_t vocab);
 
 /* ---- generation ---- */
 
+/* ---- prefix reuse ---- */
+
+/* Finished generations' KV state kept for later prompts that begin with the
+ * same tokens (the next turn of a chat re-reads only its new tokens).
+ * Entries belong to a partition (veil serve: the SHA-256 of the request's
+ * API key) and are only ever reused within it, so that one user cannot time
+ * another's prompts. Bounded by max_bytes (least recently used first out),
+ * in memory only, wiped when evicted or freed. Shared by threads. */
+typedef struct veil_kv_cache veil_kv_cache;
+veil_kv_cache *veil_kv_cache_new(size_t max_bytes);
+void veil_kv_cache_free(veil_kv_cache *c);
+
+typedef struct veil_kv_cache_stats {
+    size_t entries, bytes, max_bytes;
+    uint64_t hits, misses, evictions, tokens_reused;
+} veil_kv_cache_stats;
+void veil_kv_cache_get_stats(veil_kv_cache *c, veil_kv_cache_stats *out) VEIL_NONNULL(1, 2);
+
 typedef struct veil_gen_params {
     veil_sampling sampling;
+    veil_kv_cache *cache;    /* NULL: no prefix reuse */
+    uint8_t partition[32];   /* with cache: whose entries this generation may reuse, and adds to */
     long max_tokens;         /* 0: until the context is full */
     const char *const *stop; /* stop strings */
     size_t n_stop;
@@ -168,6 +188,7 @@ typedef struct veil_gen_callbacks {
 typedef struct veil_gen_result {
     const char *finish_reason; /* "stop" or "length"; NULL: cancelled */
     long prompt_tokens, completion_tokens;
+    long cached_tokens; /* prompt tokens whose KV state came from the cache (not computed again) */
     double prefill_s, decode_s;
 } veil_gen_result;
 

@@ -31,6 +31,7 @@ typedef struct serve_state {
     char gpu_desc[640];         /* GPU evidence, for the banner; "" without a GPU */
     size_t n_llms;
     const veil_tls_identity *tls; /* NULL: plain HTTP */
+    veil_kv_cache *kv_cache;      /* the engine's prefix cache, shared by its models; NULL: off */
 } serve_state;
 
 /* Loads a GGUF model for the built-in engine and adds it as `id` (NULL: its
@@ -57,7 +58,7 @@ static int add_engine_model(serve_state *st, const char *path, const char *id) {
     m->reasoning = in->arch == VEIL_ARCH_QWEN3;
     m->context_length = in->ctx;
     m->max_completion_tokens = in->ctx < 4096 ? in->ctx : 4096;
-    m->backend = veil_engine_backend_new(llm);
+    m->backend = veil_engine_backend_new(llm, st->kv_cache);
     return m->id && m->description && m->backend ? CLI_OK : cli_fail("out of memory");
 }
 
@@ -222,6 +223,8 @@ static void free_models(serve_state *st) {
     for (size_t i = 0; i < st->n_llms; i++)
         veil_llm_free(st->llms[i]);
     st->n_models = st->n_llms = 0;
+    veil_kv_cache_free(st->kv_cache); /* wiped; after the models' backends, which borrow it */
+    st->kv_cache = NULL;
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -234,7 +237,7 @@ int cmd_serve(int argc, char **argv) {
     const char *upstream = NULL, *up_model = NULL, *up_key = NULL, *model_id = NULL, *config = NULL, *tee_name = "auto",
                *model_file = NULL, *gpu_name = "auto";
     long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10, sig_rate = 120, hops = 0,
-         max_streams = 256, header_timeout = 10, body_timeout = 30;
+         max_streams = 256, header_timeout = 10, body_timeout = 30, kv_mib = 256;
     int trust_proxy = 0, tls_on = 0;
     const char *tls_cert = NULL, *tls_key = NULL;
     const cli_opt opts[] = {
@@ -258,6 +261,9 @@ int cmd_serve(int argc, char **argv) {
         OPT_STR("upstream-key", &up_key, "KEY", "bearer key for the upstream"),
         OPT_LONG("upstream-timeout", &timeout, 1, 86400, "S", "seconds of upstream silence before 504 (default 60)"),
         OPT_STR("model", &model_file, "FILE.gguf", "serve a GGUF model with the built-in engine"),
+        OPT_LONG("kv-cache-mib", &kv_mib, 0, 1L << 20, "MIB",
+                 "the engine keeps finished chats' KV state up to this much memory, reused per API key by "
+                 "the next turn (default 256; 0: off)"),
         OPT_STR("model-id", &model_id, "ID",
                 "the id clients use (default: the upstream model name, or the\n"
                 "GGUF file's general.name)"),
@@ -316,6 +322,8 @@ int cmd_serve(int argc, char **argv) {
         return cli_fail("no state directory: pass --state DIR or set VEIL_STATE_DIR or HOME");
     if (cli_mkdir_p(st.state_dir) != 0)
         return cli_fail("cannot make the state directory %s", st.state_dir);
+    if (kv_mib > 0 && !(st.kv_cache = veil_kv_cache_new((size_t)kv_mib << 20)))
+        return cli_fail("out of memory");
     if (config) {
         int rc = load_config(&st, config, timeout);
         if (rc != CLI_OK)

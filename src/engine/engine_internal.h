@@ -124,6 +124,21 @@ veil_swiglu_fn veil_swiglu_for(void);
  * part before its last); 1, or 0 on a bad token or position. */
 int veil_llm_prefill_kv(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0);
 
+/* The bytes a session's keys and values take now (each of the two arrays). */
+size_t veil_llm_session_kv_bytes(const veil_llm_session *s);
+
+/* Prefix reuse (kvcache.c): the entry of model m in partition part whose
+ * tokens share the longest prefix with prompt[0..n) (at most n - 1 tokens,
+ * so that the last is always computed; and at least half the entry's, or
+ * 256, so that an entry is not given up for a few shared template tokens),
+ * taken out of the cache, with that length in *reuse; NULL when none. */
+veil_llm_session *veil_kv_cache_take(veil_kv_cache *c, const veil_llm *m, const uint8_t part[32], const int32_t *prompt,
+                                     size_t n, size_t *reuse);
+/* Keeps session s (owned from now on) whose KV holds tokens[0..n), evicting
+ * the least recently used entries beyond the bound; too big: wiped and freed. */
+void veil_kv_cache_put(veil_kv_cache *c, const veil_llm *m, const uint8_t part[32], veil_llm_session *s,
+                       const int32_t *tokens, size_t n);
+
 /* Tokens a pass over the weights takes at most: a prompt's chunk, or concurrent decode steps. */
 #define VEIL_BATCH 32
 

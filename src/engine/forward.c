@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine_internal.h"
+#include "veil/secure.h"
 
 #define BATCH VEIL_BATCH
 
@@ -154,9 +155,17 @@ static void mat_row(const veil_mat *w, int r, float *out, uint8_t *scratch) {
     veil_dequantize_row(w->type, scratch, out, (size_t)w->cols);
 }
 
+size_t veil_llm_session_kv_bytes(const veil_llm_session *s) {
+    const veil_llm_info *in = &s->m->info;
+    return (size_t)in->n_layers * in->n_kv_heads * (size_t)s->cap * in->head_dim * 4;
+}
+
 void veil_llm_session_free(veil_llm_session *s) {
     if (!s) return;
-    free(s->logits), free(s->kc), free(s->vc);
+    /* keys and values are a function of the prompt: wiped, as the prompt would be */
+    size_t kv = veil_llm_session_kv_bytes(s);
+    veil_free_secret(s->kc, kv), veil_free_secret(s->vc, kv);
+    veil_free_secret(s->logits, (size_t)s->m->info.vocab * 4);
     free(s);
 }
 
@@ -239,7 +248,8 @@ static int grow_cache(veil_llm_session *s, int need) {
         memcpy(kc + r * cap * hd, s->kc + r * s->cap * hd, (size_t)s->cap * hd * 4);
         memcpy(vc + r * cap * hd, s->vc + r * s->cap * hd, (size_t)s->cap * hd * 4);
     }
-    free(s->kc), free(s->vc);
+    size_t old = veil_llm_session_kv_bytes(s);
+    veil_free_secret(s->kc, old), veil_free_secret(s->vc, old);
     s->kc = kc, s->vc = vc;
     s->cap = cap;
     return 1;

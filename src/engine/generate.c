@@ -8,6 +8,7 @@
 #include "base/base.h"
 #include "engine_internal.h"
 #include "veil/buf.h"
+#include "veil/secure.h"
 
 /* Length of the longest suffix of s[0..n) that is a proper prefix of tag. */
 static size_t partial_suffix(const char *s, size_t n, const char *tag) {
@@ -161,7 +162,13 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
                             prompt->n);
     long room = in->ctx - (long)prompt->n;
     long max = p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens : room;
-    veil_llm_session *s = veil_llm_session_new(m, (int)(prompt->n + (size_t)max));
+    /* with a cache, the session may grow to the whole context: a later turn continues it */
+    size_t reuse = 0;
+    veil_llm_session *s =
+        p->cache ? veil_kv_cache_take(p->cache, m, p->partition, prompt->ids, prompt->n, &reuse) : NULL;
+    if (!s) s = veil_llm_session_new(m, p->cache ? in->ctx : (int)(prompt->n + (size_t)max));
+    res->cached_tokens = (long)reuse;
+    size_t fed = 0; /* positions whose keys and values the session holds, in order */
     veil_sampler *sp = veil_sampler_new(&p->sampling, in->vocab);
     int32_t *hist = malloc((prompt->n + (size_t)max + 1) * sizeof *hist);
     float *logits = malloc((size_t)in->vocab * sizeof *logits);
@@ -178,8 +185,8 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     const float *out = NULL;
     /* prefill in chunks, so that a client that leaves stops a long prompt early; the last
      * token's logits from the last chunk only */
-    for (size_t i = 0; i < prompt->n; i += 128) {
-        if (i && cb->cancelled && cb->cancelled(cb->ctx)) goto done;
+    for (size_t i = reuse; i < prompt->n; i += 128) {
+        if (i > reuse && cb->cancelled && cb->cancelled(cb->ctx)) goto done;
         size_t n = prompt->n - i < 128 ? prompt->n - i : 128;
         int last = i + n == prompt->n;
         if (last ? !(out = veil_llm_prefill(s, prompt->ids + i, n, (int)i, NULL))
@@ -188,6 +195,7 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
             goto done;
         }
     }
+    fed = prompt->n;
     double t1 = veil_now_s();
     res->prefill_s = t1 - t0;
     veil_llm_decode_begin(m);
@@ -216,9 +224,12 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
             finish = "stop";
             break;
         }
-        if (n + 1 < max && !(out = veil_llm_step(s, t, (int)(nh - 1)))) {
-            rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for the KV cache");
-            goto done;
+        if (n + 1 < max) {
+            if (!(out = veil_llm_step(s, t, (int)(nh - 1)))) {
+                rc = veil_err_set(err, VEIL_ERR_NOMEM, "out of memory for the KV cache");
+                goto done;
+            }
+            fed = nh;
         }
     }
     if (!veil_textout_finish(&g)) {
@@ -229,8 +240,13 @@ veil_rc veil_generate(const veil_llm *m, const veil_tokens *prompt, const veil_g
     res->finish_reason = finish;
 done:
     if (decoding) veil_llm_decode_end(m);
+    if (s && p->cache && rc == VEIL_OK && res->finish_reason && fed) {
+        veil_kv_cache_put(p->cache, m, p->partition, s, hist, fed); /* the next turn starts here */
+        s = NULL;
+    }
     veil_textout_clear(&g);
-    free(hist), free(logits);
+    veil_free_secret(hist, (prompt->n + (size_t)max + 1) * sizeof *hist);
+    free(logits);
     veil_sampler_free(sp);
     veil_llm_session_free(s);
     return rc;

@@ -45,7 +45,8 @@ static int e2ee_rules(void *arg, json_t *body, veil_chat_request *out, veil_http
 
 size_t http_chat(server *s, struct evhttp_request *req, double t0, int *status) {
     const char *why;
-    if (!http_authorized(s, req, &why)) {
+    uint8_t key_hash[32];
+    if (!http_authorized(s, req, &why, key_hash)) {
         *status = 401;
         return http_send_error(s, req, 401, why, NULL);
     }
@@ -80,6 +81,8 @@ size_t http_chat(server *s, struct evhttp_request *req, double t0, int *status) 
         *status = e.status;
         return http_send_error(s, req, e.status, e.message, e.param);
     }
+    memcpy(st->creq.key_hash, key_hash, sizeof key_hash);
+    veil_wipe(key_hash, sizeof key_hash);
     pthread_mutex_lock(&s->mu);
     int full = s->active >= s->cfg->max_streams || s->shutting_down;
     if (!full) {

@@ -30,16 +30,21 @@ static double num(json_t *body, const char *key, double dflt) {
 
 /* A message's text: its string, or its text parts joined by newlines. */
 static char *message_text(json_t *content) {
-    if (json_is_string(content)) return strdup(json_string_value(content));
+    if (json_is_string(content))
+        return strdup(json_string_value(content));
     size_t len = 0, i;
     json_t *part;
-    json_array_foreach(content, i, part) len += json_string_length(json_object_get(part, "text")) + 1;
+    json_array_foreach(content, i, part)
+        len += json_string_length(json_object_get(part, "text")) + 1;
     char *s = malloc(len + 1), *o = s;
-    if (!s) return NULL;
+    if (!s)
+        return NULL;
     json_array_foreach(content, i, part) {
         json_t *t = json_object_get(part, "text");
-        if (!json_is_string(t)) continue;
-        if (o != s) *o++ = '\n';
+        if (!json_is_string(t))
+            continue;
+        if (o != s)
+            *o++ = '\n';
         memcpy(o, json_string_value(t), json_string_length(t));
         o += json_string_length(t);
     }
@@ -47,8 +52,14 @@ static char *message_text(json_t *content) {
     return s;
 }
 
+typedef struct engine {
+    const veil_llm *llm;
+    veil_kv_cache *cache; /* borrowed; NULL: no prefix reuse */
+} engine;
+
 static void generate(veil_backend *b, const veil_chat_request *req, const veil_gen_sink *sink) {
-    const veil_llm *llm = b->impl;
+    const engine *eng = b->impl;
+    const veil_llm *llm = eng->llm;
     json_t *body = req->body, *vp = json_object_get(body, "venice_parameters");
     size_t n = json_array_size(req->messages);
     veil_chat_msg *msgs = calloc(n ? n : 1, sizeof *msgs);
@@ -61,7 +72,8 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
         json_t *m = json_array_get(req->messages, i);
         msgs[i].role = json_string_value(json_object_get(m, "role"));
         ok = msgs[i].role && (texts[i] = message_text(json_object_get(m, "content")));
-        if (ok) msgs[i].content = texts[i];
+        if (ok)
+            msgs[i].content = texts[i];
     }
     const veil_llm_info *info = veil_llm_get_info(llm);
     int disable_thinking = json_is_true(json_object_get(vp, "disable_thinking"));
@@ -81,17 +93,23 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     p.sampling.presence_penalty = (float)num(body, "presence_penalty", 0);
     p.sampling.frequency_penalty = (float)num(body, "frequency_penalty", 0);
     json_t *seed = json_object_get(body, "seed");
-    if (json_is_integer(seed)) p.sampling.seed = (uint64_t)json_integer_value(seed) * 2 + 1; /* never 0: 0 = random */
+    if (json_is_integer(seed))
+        p.sampling.seed = (uint64_t)json_integer_value(seed) * 2 + 1; /* never 0: 0 = random */
     json_t *stop = json_object_get(body, "stop");
-    if (json_is_string(stop)) stops[n_stop++] = json_string_value(stop);
+    if (json_is_string(stop))
+        stops[n_stop++] = json_string_value(stop);
     size_t k;
     json_t *s;
-    json_array_foreach(stop, k, s) if (n_stop < 4 && json_is_string(s)) stops[n_stop++] = json_string_value(s);
+    json_array_foreach(stop, k, s)
+        if (n_stop < 4 && json_is_string(s))
+            stops[n_stop++] = json_string_value(s);
     p.stop = stops;
     p.n_stop = n_stop;
     p.max_tokens = req->max_tokens ? req->max_tokens : req->model->max_completion_tokens;
     p.reasoning = info->arch == VEIL_ARCH_QWEN3;
     p.strip_thinking = json_is_true(json_object_get(vp, "strip_thinking_response"));
+    p.cache = eng->cache; /* reused only under the same API key */
+    memcpy(p.partition, req->key_hash, sizeof p.partition);
     relay x = {sink};
     veil_gen_callbacks cb = {&x, on_piece, on_cancelled};
     veil_gen_result res;
@@ -101,8 +119,11 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
         sink->fail(sink->ctx, "context_length_exceeded", 400, err.message);
     else if (rc != VEIL_OK)
         sink->fail(sink->ctx, NULL, 500, "The model failed to generate");
-    else
+    else {
+        if (sink->cached)
+            sink->cached(sink->ctx, res.cached_tokens);
         sink->done(sink->ctx, res.finish_reason ? res.finish_reason : "stop", res.prompt_tokens, res.completion_tokens);
+    }
 done:
     for (size_t i = 0; texts && i < n; i++)
         if (texts[i]) {
@@ -111,18 +132,30 @@ done:
         }
     free(texts);
     free(msgs);
-    if (prompt.ids) veil_wipe(prompt.ids, prompt.n * sizeof *prompt.ids);
+    if (prompt.ids)
+        veil_wipe(prompt.ids, prompt.n * sizeof *prompt.ids);
+    veil_wipe(p.partition, sizeof p.partition);
     veil_tokens_free(&prompt);
 }
 
-static void backend_free(veil_backend *b) { free(b); }
+static void backend_free(veil_backend *b) {
+    free(b->impl);
+    free(b);
+}
 
-veil_backend *veil_engine_backend_new(const veil_llm *llm) {
+veil_backend *veil_engine_backend_new(const veil_llm *llm, veil_kv_cache *cache) {
     veil_backend *b = calloc(1, sizeof *b);
-    if (!b) return NULL;
+    engine *e = calloc(1, sizeof *e);
+    if (!b || !e) {
+        free(b);
+        free(e);
+        return NULL;
+    }
+    e->llm = llm;
+    e->cache = cache;
     b->name = "engine";
     b->generate = generate;
     b->free = backend_free;
-    b->impl = (void *)llm;
+    b->impl = e;
     return b;
 }

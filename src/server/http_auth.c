@@ -11,7 +11,7 @@
 #include "http_internal.h"
 #include "veil/secure.h"
 
-int http_authorized(server *s, struct evhttp_request *req, const char **why) {
+int http_authorized(server *s, struct evhttp_request *req, const char **why, uint8_t key_hash[32]) {
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
         *why = "Missing API key: send Authorization: Bearer <key>";
@@ -28,6 +28,9 @@ int http_authorized(server *s, struct evhttp_request *req, const char **why) {
         ok |= veil_ct_equal(hash, s->store_hashes[i], 32);
     pthread_rwlock_unlock(&s->keys_lock);
     *why = "Invalid API key";
+    if (ok && key_hash)
+        memcpy(key_hash, hash, 32);
+    veil_wipe(hash, sizeof hash);
     return ok;
 }
 

@@ -141,7 +141,7 @@ struct stream {
     int first_out_done;
     int failed, fail_status;
     char fail_msg[300], fail_code[48], finish[32];
-    long prompt_tokens, completion_tokens;
+    long prompt_tokens, completion_tokens, cached_tokens;
     /* non-streaming answers are gathered here (secret buffers) */
     veil_buf content, reasoning;
     /* where a streamed answer's time to first byte goes: the worker started, the backend's first
@@ -200,7 +200,8 @@ size_t http_conn_pending_out(struct evhttp_connection *conn);
 void http_conn_abort(struct evhttp_connection *conn);
 
 /* ---- http_auth.c ---- */
-int http_authorized(server *s, struct evhttp_request *req, const char **why);
+/* 1 when the request's bearer key is accepted (its SHA-256 in key_hash, which may be NULL), else 0 with why. */
+int http_authorized(server *s, struct evhttp_request *req, const char **why, uint8_t key_hash[32]);
 int http_auth_start(server *s);
 void http_auth_stop(server *s);
 

@@ -41,7 +41,8 @@ typedef struct veil_chat_request {
     json_t *body;           /* the whole request (owned reference) */
     json_t *messages;       /* the messages as the backend sees them (owned), server prompt prepended if any */
     int stream, include_usage;
-    long max_tokens; /* 0: model default */
+    long max_tokens;      /* 0: model default */
+    uint8_t key_hash[32]; /* SHA-256 of the API key the request came with: whose prefix cache it may use */
 } veil_chat_request;
 
 /* An HTTP-level refusal: status, the exact message and the parameter it
@@ -115,6 +116,9 @@ typedef struct veil_gen_sink {
     /* pieces may be held back (so that a burst goes out in one write) until flush, done or
      * fail: a backend calls flush whenever it is about to wait for more output */
     void (*flush)(void *ctx);
+    /* before done: how many prompt tokens came from the prefix cache (may be NULL; not called
+     * by backends without one) */
+    void (*cached)(void *ctx, long cached_tokens);
 } veil_gen_sink;
 
 /* ---- the upstream's event stream (relay_events.c) ---- */
@@ -174,7 +178,8 @@ typedef struct veil_backend {
 
 /* The built-in engine serving one loaded model (borrowed; outlives the backend). */
 struct veil_llm;
-veil_backend *veil_engine_backend_new(const struct veil_llm *llm);
+struct veil_kv_cache;
+veil_backend *veil_engine_backend_new(const struct veil_llm *llm, struct veil_kv_cache *cache);
 
 /* An OpenAI-compatible upstream server (vLLM, llama.cpp, SGLang, Ollama).
  * base_url like "http://127.0.0.1:8000/v1"; key may be NULL. */

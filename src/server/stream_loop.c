@@ -326,6 +326,12 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
         long pt = st->prompt_tokens, ct = st->completion_tokens;
         json_t *usage = json_pack("{s:i, s:i, s:i}", "prompt_tokens", (json_int_t)pt, "completion_tokens",
                                   (json_int_t)ct, "total_tokens", (json_int_t)(pt + ct));
+        pthread_mutex_lock(&st->mu);
+        long cached = st->cached_tokens;
+        pthread_mutex_unlock(&st->mu);
+        if (cached > 0) /* OpenAI's field: the prompt tokens the prefix cache spared */
+            json_object_set_new(usage, "prompt_tokens_details",
+                                json_pack("{s:I}", "cached_tokens", (json_int_t)cached));
         if (!st->req || st->client_gone) {
             json_decref(usage);
             http_log_request(st->srv, "POST", "/api/v1/chat/completions", 499, st->t0, st->bytes, st->id);

@@ -152,6 +152,13 @@ static void sink_piece(void *ctx, const char *c, size_t cl, const char *r, size_
         event_active(st->wake, EV_READ, 0);
 }
 
+static void sink_cached(void *ctx, long cached) {
+    stream *st = ctx;
+    pthread_mutex_lock(&st->mu);
+    st->cached_tokens = cached;
+    pthread_mutex_unlock(&st->mu);
+}
+
 static void sink_done(void *ctx, const char *finish, long pt, long ct) {
     stream *st = ctx;
     sink_flush(st);
@@ -241,7 +248,8 @@ void *stream_worker(void *arg) {
                           st->creq.e2ee ? sink_done_e2ee : sink_done,
                           stream_sink_fail,
                           sink_cancelled,
-                          sink_flush};
+                          sink_flush,
+                          sink_cached};
     veil_backend *b = st->creq.model->backend;
     veil_http_error e;
     if (st->creq.e2ee &&

@@ -134,6 +134,43 @@ def _():
     assert d["mode"] == "E2EE" and d["signature_verified"] is True and isinstance(d["answer"], str), d
 
 
+@check("prefix reuse: the next turn under the same key reuses the history (usage.prompt_tokens_details), "
+       "another key does not, and the answer is the one a server without the cache gives")
+def _():
+    state2 = os.path.join(tmp, "kv")
+    p, port, _, _ = start_serve(["--api-key", KEY, "--api-key", "other-key", "--tee", "none"], state2)
+    p0, port0, _, _ = start_serve(["--api-key", KEY, "--tee", "none", "--kv-cache-mib", "0"], state2 + "0")
+    try:
+        history = [{"role": "system", "content": "You answer in one short sentence."},
+                   {"role": "user", "content": "Which river runs through Paris, and where does it reach the sea?"}]
+        first = {"model": "veil-tiny", "messages": history, "max_tokens": 12, "temperature": 0}
+        st, text = chat(first, port)
+        assert st == 200, text
+        d1 = json.loads(text)
+        assert "prompt_tokens_details" not in d1["usage"], d1["usage"]  # a cold start reuses nothing
+        second = dict(first, messages=history + [d1["choices"][0]["message"], {"role": "user", "content": "Why?"}])
+        st, text = chat(second, port)
+        d2 = json.loads(text)
+        cached = d2["usage"].get("prompt_tokens_details", {}).get("cached_tokens", 0)
+        assert cached >= d1["usage"]["prompt_tokens"] and cached < d2["usage"]["prompt_tokens"], (d1["usage"], d2["usage"])
+        st, text = chat(second, port0)  # no cache: the same greedy answer
+        assert json.loads(text)["choices"][0]["message"] == d2["choices"][0]["message"], text
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)  # another key: nothing reused
+        c.request("POST", "/api/v1/chat/completions", body=json.dumps(second),
+                  headers={"Content-Type": "application/json", "Authorization": "Bearer other-key"})
+        d3 = json.loads(c.getresponse().read())
+        assert "prompt_tokens_details" not in d3["usage"], d3["usage"]
+        assert d3["choices"][0]["message"] == d2["choices"][0]["message"]
+        # streamed, with usage: the same field in the usage chunk
+        st, text = chat(dict(second, stream=True, stream_options={"include_usage": True}), port)
+        usage = [e for e in events(text) if e.get("usage")][-1]["usage"]
+        assert usage.get("prompt_tokens_details", {}).get("cached_tokens", 0) > 0, usage
+    finally:
+        for proc in (p, p0):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
 @check("veil attest verifies the simulated GPU's evidence; --gpu none has none; --gpu nvml without NVML fails at start")
 def _():
     r = subprocess.run([VEIL, "attest", "--base-url", f"http://127.0.0.1:{PORT}/api/v1", "--model", "veil-tiny",

@@ -59,8 +59,10 @@ static void valid_file(bb *b, uint32_t tensor_type, uint64_t ne0, uint64_t offse
     u64(b, ne0);
     u32(b, tensor_type);
     u64(b, offset);
-    while (b->n % 32) b->b[b->n++] = 0;
-    for (int i = 0; i < 32; i++) put(b, &(float){(float)i}, 4);
+    while (b->n % 32)
+        b->b[b->n++] = 0;
+    for (int i = 0; i < 32; i++)
+        put(b, &(float){(float)i}, 4);
 }
 
 static veil_rc parse(const bb *b) {
@@ -189,19 +191,23 @@ static void test_model_load_errors(void **state) {
 static void test_half_formats(void **state) {
     (void)state;
     for (uint32_t h = 0; h < 65536; h++) {
-        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue; /* NaN */
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff))
+            continue; /* NaN */
         assert_int_equal(veil_f32_to_f16(veil_f16_to_f32((uint16_t)h)), h);
-        if (((h << 16) & 0x7f800000u) == 0x7f800000u && (h & 0x7f)) continue;
+        if (((h << 16) & 0x7f800000u) == 0x7f800000u && (h & 0x7f))
+            continue;
         assert_int_equal(veil_f32_to_bf16(veil_bf16_to_f32((uint16_t)h)), h);
     }
     assert_true(veil_f16_to_f32(veil_f32_to_f16(1.0f + 1.0f / 4096)) == 1.0f); /* ties to even */
     assert_true(veil_f16_to_f32(veil_f32_to_f16(65520.0f)) == INFINITY);
     float src[32], back[32];
     uint8_t q[34];
-    for (int i = 0; i < 32; i++) src[i] = sinf((float)i) * 3;
+    for (int i = 0; i < 32; i++)
+        src[i] = sinf((float)i) * 3;
     veil_quantize_row(VEIL_GGML_Q8_0, src, q, 32);
     veil_dequantize_row(VEIL_GGML_Q8_0, q, back, 32);
-    for (int i = 0; i < 32; i++) assert_true(fabsf(back[i] - src[i]) <= 3.0f / 127);
+    for (int i = 0; i < 32; i++)
+        assert_true(fabsf(back[i] - src[i]) <= 3.0f / 127);
 }
 
 /* The word-wise decoder of Q4_K/Q5_K scales and mins gives what the
@@ -239,12 +245,15 @@ static void test_quantize_levels_agree(void **state) {
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             float scale = powf(10.0f, (float)((r >> 20) % 9) - 4.0f); /* 1e-4 … 1e4 */
             x[i] = ((float)((int64_t)(r >> 33) % 20001 - 10000) / 10000.0f) * scale;
-            if (i / 32 == round) x[i] = 0; /* one all-zero block */
-            if (i % 97 == 0) x[i] = (float)(i % 5) - 2.0f + 0.5f; /* ties: x·(1/s) may land on .5 */
+            if (i / 32 == round)
+                x[i] = 0; /* one all-zero block */
+            if (i % 97 == 0)
+                x[i] = (float)(i % 5) - 2.0f + 0.5f; /* ties: x·(1/s) may land on .5 */
         }
         veil_quantize_act_level(0, x, N, q0, d0, s0);
         for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
-            if (!veil_dot_variant(VEIL_GGML_Q8_0, level)) continue;
+            if (!veil_dot_variant(VEIL_GGML_Q8_0, level))
+                continue;
             memset(q1, 0x55, sizeof q1);
             veil_quantize_act_level(level, x, N, q1, d1, s1);
             assert_memory_equal(q0, q1, sizeof q0);
@@ -269,9 +278,11 @@ static void test_kernels_agree(void **state) {
     for (int i = 0; i < N; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         w[i] = (float)((int64_t)(r >> 11) % 2000 - 1000) / 997.0f;
-        for (int t = 0; t < 4; t++) x[t][i] = sinf((float)(i * (t + 1))) * 2.5f;
+        for (int t = 0; t < 4; t++)
+            x[t][i] = sinf((float)(i * (t + 1))) * 2.5f;
     }
-    for (int t = 0; t < 4; t++) veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
+    for (int t = 0; t < 4; t++)
+        veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
     static const uint32_t types[] = {VEIL_GGML_F32,  VEIL_GGML_F16,  VEIL_GGML_BF16, VEIL_GGML_Q8_0, VEIL_GGML_Q4_0,
                                      VEIL_GGML_Q5_0, VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
     static const int lens[] = {32, 96, 896, N};
@@ -279,7 +290,8 @@ static void test_kernels_agree(void **state) {
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (size_t l = 0; l < 4; l++) {
             int n = lens[l];
-            if (veil_ggml_block_elems(types[k]) == 256 && n % 256) continue;
+            if (veil_ggml_block_elems(types[k]) == 256 && n % 256)
+                continue;
             veil_quantize_row(types[k], w, row, (size_t)n);
             float a = veil_dot_variant(types[k], 0)(row, x[0], xq[0], xd[0], xs[0], n);
             /* exactly what the kernel stands for: the dequantized row times x, or for the
@@ -288,11 +300,13 @@ static void test_kernels_agree(void **state) {
             veil_dequantize_row(types[k], row, deq, (size_t)n);
             double want = 0;
             int int8 = veil_ggml_block_elems(types[k]) > 1;
-            for (int i = 0; i < n; i++) want += (double)deq[i] * (int8 ? (double)xq[0][i] * xd[0][i / 32] : x[0][i]);
+            for (int i = 0; i < n; i++)
+                want += (double)deq[i] * (int8 ? (double)xq[0][i] * xd[0][i / 32] : x[0][i]);
             assert_true(fabs(a - want) <= 1e-4 * (1.0 + fabs(want)));
             for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
                 veil_dot_fn f = veil_dot_variant(types[k], level);
-                if (!f) continue; /* this CPU lacks the level: said below */
+                if (!f)
+                    continue; /* this CPU lacks the level: said below */
                 float b = f(row, x[0], xq[0], xd[0], xs[0], n);
                 if (!(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(a)))) { /* every disagreement said, then failed */
                     print_message("type %s, n %d: portable %g, %s %g\n", veil_ggml_type_name(types[k]), n, (double)a,
@@ -304,7 +318,8 @@ static void test_kernels_agree(void **state) {
     /* four tokens against one row, for every type that has such a kernel */
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++)
         for (int level = 0; level < VEIL_KERNEL_LEVELS; level++) {
-            if (!veil_dot_variant(types[k], level)) continue;
+            if (!veil_dot_variant(types[k], level))
+                continue;
             veil_dot4_fn dot4 = veil_dot4_variant(types[k], level);
             if (!dot4) {
                 assert_true(veil_ggml_block_elems(types[k]) == 1); /* only the float types go without */
@@ -312,7 +327,8 @@ static void test_kernels_agree(void **state) {
             }
             for (size_t l = 0; l < 4; l++) {
                 int n = lens[l]; /* token t's first n activations at xq[0] + t·N */
-                if (veil_ggml_block_elems(types[k]) == 256 && n % 256) continue;
+                if (veil_ggml_block_elems(types[k]) == 256 && n % 256)
+                    continue;
                 veil_quantize_row(types[k], w, row, (size_t)n);
                 float o[4];
                 dot4(row, xq[0], xd[0], xs[0], n, N, o);
@@ -354,7 +370,8 @@ static void test_interleaved_rows(void **state) {
             float rnd = (float)((int64_t)(r >> 11) % 2001 - 1000) / 250.0f;
             x[t][i] = t == 3 ? 0.0f : t == 4 ? (i % 3 ? 5.0f : -5.0f) : rnd;
         }
-    for (int t = 0; t < T; t++) veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
+    for (int t = 0; t < T; t++)
+        veil_quantize_act(x[t], N, xq[t], xd[t], xs[t]);
     static const uint32_t types[] = {VEIL_GGML_Q8_0, VEIL_GGML_Q4_0, VEIL_GGML_Q5_0,
                                      VEIL_GGML_Q4_K, VEIL_GGML_Q5_K, VEIL_GGML_Q6_K};
     /* blocks of 32, of 256; the longest span two of the runs of blocks that 8 tokens or more unpack
@@ -377,7 +394,8 @@ static void test_interleaved_rows(void **state) {
                     uint16_t h = (uint16_t)(((r >> 40) & 0x8000) | ((5 + (r >> 20) % 8) << 10) | ((r >> 30) & 0x3ff));
                     memcpy(rows + i + at[f], &h, 2);
                 }
-            for (int g = 0; g < ROWS; g += 8) veil_x8_pack(types[k], rows + g * rb, n, packed + g * rb);
+            for (int g = 0; g < ROWS; g += 8)
+                veil_x8_pack(types[k], rows + g * rb, n, packed + g * rb);
             for (int row = 0; row < ROWS; row++) {
                 veil_x8_unpack_row(types[k], packed + (row / 8 * 8) * rb, row % 8, n, back);
                 assert_memory_equal(back, rows + row * rb, rb);
@@ -388,7 +406,8 @@ static void test_interleaved_rows(void **state) {
                     want[t][row] = veil_dot_variant(types[k], 0)(rows + row * rb, x[t], xq[t], xd[t], xs[t], n);
             for (int level = 0; level < VEIL_KERNEL_LEVELS; level++) {
                 veil_dot8_fn f8 = veil_dot8_variant(types[k], level);
-                if (!f8) continue;
+                if (!f8)
+                    continue;
                 compared++;
                 for (int nt = 1; nt <= T; nt++) { /* token t at xq[0] + t·N */
                     for (int g = 0; g < ROWS; g += 8)
@@ -402,7 +421,8 @@ static void test_interleaved_rows(void **state) {
                 }
             }
         }
-    if (!compared) print_message("interleaved kernels: none on this CPU, only the layout checked\n");
+    if (!compared)
+        print_message("interleaved kernels: none on this CPU, only the layout checked\n");
     assert_int_equal(bad, 0);
 }
 
@@ -418,9 +438,10 @@ static void test_swiglu_levels(void **state) {
         g[i] = (float)((int64_t)(r >> 33) % 20001 - 10000) / 400.0f; /* −25 … 25 */
         u[i] = (float)((int64_t)(r >> 13) % 20001 - 10000) / 5000.0f;
     }
-    static const float ends[] = {0.0f, -0.0f, 1e-30f, -1e-30f, 87.5f, -87.5f, 88.0f, -88.0f, 89.0f, -89.0f, 200.0f,
-                                 -200.0f, 3e38f, -3e38f};
-    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++) g[50 * i + 3] = ends[i];
+    static const float ends[] = {0.0f,   -0.0f, 1e-30f, -1e-30f, 87.5f,   -87.5f, 88.0f,
+                                 -88.0f, 89.0f, -89.0f, 200.0f,  -200.0f, 3e38f,  -3e38f};
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++)
+        g[50 * i + 3] = ends[i];
     veil_swiglu_fn portable = veil_swiglu_variant(0);
     assert_non_null(portable);
     for (size_t n = 1; n <= N; n = n < 20 ? n + 1 : n * 3 < N ? n * 3 : n < N ? N : N + 1) {
@@ -432,7 +453,8 @@ static void test_swiglu_levels(void **state) {
         }
         for (int level = 1; level < VEIL_KERNEL_LEVELS; level++) {
             veil_swiglu_fn f = veil_swiglu_variant(level);
-            if (!f) continue;
+            if (!f)
+                continue;
             memcpy(o1, g, sizeof g);
             f(o1, u, n);
             assert_memory_equal(o0, o1, n * sizeof *o1);
@@ -474,20 +496,25 @@ static void test_attention_levels(void **state) {
                 double mx = -INFINITY, sum = 0;
                 for (int p = 0; p <= last; p++) {
                     double d = 0;
-                    for (int i = 0; i < hd; i++) d += (double)q[h * hd + i] * k[(size_t)p * STRIDE + 5 + i];
+                    for (int i = 0; i < hd; i++)
+                        d += (double)q[h * hd + i] * k[(size_t)p * STRIDE + 5 + i];
                     w[p] = d * scale;
-                    if (w[p] > mx) mx = w[p];
+                    if (w[p] > mx)
+                        mx = w[p];
                 }
-                for (int p = 0; p <= last; p++) sum += (w[p] = exp(w[p] - mx));
+                for (int p = 0; p <= last; p++)
+                    sum += (w[p] = exp(w[p] - mx));
                 for (int i = 0; i < hd; i++) {
                     double ref = 0;
-                    for (int p = 0; p <= last; p++) ref += w[p] / sum * v[(size_t)p * STRIDE + 9 + i];
+                    for (int p = 0; p <= last; p++)
+                        ref += w[p] / sum * v[(size_t)p * STRIDE + 9 + i];
                     assert_true(fabs(o0[h * hd + i] - ref) <= 1e-4 * (1 + fabs(ref)));
                 }
             }
             for (int level = 0; level < VEIL_KERNEL_LEVELS; level++) {
                 veil_attend_fn f = veil_attend_variant(level);
-                if (!f) continue;
+                if (!f)
+                    continue;
                 memset(o1, 0x55, sizeof o1);
                 f(q, NQ, k + 5, v + 9, STRIDE, last, hd, scale, att, o1);
                 assert_memory_equal(o0, o1, (size_t)NQ * hd * 4);
@@ -515,7 +542,8 @@ static void test_threads_agree(void **state) {
         for (int i = 0; i < 16 && lg; i++) {
             int32_t best = 0;
             for (int32_t v = 1; v < veil_llm_get_info(m)->vocab; v++)
-                if (lg[v] > lg[best]) best = v;
+                if (lg[v] > lg[best])
+                    best = v;
             got[k][i] = best;
             lg = veil_llm_forward(s, best, (int)t.n + i);
         }
@@ -539,9 +567,11 @@ static int valid_utf8(const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
         size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-        if (!k || i + k > n) return 0;
+        if (!k || i + k > n)
+            return 0;
         for (size_t j = 1; j < k; j++)
-            if (((unsigned char)s[i + j] & 0xC0) != 0x80) return 0;
+            if (((unsigned char)s[i + j] & 0xC0) != 0x80)
+                return 0;
         i += k;
     }
     return 1;
@@ -550,13 +580,15 @@ static int valid_utf8(const char *s, size_t n) {
 static void collect(void *ctx, const char *c, size_t cl, const char *r, size_t rl) {
     collected *x = ctx;
     x->pieces++;
-    if (!valid_utf8(c, cl) || !valid_utf8(r, rl)) x->bad_utf8++;
+    if (!valid_utf8(c, cl) || !valid_utf8(r, rl))
+        x->bad_utf8++;
     strncat(x->content, c, cl);
     strncat(x->reasoning, r, rl);
 }
 
 static void feed_all(veil_textout *t, const char *const *parts) {
-    for (size_t i = 0; parts[i]; i++) assert_true(veil_textout_feed(t, parts[i], strlen(parts[i])));
+    for (size_t i = 0; parts[i]; i++)
+        assert_true(veil_textout_feed(t, parts[i], strlen(parts[i])));
     assert_true(veil_textout_finish(t));
 }
 
@@ -578,7 +610,8 @@ static void test_text_utf8_and_stop(void **state) {
     memset(&x, 0, sizeof x);
     t = (veil_textout){&p, &cb, {0}, {0}, 0, 0};
     const char *parts[] = {"hello S", "T", "OP and more", NULL};
-    for (size_t i = 0; parts[i] && !t.stopped; i++) assert_true(veil_textout_feed(&t, parts[i], strlen(parts[i])));
+    for (size_t i = 0; parts[i] && !t.stopped; i++)
+        assert_true(veil_textout_feed(&t, parts[i], strlen(parts[i])));
     assert_true(t.stopped);
     assert_true(veil_textout_finish(&t));
     assert_string_equal(x.content, "hello ");
@@ -631,7 +664,8 @@ static void test_chat_template_not_forgeable(void **state) {
     veil_tokens t = {0};
     assert_true(veil_chat_tokens(m, msgs, 2, 0, &t));
     int starts = 0;
-    for (size_t i = 0; i < t.n; i++) starts += t.ids[i] == im_start;
+    for (size_t i = 0; i < t.n; i++)
+        starts += t.ids[i] == im_start;
     assert_int_equal(starts, 3); /* system, user, assistant: none from the content */
     size_t plain = t.n;
     veil_tokens_free(&t);
@@ -639,7 +673,8 @@ static void test_chat_template_not_forgeable(void **state) {
     assert_true(t.n > plain);
     int32_t think = veil_token_find(tok, "<think>"), end_think = veil_token_find(tok, "</think>");
     int seen = 0;
-    for (size_t i = plain; i < t.n; i++) seen |= (t.ids[i] == think) | (t.ids[i] == end_think) << 1;
+    for (size_t i = plain; i < t.n; i++)
+        seen |= (t.ids[i] == think) | (t.ids[i] == end_think) << 1;
     assert_int_equal(seen, 3);
     veil_tokens_free(&t);
     veil_llm_free(m);
@@ -675,7 +710,8 @@ static void test_generation(void **state) {
     assert_int_equal(a.rc, VEIL_OK);
     assert_int_equal(a.c.bad_utf8, 0);
     assert_true(a.r.completion_tokens <= 24 && a.r.completion_tokens > 0);
-    if (a.r.completion_tokens == 24) assert_string_equal(a.r.finish_reason, "length");
+    if (a.r.completion_tokens == 24)
+        assert_string_equal(a.r.finish_reason, "length");
     generate(m, &p, "Hello", &b); /* same seed, same output */
     assert_string_equal(a.c.content, b.c.content);
     p.sampling.seed = 100;
@@ -714,11 +750,91 @@ static void test_generation(void **state) {
     /* a prompt longer than the context */
     size_t big = 6000;
     char *text = malloc(big + 1);
-    for (size_t i = 0; i < big; i++) text[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < big; i++)
+        text[i] = (char)('a' + i % 26);
     text[big] = 0;
     generate(m, &p, text, &a);
     assert_int_equal(a.rc, VEIL_ERR_BAD_LENGTH);
     free(text);
+    veil_llm_free(m);
+}
+
+static void generate_msgs(veil_llm *m, const veil_gen_params *p, const veil_chat_msg *msgs, size_t n, run_out *o) {
+    memset(o, 0, sizeof *o);
+    veil_tokens t = {0};
+    assert_true(veil_chat_tokens(m, msgs, n, 0, &t));
+    veil_gen_callbacks cb = {&o->c, collect, NULL};
+    o->rc = veil_generate(m, &t, p, &cb, &o->r, NULL);
+    veil_tokens_free(&t);
+}
+
+/* Prefix reuse: the next turn of a chat reuses the first turn's KV state and gives the tokens a
+ * cold run gives; another partition reuses nothing; the memory bound holds and evicts. */
+static void test_prefix_cache(void **state) {
+    (void)state;
+    veil_llm *m;
+    assert_int_equal(veil_llm_load(&m, model_path, NULL), VEIL_OK);
+    veil_kv_cache *c = veil_kv_cache_new(64u << 20);
+    assert_non_null(c);
+    veil_gen_params p = {0};
+    veil_sampling_default(&p.sampling);
+    p.sampling.temperature = 0;
+    p.max_tokens = 12;
+    p.cache = c;
+    memset(p.partition, 0xa1, 32);
+    veil_chat_msg turn1[] = {{"system", "You answer questions about geography, briefly and kindly."},
+                             {"user", "What is the capital of France, and why did it grow where it did?"}};
+    run_out a, cold, warm, other;
+    generate_msgs(m, &p, turn1, 2, &a);
+    assert_int_equal(a.rc, VEIL_OK);
+    assert_int_equal(a.r.cached_tokens, 0);
+    veil_chat_msg turn2[] = {turn1[0], turn1[1], {"assistant", a.c.content}, {"user", "And of Spain?"}};
+    veil_gen_params p_cold = p;
+    p_cold.cache = NULL;
+    generate_msgs(m, &p_cold, turn2, 4, &cold);
+    generate_msgs(m, &p, turn2, 4, &warm);
+    assert_int_equal(warm.rc, VEIL_OK);
+    assert_true(warm.r.cached_tokens >= a.r.prompt_tokens); /* at least the whole first prompt */
+    assert_true(warm.r.cached_tokens < warm.r.prompt_tokens);
+    assert_string_equal(warm.c.content, cold.c.content);
+    /* another partition (another API key) never sees the entry */
+    memset(p.partition, 0xb2, 32);
+    generate_msgs(m, &p, turn2, 4, &other);
+    assert_int_equal(other.r.cached_tokens, 0);
+    assert_string_equal(other.c.content, cold.c.content);
+    veil_kv_cache_stats st;
+    veil_kv_cache_get_stats(c, &st);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 2);
+    assert_int_equal(st.tokens_reused, (uint64_t)warm.r.cached_tokens);
+    assert_int_equal(st.entries, 2); /* the warm second turn and the other partition's */
+    assert_true(st.bytes <= st.max_bytes);
+    veil_kv_cache_free(c);
+    /* a bound smaller than one entry keeps nothing; one that holds one entry evicts the older */
+    c = veil_kv_cache_new(1);
+    p.cache = c;
+    generate_msgs(m, &p, turn1, 2, &a);
+    veil_kv_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 0);
+    generate_msgs(m, &p, turn1, 2, &a);
+    assert_int_equal(a.r.cached_tokens, 0);
+    veil_kv_cache_free(c);
+    c = veil_kv_cache_new(64u << 20);
+    p.cache = c;
+    generate_msgs(m, &p, turn1, 2, &a);
+    veil_kv_cache_get_stats(c, &st);
+    size_t one = st.bytes;
+    veil_kv_cache_free(c);
+    c = veil_kv_cache_new(one + one / 2);
+    p.cache = c;
+    generate_msgs(m, &p, turn1, 2, &a);
+    veil_chat_msg unrelated[] = {{"user", "Count to five."}};
+    generate_msgs(m, &p, unrelated, 1, &a);
+    veil_kv_cache_get_stats(c, &st);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.evictions, 1);
+    assert_true(st.bytes <= st.max_bytes);
+    veil_kv_cache_free(c);
     veil_llm_free(m);
 }
 
@@ -776,7 +892,8 @@ typedef struct gen_thread {
 
 static void *gen_main(void *arg) {
     gen_thread *g = arg;
-    if (g->start) pthread_barrier_wait(g->start);
+    if (g->start)
+        pthread_barrier_wait(g->start);
     collected c;
     memset(&c, 0, sizeof c);
     veil_gen_params p = {0};
@@ -788,7 +905,8 @@ static void *gen_main(void *arg) {
     if (veil_chat_tokens(g->m, &msg, 1, 0, &t)) {
         veil_gen_callbacks cb = {&c, collect, NULL};
         veil_gen_result r;
-        if (veil_generate(g->m, &t, &p, &cb, &r, NULL) == VEIL_OK) snprintf(g->out, sizeof g->out, "%s", c.content);
+        if (veil_generate(g->m, &t, &p, &cb, &r, NULL) == VEIL_OK)
+            snprintf(g->out, sizeof g->out, "%s", c.content);
     }
     veil_tokens_free(&t);
     return NULL;
@@ -863,7 +981,8 @@ static double ref_unit(ref_sampler *r) {
 static const float *ref_logits;
 static int ref_desc(const void *a, const void *b) {
     int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    if (ref_logits[i] != ref_logits[j]) return ref_logits[i] < ref_logits[j] ? 1 : -1;
+    if (ref_logits[i] != ref_logits[j])
+        return ref_logits[i] < ref_logits[j] ? 1 : -1;
     return i - j;
 }
 
@@ -873,23 +992,29 @@ static int ref_not_after(const float *l, int32_t i, int32_t c) { return l[i] > l
 static double ref_mass(const float *l, const float *prob, int32_t V, int32_t c, float floor_) {
     double s[4] = {0, 0, 0, 0};
     for (int32_t i = 0; i < V; i++)
-        if (prob[i] >= floor_ && (c < 0 || ref_not_after(l, i, c))) s[i & 3] += prob[i];
+        if (prob[i] >= floor_ && (c < 0 || ref_not_after(l, i, c)))
+            s[i & 3] += prob[i];
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
 static int32_t ref_pick(ref_sampler *r, const veil_sampling *p, const float *l, int32_t V, float *prob, int32_t *idx) {
     int32_t best = 0;
     for (int32_t i = 1; i < V; i++)
-        if (l[i] > l[best]) best = i;
-    if (p->temperature <= 0) return best;
+        if (l[i] > l[best])
+            best = i;
+    if (p->temperature <= 0)
+        return best;
     float floor_ = p->min_p > 0 ? p->min_p : 0;
-    for (int32_t i = 0; i < V; i++) prob[i] = veil_exp_c((l[i] - l[best]) / p->temperature);
-    for (int32_t i = 0; i < V; i++) idx[i] = i; /* the whole vocabulary, sorted */
+    for (int32_t i = 0; i < V; i++)
+        prob[i] = veil_exp_c((l[i] - l[best]) / p->temperature);
+    for (int32_t i = 0; i < V; i++)
+        idx[i] = i; /* the whole vocabulary, sorted */
     ref_logits = l;
     qsort(idx, (size_t)V, sizeof *idx, ref_desc);
     int32_t cut = -1; /* the last token kept, in that order */
     int top_k = p->top_k > 0 && p->top_k < V;
-    if (top_k) cut = idx[p->top_k - 1];
+    if (top_k)
+        cut = idx[p->top_k - 1];
     if (p->top_p < 1.0f) {
         double goal = p->top_p * ref_mass(l, prob, V, cut, floor_), c = 0;
         for (int32_t i = 0; i < (top_k ? p->top_k : V); i++)
@@ -903,7 +1028,8 @@ static int32_t ref_pick(ref_sampler *r, const veil_sampling *p, const float *l, 
     for (int32_t i = 0; i < V; i++)
         if (prob[i] >= floor_ && (cut < 0 || ref_not_after(l, i, cut))) {
             c += prob[i], last = i;
-            if (u < c) return i;
+            if (u < c)
+                return i;
         }
     return last;
 }
@@ -928,7 +1054,8 @@ static int check_draws(const float *l, int32_t V, float temp, int top_k, float t
                         min_p, d, got, want);
         assert_int_equal(got, want);
         differ += first >= 0 && got != first;
-        if (first < 0) first = got;
+        if (first < 0)
+            first = got;
     }
     veil_sampler_free(sp);
     return differ;
@@ -938,9 +1065,11 @@ static int check_draws(const float *l, int32_t V, float temp, int top_k, float t
 static void normal_logits(float *l, int32_t V, float spread, int ties, uint32_t *x) {
     for (int32_t i = 0; i < V; i++) {
         float g = 0;
-        for (int k = 0; k < 4; k++) *x = *x * 1664525u + 1013904223u, g += (float)(*x >> 8) / 16777216.0f - 0.5f;
+        for (int k = 0; k < 4; k++)
+            *x = *x * 1664525u + 1013904223u, g += (float)(*x >> 8) / 16777216.0f - 0.5f;
         l[i] = spread * g;
-        if (ties) l[i] = roundf(l[i] * 4) / 4;
+        if (ties)
+            l[i] = roundf(l[i] * 4) / 4;
     }
 }
 
@@ -962,7 +1091,8 @@ static void test_sampler_matches_reference(void **state) {
     for (size_t a = 0; a < 3; a++)
         for (int ties = 0; ties < 2; ties++) {
             normal_logits(l, V, spreads[a], ties, &x);
-            if (a == 0) l[17] = l[1100] = 3.0f; /* the highest, twice */
+            if (a == 0)
+                l[17] = l[1100] = 3.0f; /* the highest, twice */
             for (size_t t = 0; t < sizeof temps / sizeof temps[0]; t++)
                 for (size_t k = 0; k < sizeof top_ks / sizeof top_ks[0]; k++)
                     for (size_t q = 0; q < sizeof top_ps / sizeof top_ps[0]; q++)
@@ -974,8 +1104,8 @@ static void test_sampler_matches_reference(void **state) {
     static const struct {
         float temp, top_p, min_p;
         int top_k;
-    } big[] = {{1, 0.9f, 0, 0},    {1.5f, 0.95f, 0, 0}, {0.7f, 0.5f, 0, 0}, {1, 1, 0, 40},   {1, 1, 0, 9000},
-               {1, 0.9f, 0, 500}, {1, 0.99f, 0.001f, 0}, {2, 0.8f, 0, 0}, {1, 0, 0, 0}};
+    } big[] = {{1, 0.9f, 0, 0},   {1.5f, 0.95f, 0, 0},   {0.7f, 0.5f, 0, 0}, {1, 1, 0, 40}, {1, 1, 0, 9000},
+               {1, 0.9f, 0, 500}, {1, 0.99f, 0.001f, 0}, {2, 0.8f, 0, 0},    {1, 0, 0, 0}};
     for (int shape = 0; shape < 3; shape++) {
         normal_logits(l, BIG, 3.0f, shape == 1, &x);
         l[123] = 12, l[20000] = 11.5f, l[7] = 10; /* the likely few */
@@ -987,18 +1117,23 @@ static void test_sampler_matches_reference(void **state) {
          * temperature of 50 the token just past the end would be drawn as often as those kept */
         for (float v = 12; shape == 1 && v >= 4; v -= 0.25f) {
             int k = 0;
-            for (int32_t i = 0; i < BIG; i++) k += l[i] >= v;
-            if (k && (v == 12 || v == 11.5f || v == 10 || k > 3)) check_draws(l, BIG, 50, k, 1, 0, 90, w, prob, idx);
-            if (k > 3) break;
+            for (int32_t i = 0; i < BIG; i++)
+                k += l[i] >= v;
+            if (k && (v == 12 || v == 11.5f || v == 10 || k > 3))
+                check_draws(l, BIG, 50, k, 1, 0, 90, w, prob, idx);
+            if (k > 3)
+                break;
         }
     }
     /* 200 tokens tied at the top: a partition around their logit finds none above it */
     normal_logits(l, V, 1.0f, 0, &x);
-    for (int i = 0; i < 200; i++) l[(i * 37) % V] = 5.0f;
+    for (int i = 0; i < 200; i++)
+        l[(i * 37) % V] = 5.0f;
     static const float tie_ps[] = {0, 0.01f, 0.5f, 1};
     static const int tie_ks[] = {0, 1, 150, 250};
     for (size_t q = 0; q < 4; q++)
-        for (size_t k = 0; k < 4; k++) check_draws(l, V, 1, tie_ks[k], tie_ps[q], 0, 200 + q * 4 + k, w, prob, idx);
+        for (size_t k = 0; k < 4; k++)
+            check_draws(l, V, 1, tie_ks[k], tie_ps[q], 0, 200 + q * 4 + k, w, prob, idx);
     free(l), free(w), free(prob), free(idx);
 }
 
@@ -1016,7 +1151,8 @@ static void test_sample_kernels_levels(void **state) {
     int levels = 0;
     for (int level = 1; level < 4; level++) {
         const veil_sample_kernels *k = veil_sample_kernels_variant(level);
-        if (!k || k == c) continue;
+        if (!k || k == c)
+            continue;
         levels++;
         for (int trial = 0; trial < 400; trial++) {
             int n = trial < 100 ? 1 + trial : 1 + (int)((r = r * 1664525u + 1013904223u) >> 8) % N;
@@ -1024,13 +1160,17 @@ static void test_sample_kernels_levels(void **state) {
                 r = r * 1664525u + 1013904223u;
                 x[i] = trial % 3 ? (float)((int)(r >> 24) % 9) : (float)(int32_t)r / 1e8f; /* ties / spread */
             }
-            if (trial % 7 == 0) x[(r >> 3) % (uint32_t)n] = NAN;
-            if (trial % 11 == 0) x[0] = NAN;
-            if (trial % 13 == 0) x[n - 1] = 1e30f;
+            if (trial % 7 == 0)
+                x[(r >> 3) % (uint32_t)n] = NAN;
+            if (trial % 11 == 0)
+                x[0] = NAN;
+            if (trial % 13 == 0)
+                x[n - 1] = 1e30f;
             assert_int_equal(k->argmax(x, n), c->argmax(x, n));
             int32_t b = c->argmax(x, n);
             for (int i = 0; i < n; i++)
-                if (x[i] != x[i]) x[i] = -1; /* the probabilities' inputs are finite */
+                if (x[i] != x[i])
+                    x[i] = -1; /* the probabilities' inputs are finite */
             b = c->argmax(x, n);
             float floor_ = trial % 2 ? 0.0f : 0.01f, temp = trial % 5 ? 1.0f : 0.25f;
             double s0 = c->probs(x, n, x[b], temp, floor_, p0), s1 = k->probs(x, n, x[b], temp, floor_, p1);
@@ -1038,7 +1178,8 @@ static void test_sample_kernels_levels(void **state) {
             assert_memory_equal(&s0, &s1, sizeof s0);
             double want = 0; /* and the sum is of what it says, near enough */
             for (int i = 0; i < n; i++)
-                if (p0[i] >= floor_) want += p0[i];
+                if (p0[i] >= floor_)
+                    want += p0[i];
             assert_true(fabs(s0 - want) <= 1e-12 * want);
             assert_true(fabsf(p0[b] - 1.0f) == 0.0f);
             for (int cut = 0; cut < 3; cut++) { /* the mass up to a token: its logit and index */
@@ -1048,7 +1189,8 @@ static void test_sample_kernels_levels(void **state) {
                 assert_memory_equal(&m0, &m1, sizeof m0);
                 double part[4] = {0, 0, 0, 0};
                 for (int i = 0; i < n; i++)
-                    if (p0[i] >= mf && (x[i] > x[ci] || (x[i] == x[ci] && i <= ci))) part[i & 3] += p0[i];
+                    if (p0[i] >= mf && (x[i] > x[ci] || (x[i] == x[ci] && i <= ci)))
+                        part[i & 3] += p0[i];
                 double m = (part[0] + part[1]) + (part[2] + part[3]);
                 assert_memory_equal(&m0, &m, sizeof m);
             }
@@ -1070,7 +1212,8 @@ static void prefill_alone_case(const char *path, int threads) {
     enum { N = 75 }; /* chunks of 32, 32 and 11 */
     int32_t ids[N];
     uint32_t r = 12345;
-    for (int i = 0; i < N; i++) r = r * 1103515245u + 12345u, ids[i] = (int32_t)(r >> 8) % vocab;
+    for (int i = 0; i < N; i++)
+        r = r * 1103515245u + 12345u, ids[i] = (int32_t)(r >> 8) % vocab;
     size_t vb = (size_t)vocab * sizeof(float);
     float *all = malloc(N * vb), *last = malloc(vb), *next[3];
     assert_non_null(all), assert_non_null(last);
@@ -1078,12 +1221,14 @@ static void prefill_alone_case(const char *path, int threads) {
     for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
         size_t n = lens[c];
         veil_llm_session *s[4];
-        for (int k = 0; k < 4; k++) assert_non_null(s[k] = veil_llm_session_new(m, N + 1));
+        for (int k = 0; k < 4; k++)
+            assert_non_null(s[k] = veil_llm_session_new(m, N + 1));
         const float *lg = veil_llm_prefill(s[0], ids, n, 0, NULL);
         assert_non_null(lg);
         memcpy(last, lg, vb);
         size_t head = n / 2; /* the KV cache alone for a first part, then the rest */
-        if (head) assert_true(veil_llm_prefill_kv(s[3], ids, head, 0));
+        if (head)
+            assert_true(veil_llm_prefill_kv(s[3], ids, head, 0));
         assert_non_null(lg = veil_llm_prefill(s[3], ids + head, n - head, (int)head, NULL));
         assert_memory_equal(last, lg, vb);
         int32_t bad = vocab; /* and its refusals: a token outside the vocabulary, a position past n_ctx */
@@ -1092,7 +1237,8 @@ static void prefill_alone_case(const char *path, int threads) {
         veil_llm_session_free(s[3]);
         assert_non_null(veil_llm_prefill(s[1], ids, n, 0, all));
         assert_memory_equal(last, all + (n - 1) * (size_t)vocab, vb);
-        for (size_t i = 0; i < n; i++) assert_non_null(lg = veil_llm_forward(s[2], ids[i], (int)i));
+        for (size_t i = 0; i < n; i++)
+            assert_non_null(lg = veil_llm_forward(s[2], ids[i], (int)i));
         assert_memory_equal(last, lg, vb);
         for (int k = 0; k < 3; k++) { /* the caches filled alike: one more step each */
             assert_non_null(lg = veil_llm_forward(s[k], ids[0], (int)n));
@@ -1101,7 +1247,8 @@ static void prefill_alone_case(const char *path, int threads) {
         }
         assert_memory_equal(next[0], next[1], vb);
         assert_memory_equal(next[0], next[2], vb);
-        for (int k = 0; k < 3; k++) free(next[k]), veil_llm_session_free(s[k]);
+        for (int k = 0; k < 3; k++)
+            free(next[k]), veil_llm_session_free(s[k]);
     }
     free(all), free(last);
     veil_llm_free(m);
@@ -1141,6 +1288,7 @@ int main(void) {
         cmocka_unit_test(test_text_think),
         cmocka_unit_test(test_chat_template_not_forgeable),
         cmocka_unit_test(test_generation),
+        cmocka_unit_test(test_prefix_cache),
         cmocka_unit_test(test_cancel),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
