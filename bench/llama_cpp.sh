@@ -3,7 +3,8 @@
 # binaries, bench/llama/) on the same GGUF file, with the same threads, prompt length and
 # generation length, alternating R times in one run; prints each side's median prefill and decode
 # tokens/s and veil's ratios. Issue 23's targets: prefill >= 1.2x and decode >= 1.3x llama.cpp.
-# Not part of the test run. Setup once: (cd bench/llama && npm install --omit=optional).
+# Not part of the test run. scripts/install-deps installs bench/llama (tests/interop/llama_cpp.mjs
+# uses it too), or by hand: (cd bench/llama && npm install --omit=optional).
 # Usage: bench/llama_cpp.sh MODEL.gguf [THREADS] [PROMPT] [GEN] [R]
 set -euo pipefail
 cd "$(dirname "$0")/.."
