@@ -25,6 +25,9 @@ static void on_ready(void *ctx, const char *host, int port) {
     printf("  what E2EE cannot carry (tools, web search, files): %s\n",
            c->allow_tee_only ? "sent to the attested TEE unencrypted (--allow-tee-only)" : "refused (400)");
     printf("  non-TEE models: %s\n", c->allow_plain ? "passed through unverified (--allow-plain)" : "refused (400)");
+    printf("  streams: %s\n", c->hold_until_verified
+                                  ? "held until the signature checks out, then sent whole (--hold-until-verified)"
+                                  : "passed on as they decrypt; [DONE] only after the signature checks out");
     if (c->attest.allow_simulated)
         printf("  a SIMULATED TEE is accepted (--allow-simulated): no hardware vouches for it\n");
     if (c->tls_attested)
@@ -56,6 +59,9 @@ int cmd_proxy(int argc, char **argv) {
                  "send what E2EE cannot carry (tools, web search, files; TEE-only models) to the attested TEE "
                  "unencrypted instead of refusing it"),
         OPT_FLAG("allow-plain", &c.allow_plain, "pass requests for non-TEE models through, unverified"),
+        OPT_FLAG("hold-until-verified", &c.hold_until_verified,
+                 "hold a streamed answer until its signature checked out, then send it whole: the tool never "
+                 "sees unproven text (and gets its first token only at the end)"),
         OPT_LONG("reattest", &reattest, 1, 86400 * 30, "SECONDS",
                  "attest each model again after this long (default 300)"),
         OPT_LONG("timeout", &timeout, 1, 86400, "SECONDS", "upstream silence before a request fails (default 120)"),

@@ -38,10 +38,14 @@ veil_kv_cache *veil_kv_cache_new(size_t max_bytes) {
 }
 
 static void unlink_entry(veil_kv_cache *c, entry *e) {
-    if (e->prev) e->prev->next = e->next;
-    else c->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else c->tail = e->prev;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
     e->prev = e->next = NULL;
     c->st.entries--;
     c->st.bytes -= e->bytes;
@@ -70,8 +74,8 @@ void veil_kv_cache_get_stats(veil_kv_cache *c, veil_kv_cache_stats *out) {
     pthread_mutex_unlock(&c->mu);
 }
 
-veil_llm_session *veil_kv_cache_take(veil_kv_cache *c, const veil_llm *m, const uint8_t part[32],
-                                     const int32_t *prompt, size_t n, size_t *reuse) {
+veil_llm_session *veil_kv_cache_take(veil_kv_cache *c, const veil_llm *m, const uint8_t part[32], const int32_t *prompt,
+                                     size_t n, size_t *reuse) {
     *reuse = 0;
     if (n < 2) return NULL; /* nothing to reuse: the last token is always computed */
     pthread_mutex_lock(&c->mu);

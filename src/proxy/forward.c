@@ -23,6 +23,8 @@ typedef struct forward {
     proxy_job *j;
     int stream; /* the tool asked for a stream */
     int sent;   /* a chunk went to the tool */
+    int hold;   /* --hold-until-verified: a stream's events wait in held until the signature checks out */
+    veil_buf held;
     /* non-stream: the answer gathered from the verified chunks */
     veil_buf content, reasoning;
     json_t *first; /* the first chunk (id, created, model) */
@@ -66,6 +68,11 @@ static int on_chunk(void *ctx, json_t *chunk, const char *text, size_t n) {
     json_t *delta = json_object_get(choice, "delta");
     if (!j->t_first && json_string_length(json_object_get(delta, "content")))
         j->t_first = veil_now_s();
+    if (f->stream && f->hold) { /* framed now, sent once verified */
+        int ok = veil_buf_append(&f->held, "data: ", 6) && veil_buf_append(&f->held, text, n) &&
+                 veil_buf_append(&f->held, "\n\n", 2);
+        return ok ? 0 : 1;
+    }
     if (f->stream) {
         if (!f->sent)
             proxy_job_open(j);
@@ -160,7 +167,8 @@ void proxy_forward_chat(proxy_job *j) {
     memset(&f, 0, sizeof f);
     f.j = j;
     f.stream = json_is_true(json_object_get(j->body, "stream"));
-    f.content.secret = f.reasoning.secret = 1;
+    f.hold = c->hold_until_verified;
+    f.content.secret = f.reasoning.secret = f.held.secret = 1;
     json_t *req = json_copy(j->body);
     if (req && !f.stream) /* the usage comes in the stream's last chunk */
         json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1));
@@ -203,6 +211,8 @@ void proxy_forward_chat(proxy_job *j) {
         if (f.stream) {
             if (!f.sent)
                 proxy_job_open(j);
+            if (f.held.len)
+                proxy_job_bytes(j, f.held.data, f.held.len);
             proxy_job_event(j, "[DONE]", 6);
         } else {
             proxy_job_reply(j, 200, completion(&f, model));
@@ -225,6 +235,7 @@ void proxy_forward_chat(proxy_job *j) {
     }
     veil_buf_free(&f.content);
     veil_buf_free(&f.reasoning);
+    veil_buf_free(&f.held);
     json_decref(f.first);
     json_decref(f.usage);
 }

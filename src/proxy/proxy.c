@@ -49,6 +49,12 @@ void proxy_job_event(proxy_job *j, const char *data, size_t n) {
     pthread_mutex_unlock(&j->mu);
 }
 
+void proxy_job_bytes(proxy_job *j, const char *data, size_t n) {
+    pthread_mutex_lock(&j->mu);
+    evbuffer_add(j->out, data, n);
+    pthread_mutex_unlock(&j->mu);
+}
+
 void proxy_job_flush(proxy_job *j) {
     pthread_mutex_lock(&j->mu);
     if ((evbuffer_get_length(j->out) || j->open) && !j->quiet)

@@ -19,12 +19,13 @@ typedef struct veil_proxy_config {
     const char *api_key;        /* bearer key for the upstream; NULL: the tool's own Authorization is passed on */
     int tls_attested;           /* trust the TLS key the attestation binds instead of certificate authorities */
     veil_attest_options attest; /* policy, collateral, pcs_url, allow_simulated (model is set per model) */
-    int allow_tee_only; /* send what E2EE cannot carry (tools, web search, files) to the attested TEE unsealed */
-    int allow_plain;    /* pass requests for non-TEE models through, unverified */
-    long reattest_s;    /* attest each model again after this long; default 300 */
-    long timeout_s;     /* upstream silence limit; default 120 */
-    FILE *log;          /* one line per request, never content; NULL: stderr */
-    FILE *banner;       /* at start, attest the TEE models and say here what was verified; NULL: not */
+    int allow_tee_only;      /* send what E2EE cannot carry (tools, web search, files) to the attested TEE unsealed */
+    int allow_plain;         /* pass requests for non-TEE models through, unverified */
+    int hold_until_verified; /* a stream's events reach the tool only once its signature checked out */
+    long reattest_s;         /* attest each model again after this long; default 300 */
+    long timeout_s;          /* upstream silence limit; default 120 */
+    FILE *log;               /* one line per request, never content; NULL: stderr */
+    FILE *banner;            /* at start, attest the TEE models and say here what was verified; NULL: not */
     void (*on_ready)(void *ctx, const char *host, int port);
     void *ready_ctx;
 } veil_proxy_config;

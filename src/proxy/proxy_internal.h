@@ -130,6 +130,7 @@ typedef struct proxy_job {
  * error and the finish wake the loop. */
 void proxy_job_open(proxy_job *j);
 void proxy_job_event(proxy_job *j, const char *data, size_t n);
+void proxy_job_bytes(proxy_job *j, const char *data, size_t n); /* already framed events */
 void proxy_job_flush(proxy_job *j);
 void proxy_job_reply(proxy_job *j, int status, json_t *body);
 void proxy_job_error(proxy_job *j, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

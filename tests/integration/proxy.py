@@ -241,7 +241,7 @@ hostile = HostileRelay(SERVE, ALT)
 
 def hostile_proxy(mode, extra=()):
     return start("proxy", ["--base-url", "http://127.0.0.1:%d/%s/api/v1" % (hostile.port, mode)] + PROXY_ARGS +
-                 list(extra), "proxy-" + mode)[1]
+                 list(extra), "proxy-" + mode + "".join(extra).replace("-", ""))[1]
 
 
 def assert_no_text(body, *texts):
@@ -309,6 +309,20 @@ def _():
     msg = json.loads(body)["error"]["message"]
     assert "signature" in msg or "signed" in msg, msg
     assert_no_text(body, "echo:", MARK)
+
+
+@check("--hold-until-verified: a forged signature leaves the tool with an error and no text at all; "
+       "an honest stream arrives whole")
+def _():
+    port = hostile_proxy("forgedsig", ["--hold-until-verified"])
+    st, _, body = curl(port, "/v1/chat/completions", chat_body("held " + MARK))
+    msg = json.loads(body)["error"]["message"]
+    assert st == 502 and ("signature" in msg or "signed" in msg), (st, body)
+    assert_no_text(body, "echo:", MARK)
+    port = hostile_proxy("honest", ["--hold-until-verified"])
+    st, _, body = curl(port, "/v1/chat/completions", chat_body("held fine"))
+    ev = sse(body)
+    assert st == 200 and ev[-1] == "[DONE]" and answer_of(ev) == "echo: held fine", (st, body)
 
 
 @check("hostile: a TLS key that is not the attested one: 503, and the API key never crosses")
