@@ -39,6 +39,9 @@ static void upstream_cb(struct evhttp_request *req, void *arg) {
     int models = uri && strstr(uri, "/models") != NULL;
     evbuffer_add_printf(b, "%s", models ? MODELS : "{\"error\":{\"message\":\"no\"}}");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    /* the upstream closes first, so that the connections' TIME_WAIT is on its side, not on the proxy's
+     * ephemeral ports (thousands of inputs a second would run them out) */
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     evhttp_send_reply(req, models ? 200 : 404, models ? "OK" : "Not Found", b);
     evbuffer_free(b);
 }
@@ -97,6 +100,15 @@ static long exchange(const void *data, size_t n, char *out, size_t cap, int wait
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)proxy_port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* this side closes first (its FIN says the input is whole), so each connection leaves a
+     * TIME_WAIT here: rotating the source address over 127.0.0.0/8 keeps thousands of inputs a
+     * second from running out of ports */
+    static unsigned turn;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000001u + (turn++ % 4000u) * 256u); /* 127.0.0.1, 127.0.1.1, … */
+    int one = 1; /* the port is picked at connect, against the whole address pair (as without bind) */
+    if (fd >= 0 && setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) == 0)
+        (void)bind(fd, (struct sockaddr *)&src, sizeof src);
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         if (fd >= 0)
             close(fd);
@@ -140,8 +152,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (exchange(data, size, buf, sizeof buf, 200) < 0)
         abort();
     static const char status[] = "GET /veil/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    long n = exchange(status, sizeof status - 1, buf, sizeof buf - 1, 5000);
-    if (n < 12 || memcmp(buf, "HTTP/1.1 200", 12) != 0)
+    /* up to three tries a second apart: a loopback connection that a hundred thousand before it
+     * left in TIME_WAIT can fail on its own; a wedged proxy fails them all */
+    long n = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt)
+            sleep(1);
+        n = exchange(status, sizeof status - 1, buf, sizeof buf - 1, 5000);
+        if (n >= 12 && !memcmp(buf, "HTTP/1.1 200", 12))
+            break;
+    }
+    if (n < 12 || memcmp(buf, "HTTP/1.1 200", 12) != 0) {
+        fprintf(stderr, "/veil/status answered %ld bytes three times: %.200s\n", n, n > 0 ? buf : "");
         abort(); /* the input left the proxy unable to answer */
+    }
     return 0;
 }
