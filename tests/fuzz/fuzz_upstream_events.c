@@ -34,7 +34,8 @@ static void on_piece(void *ctx, const char *c, size_t cl, const char *rs, size_t
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     record ra = {NULL, 0}, rb = {NULL, 0};
-    veil_gen_sink sa = {&ra, on_piece, NULL, NULL, NULL, NULL}, sb = {&rb, on_piece, NULL, NULL, NULL, NULL};
+    veil_gen_sink sa = {&ra, on_piece, NULL, NULL, NULL, NULL, NULL},
+                  sb = {&rb, on_piece, NULL, NULL, NULL, NULL, NULL};
     veil_upstream_events a, b;
     memset(&a, 0, sizeof a);
     memset(&b, 0, sizeof b);
