@@ -220,11 +220,12 @@ static void free_models(serve_state *st) {
         free(m->system_prompt);
         free(m->upstream_model);
     }
+    /* the cache after the backends, which borrow it, and before the models its entries belong to */
+    veil_kv_cache_free(st->kv_cache); /* wiped */
+    st->kv_cache = NULL;
     for (size_t i = 0; i < st->n_llms; i++)
         veil_llm_free(st->llms[i]);
     st->n_models = st->n_llms = 0;
-    veil_kv_cache_free(st->kv_cache); /* wiped; after the models' backends, which borrow it */
-    st->kv_cache = NULL;
 }
 
 int cmd_serve(int argc, char **argv) {

@@ -157,6 +157,7 @@ static void generate(veil_backend *b, const veil_chat_request *req, const veil_g
     c.capped = *sink;
     c.capped.ctx = &c;
     c.capped.piece = capped_piece;
+    c.capped.cached = NULL; /* an upstream has no prefix cache to report */
     c.ev.sink = &c.capped;
     c.timeout_s = u->timeout_s;
     c.max_pieces = req->max_tokens > 0 ? req->max_tokens : req->model->max_completion_tokens;

@@ -5,7 +5,9 @@ streams, so that ending early is ending the body. The last user message
 picks the behaviour:
   TRUNCATE  two content events, then the connection closes: no [DONE]
   GARBAGE   lines that are not JSON and one content event, then it closes
-  FLOOD     200000 content events of ten bytes, then [DONE] (whatever max_tokens said)
+  FLOOD     500000 content events of ten bytes, then [DONE] (whatever max_tokens said): about
+            17 MB relayed, more than the 4 MiB veil lets wait for a client plus what the kernel
+            buffers (a 4 MiB send buffer at most, by default)
   HANG      reads the request and says nothing for 30 s
   anything else: three content events, a finish, usage and [DONE]
 Usage: hostile_upstream.py PORTFILE  (binds a free port and writes it there)"""
@@ -55,7 +57,7 @@ class Handler(BaseHTTPRequestHandler):
                 content("one piece")
                 self.wfile.write(b"data: \x00\xff\xfe\n\n")
                 return
-            n = 200000 if "FLOOD" in prompt else 3
+            n = 500000 if "FLOOD" in prompt else 3
             for i in range(n):
                 content("abcdefghij" if "FLOOD" in prompt else " word%d" % i)
             self.event(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
