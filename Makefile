@@ -111,7 +111,7 @@ $(BUILD)/fuzz/obj/%.o: %.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
 $(BUILD)/fuzz/libveil.a: $(FUZZ_OBJS)
 	rm -f $@ && ar rcs $@ $^
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libveil.a $(wildcard include/veil/*.h src/*/*.h)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/fuzz/libveil.a $(wildcard include/veil/*.h src/*/*.h tests/fuzz/*.h)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(BUILD)/fuzz/libveil.a $(LIBS)
 
 # build/veil, the engine's unit tests, the kernel and sampler benchmarks, the mock upstream and curl

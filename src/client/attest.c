@@ -13,7 +13,6 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -141,11 +140,10 @@ static int peer_spki(CURL *h, uint8_t out[32]) {
     for (struct curl_slist *f = ci->certinfo[0]; f && !ok; f = f->next) {
         if (strncmp(f->data, "Cert:", 5) != 0)
             continue;
-        BIO *bio = BIO_new_mem_buf(f->data + 5, -1);
-        X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-        ok = x && veil_x509_spki_sha256(x, out);
-        X509_free(x);
-        BIO_free(bio);
+        const char *why;
+        STACK_OF(X509) *certs = veil_x509_parse_certs((const uint8_t *)f->data + 5, strlen(f->data + 5), &why);
+        ok = certs && veil_x509_spki_sha256(sk_X509_value(certs, 0), out);
+        sk_X509_pop_free(certs, X509_free);
     }
     return ok;
 }

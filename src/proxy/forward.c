@@ -13,6 +13,7 @@
 #include "client/client_internal.h"
 #include "proxy_internal.h"
 #include "server/http_common.h"
+#include "server/server.h"
 #include "veil/buf.h"
 #include "veil/secure.h"
 
@@ -35,27 +36,11 @@ typedef struct forward {
 /* What E2EE cannot carry in this request (the message the server would
  * refuse it with), or NULL. */
 static const char *e2ee_blocker(json_t *body) {
-    static const char *const fc[] = {"tools", "tool_choice", "functions", "function_call"};
-    for (size_t i = 0; i < 4; i++) {
-        json_t *v = json_object_get(body, fc[i]);
-        if (v && !json_is_null(v))
-            return "Function calling is not supported with E2EE";
-    }
-    json_t *vp = json_object_get(body, "venice_parameters");
-    const char *search = json_string_value(json_object_get(vp, "enable_web_search"));
-    if (search && !strcmp(search, "on"))
-        return "Web search is not supported with E2EE";
-    if (json_is_false(json_object_get(vp, "enable_e2ee")))
+    const char *unsupported = veil_e2ee_unsupported(body);
+    if (unsupported)
+        return unsupported;
+    if (json_is_false(json_object_get(json_object_get(body, "venice_parameters"), "enable_e2ee")))
         return "The request turns E2EE off (venice_parameters.enable_e2ee is false)";
-    size_t i, k;
-    json_t *m, *part;
-    json_array_foreach(json_object_get(body, "messages"), i, m) {
-        json_array_foreach(json_object_get(m, "content"), k, part) {
-            const char *type = json_string_value(json_object_get(part, "type"));
-            if (!type || strcmp(type, "text") != 0)
-                return "File uploads are not supported with E2EE";
-        }
-    }
     return NULL;
 }
 

@@ -47,6 +47,23 @@ static proxy_caps caps_of(json_t *catalog, const char *model, int *found) {
     return CAPS_UNKNOWN;
 }
 
+/* The upstream's model list fetched now and kept as the catalog: a new
+ * reference, or NULL with why. */
+static json_t *fetch_catalog(proxy *p, char *why, size_t why_len) {
+    veil_err err;
+    json_t *list = veil_client_models_json(p->client, &err);
+    if (!list) {
+        snprintf(why, why_len, "cannot read the upstream's models: %s", err.message);
+        return NULL;
+    }
+    pthread_mutex_lock(&p->mu);
+    json_decref(p->catalog);
+    p->catalog = json_incref(list);
+    p->catalog_at = veil_now_s();
+    pthread_mutex_unlock(&p->mu);
+    return list;
+}
+
 proxy_caps proxy_model_caps(proxy *p, const char *model, char *why, size_t why_len) {
     pthread_mutex_lock(&p->mu);
     int found = 0;
@@ -56,18 +73,11 @@ proxy_caps proxy_model_caps(proxy *p, const char *model, char *why, size_t why_l
     pthread_mutex_unlock(&p->mu);
     if (found)
         return c;
-    veil_err err;
-    json_t *list = veil_client_models_json(p->client, &err);
-    if (!list) {
-        snprintf(why, why_len, "cannot read the upstream's models: %s", err.message);
+    json_t *list = fetch_catalog(p, why, why_len);
+    if (!list)
         return CAPS_ERROR;
-    }
     c = caps_of(list, model, &found);
-    pthread_mutex_lock(&p->mu);
-    json_decref(p->catalog);
-    p->catalog = list;
-    p->catalog_at = veil_now_s();
-    pthread_mutex_unlock(&p->mu);
+    json_decref(list);
     if (!found)
         snprintf(why, why_len, "the upstream offers no model %s", model);
     return c;
@@ -151,10 +161,7 @@ int proxy_attestation(proxy *p, const char *model, int force, veil_attestation *
 void proxy_preattest(proxy *p, FILE *out) {
     char why[1200];
     fprintf(out, "veil proxy: attesting the TEE models of %s\n", p->cfg->base_url);
-    (void)proxy_model_caps(p, "", why, sizeof why); /* the list */
-    pthread_mutex_lock(&p->mu);
-    json_t *list = json_incref(p->catalog);
-    pthread_mutex_unlock(&p->mu);
+    json_t *list = fetch_catalog(p, why, sizeof why);
     if (!list) {
         fprintf(out, "veil proxy: %s; models are attested on first use\n", why);
         return;

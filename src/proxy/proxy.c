@@ -132,6 +132,23 @@ static void log_line(proxy_job *j, int status) {
     fflush(logf_(j->p));
 }
 
+/* Replies with v (borrowed) as JSON; the text is wiped after (an answer is plaintext). Returns
+ * the body's bytes. */
+static size_t send_json(struct evhttp_request *req, int status, json_t *v) {
+    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t n = text ? strlen(text) : 0;
+    struct evbuffer *b = evbuffer_new();
+    if (text && b)
+        evbuffer_add(b, text, n);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, status, http_reason(status), b);
+    if (b)
+        evbuffer_free(b);
+    if (text)
+        veil_free_secret(text, n);
+    return n;
+}
+
 /* A stream's events go out at once, and then at most once per PACE_US: what
  * arrives meanwhile waits for the pacing timer, so that a fast stream costs
  * one write (and one wake of the tool) per PACE_US rather than per token. */
@@ -160,17 +177,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     }
     int live = j->req && !j->gone;
     if (live && reply && !j->started) { /* a whole reply */
-        char *text = json_dumps(reply, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        struct evbuffer *b = evbuffer_new();
-        if (text && b)
-            evbuffer_add(b, text, strlen(text));
-        add_header(j, "Content-Type", "application/json");
         veil_headers(j);
-        j->bytes = text ? strlen(text) : 0;
-        evhttp_send_reply(j->req, status, http_reason(status), b);
-        if (text)
-            veil_free_secret(text, strlen(text));
-        evbuffer_free(b);
+        j->bytes = send_json(j->req, status, reply);
         evhttp_connection_set_closecb(j->conn, NULL, NULL);
         log_line(j, status);
         j->req = NULL;
@@ -230,15 +238,8 @@ static void *worker(void *arg) {
 }
 
 static void reply_now(struct evhttp_request *req, int status, json_t *v) {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    send_json(req, status, v);
     json_decref(v);
-    struct evbuffer *b = evbuffer_new();
-    if (text && b)
-        evbuffer_add(b, text, strlen(text));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, status, http_reason(status), b);
-    evbuffer_free(b);
-    free(text);
 }
 
 static void error_now(proxy *p, struct evhttp_request *req, const char *path, int status, const char *msg) {

@@ -85,6 +85,20 @@ static int has_non_text_part(json_t *msgs) {
     return 0;
 }
 
+const char *veil_e2ee_unsupported(json_t *body) {
+    static const char *const tool_keys[] = {"tools", "tool_choice", "functions", "function_call"};
+    for (size_t i = 0; i < 4; i++)
+        if (json_object_get(body, tool_keys[i]))
+            return "Function calling is not supported with E2EE";
+    const char *web =
+        json_string_value(json_object_get(json_object_get(body, "venice_parameters"), "enable_web_search"));
+    if (web && !strcmp(web, "on"))
+        return "Web search is not supported with E2EE";
+    if (has_non_text_part(json_object_get(body, "messages")))
+        return "File uploads are not supported with E2EE";
+    return NULL;
+}
+
 /* A field that must be ciphertext and has not its shape (NEAR lets an empty one be). */
 static int not_sealed(json_t *v, int near) {
     size_t n = json_string_length(v);
@@ -143,16 +157,10 @@ int veil_e2ee_request_rules(const veil_e2ee_headers *h, const veil_pubkey *insta
     }
     if (!near && !json_is_true(json_object_get(body, "stream")))
         return veil_http_bad_request(e, "E2EE requires streaming");
-    static const char *const tool_keys[] = {"tools", "tool_choice", "functions", "function_call"};
-    for (size_t i = 0; i < 4; i++)
-        if (json_object_get(body, tool_keys[i]))
-            return veil_http_bad_request(e, "Function calling is not supported with E2EE");
-    const char *web = json_string_value(json_object_get(vp, "enable_web_search"));
-    if (web && !strcmp(web, "on"))
-        return veil_http_bad_request(e, "Web search is not supported with E2EE");
+    const char *unsupported = veil_e2ee_unsupported(body);
+    if (unsupported)
+        return veil_http_bad_request(e, unsupported);
     json_t *msgs = json_object_get(body, "messages");
-    if (has_non_text_part(msgs))
-        return veil_http_bad_request(e, "File uploads are not supported with E2EE");
     /* the cheap shape check now; decryption itself runs on the worker */
     size_t i;
     json_t *msg;

@@ -79,6 +79,11 @@ typedef struct veil_e2ee_headers {
 int veil_e2ee_request_rules(const veil_e2ee_headers *h, const veil_pubkey *instance, json_t *body,
                             veil_chat_request *out, veil_http_error *e);
 
+/* What an E2EE request cannot carry, as the exact 400 message the rules
+ * refuse it with (function calling, web search "on", a content part that is
+ * not text), or NULL. veil proxy asks it before sealing a request. */
+const char *veil_e2ee_unsupported(json_t *body);
+
 /* 1 when hex[0..n) has the shape of a sealed envelope: strict hex of at
  * least VEIL_ECIES_MIN_HEX_LEN characters. */
 int veil_e2ee_looks_sealed(const char *hex, size_t n);

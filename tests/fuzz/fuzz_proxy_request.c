@@ -4,21 +4,18 @@
  * proxy's routes, its reading of the tool's JSON, the capability and E2EE
  * rules and the attestation failure path all meet the input. After each
  * input the proxy must still answer GET /veil/status. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "loopback.h"
 #include "proxy/proxy.h"
 
 static int up_port, proxy_port;
@@ -93,42 +90,6 @@ static void *proxy(void *arg) {
     return NULL;
 }
 
-/* Sends bytes on a new connection, closes its sending side, reads what comes
- * back (until wait_ms of silence); returns the bytes read, -1 if it could not
- * connect. */
-static long exchange(const void *data, size_t n, char *out, size_t cap, int wait_ms) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)proxy_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    /* this side closes first (its FIN says the input is whole), so each connection leaves a
-     * TIME_WAIT here: rotating the source address over 127.0.0.0/8 keeps thousands of inputs a
-     * second from running out of ports */
-    static unsigned turn;
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    src.sin_addr.s_addr = htonl(0x7f000001u + (turn++ % 4000u) * 256u); /* 127.0.0.1, 127.0.1.1, … */
-    int one = 1; /* the port is picked at connect, against the whole address pair (as without bind) */
-    if (fd >= 0 && setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) == 0)
-        (void)bind(fd, (struct sockaddr *)&src, sizeof src);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    if (n)
-        (void)send(fd, data, n, MSG_NOSIGNAL);
-    shutdown(fd, SHUT_WR);
-    long got = 0;
-    struct pollfd p = {fd, POLLIN, 0};
-    while ((size_t)got < cap && poll(&p, 1, wait_ms) > 0) {
-        ssize_t r = recv(fd, out + got, cap - (size_t)got, 0);
-        if (r <= 0)
-            break;
-        got += r;
-    }
-    close(fd);
-    return got;
-}
-
 static void start(void *(*fn)(void *), int *wait_for) {
     pthread_t t;
     if (pthread_create(&t, NULL, fn, NULL) != 0)
@@ -149,7 +110,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static char buf[1 << 16];
-    if (exchange(data, size, buf, sizeof buf, 200) < 0)
+    if (loopback_exchange(proxy_port, 1, data, size, buf, sizeof buf, 200) < 0)
         abort();
     static const char status[] = "GET /veil/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     /* up to three tries a second apart: a loopback connection that a hundred thousand before it
@@ -158,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int attempt = 0; attempt < 3; attempt++) {
         if (attempt)
             sleep(1);
-        n = exchange(status, sizeof status - 1, buf, sizeof buf - 1, 5000);
+        n = loopback_exchange(proxy_port, 1, status, sizeof status - 1, buf, sizeof buf - 1, 5000);
         if (n >= 12 && !memcmp(buf, "HTTP/1.1 200", 12))
             break;
     }

@@ -1,0 +1,52 @@
+/* The fuzz targets that run a server in their own process (fuzz_http_request,
+ * fuzz_proxy_request) send each input on a fresh loopback connection. */
+#ifndef VEIL_FUZZ_LOOPBACK_H
+#define VEIL_FUZZ_LOOPBACK_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Sends data[0..n) on a new connection to 127.0.0.1:port, closes its sending
+ * side, reads what comes back (until wait_ms of silence) into out; returns
+ * the bytes read, -1 if it could not connect. This side closes first (its FIN
+ * says the input is whole), so each connection leaves a TIME_WAIT here. With
+ * rotate, the source address turns over 127.0.0.0/8, which keeps a target
+ * that makes several connections an input (fuzz_proxy_request) from running
+ * out of ports; IP_BIND_ADDRESS_NO_PORT has the port picked at connect,
+ * against the whole address pair (as without bind). */
+static inline long loopback_exchange(int port, int rotate, const void *data, size_t n, char *out, size_t cap,
+                                     int wait_ms) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    static unsigned turn;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000001u + (turn++ % 4000u) * 256u); /* 127.0.0.1, 127.0.1.1, … */
+    int one = 1;
+    if (fd >= 0 && rotate && setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) == 0)
+        (void)bind(fd, (struct sockaddr *)&src, sizeof src);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (n)
+        (void)send(fd, data, n, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    long got = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    while ((size_t)got < cap && poll(&p, 1, wait_ms) > 0) {
+        ssize_t r = recv(fd, out + got, cap - (size_t)got, 0);
+        if (r <= 0)
+            break;
+        got += r;
+    }
+    close(fd);
+    return got;
+}
+
+#endif
