@@ -307,6 +307,8 @@ void stream_on_wake(evutil_socket_t fd, short what, void *arg) {
             drop_request(st);
             st->ended = 1;
         } else if (unsigned_ && st->creq.stream) {
+            /* the held-back end (finish chunk, usage, [DONE]) is dropped: an error ends the stream instead */
+            evbuffer_drain(st->out, evbuffer_get_length(st->out));
             send_event(st, http_error_json("Response signature could not be stored", "server_error", NULL, NULL));
             flush_events(st);
             stream_end_reply(st, 200);

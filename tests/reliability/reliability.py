@@ -272,6 +272,7 @@ def _():
         assert failed, "no write failed under the file size limit"
         st, ev = failed
         assert st == 200 and json.loads(ev[-1])["error"]["message"] == "Response signature could not be stored", ev
+        assert "[DONE]" not in ev, ev  # never a complete answer without its signature
         st, _, text = chat(port, "tee-hostile", "json", stream=False)
         assert st == 500 and json.loads(text)["error"]["message"] == "Response signature could not be stored", text
         st, _, text = request(port, "GET", "/readyz")
