@@ -11,7 +11,7 @@ BUILD ?= build
 CC ?= cc
 SAN ?= 0
 
-PKGS := libsecp256k1 openssl libevent libevent_pthreads libevent_openssl jansson sqlite3 libcurl
+PKGS := libsecp256k1 openssl libevent libevent_pthreads libevent_openssl jansson sqlite3 libcurl hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 ifeq ($(PKG_LIBS),)

@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "dstack.h"
 #include "veil/buf.h"
 #include "veil/eventlog.h"
 #include "veil/hex.h"
@@ -168,19 +169,21 @@ static veil_rc configfs_quote(veil_quote_provider *p, const uint8_t rd[64], uint
                         CONFIGFS_ATTEMPTS);
 }
 
-static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_t **quote, size_t *len,
-                            char **event_log, veil_err *err) {
-    char hex[129], body[160];
-    veil_hex_encode(hex, rd, 64);
-    snprintf(body, sizeof body, "{\"report_data\":\"%s\"}", hex);
+/* POSTs a JSON body to the dstack guest agent at sock (path e.g. "/GetQuote"): the reply's JSON
+ * document in *out, or an error. */
+static veil_rc dstack_post(const char *sock, const char *path, const char *body, size_t limit, json_t **out,
+                           veil_err *err) {
+    *out = NULL;
+    char url[128];
+    snprintf(url, sizeof url, "http://localhost%s", path);
     CURL *curl = curl_easy_init();
-    veil_buf resp = {.limit = 4 * MAX_QUOTE + 1024 * 1024};
+    veil_buf resp = {.limit = limit, .secret = 1}; /* a GetKey reply holds a key */
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     long status = 0;
     CURLcode cc = CURLE_FAILED_INIT;
     if (curl && headers) {
-        curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, p->path);
-        curl_easy_setopt(curl, CURLOPT_URL, "http://localhost/GetQuote");
+        curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, sock);
+        curl_easy_setopt(curl, CURLOPT_URL, url);
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
@@ -193,13 +196,23 @@ static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     veil_rc rc = VEIL_OK;
-    json_t *root = NULL;
-    if (cc != CURLE_OK || status != 200) {
-        rc = veil_err_set(err, VEIL_ERR_IO, "dstack guest agent at %s: %s", p->path,
+    if (cc != CURLE_OK || status != 200)
+        rc = veil_err_set(err, VEIL_ERR_IO, "dstack guest agent at %s: %s", sock,
                           cc != CURLE_OK ? curl_easy_strerror(cc) : "request refused");
-    } else {
-        json_error_t jerr;
-        root = json_loads(resp.data, 0, &jerr);
+    else if (!(*out = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL)))
+        rc = veil_err_set(err, VEIL_ERR_IO, "dstack guest agent at %s: the reply is not JSON", sock);
+    veil_buf_free(&resp);
+    return rc;
+}
+
+static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_t **quote, size_t *len,
+                            char **event_log, veil_err *err) {
+    char hex[129], body[160];
+    veil_hex_encode(hex, rd, 64);
+    snprintf(body, sizeof body, "{\"report_data\":\"%s\"}", hex);
+    json_t *root = NULL;
+    veil_rc rc = dstack_post(p->path, "/GetQuote", body, 4 * MAX_QUOTE + 1024 * 1024, &root, err);
+    if (rc == VEIL_OK) {
         const char *qhex = json_string_value(json_object_get(root, "quote"));
         json_t *log = json_object_get(root, "event_log");
         size_t qlen = qhex ? strlen(qhex) : 0;
@@ -218,7 +231,28 @@ static veil_rc dstack_quote(veil_quote_provider *p, const uint8_t rd[64], uint8_
         }
     }
     json_decref(root);
-    veil_buf_free(&resp);
+    return rc;
+}
+
+veil_rc veil_dstack_get_key(const char *socket_path, const char *key_path, veil_seckey *out, veil_err *err) {
+    const char *sock = socket_path ? socket_path : VEIL_DSTACK_SOCKET;
+    json_t *req = json_pack("{s:s, s:s, s:s}", "path", key_path, "purpose", "signing", "algorithm", "secp256k1");
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req);
+    if (!body)
+        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    json_t *root = NULL;
+    veil_rc rc = dstack_post(sock, "/GetKey", body, 1 << 20, &root, err);
+    free(body);
+    if (rc == VEIL_OK) {
+        const char *hex = json_string_value(json_object_get(root, "key"));
+        if (hex && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X'))
+            hex += 2;
+        if (!hex || strlen(hex) != 2 * VEIL_SECKEY_LEN || veil_seckey_from_hex(out, hex, strlen(hex), NULL) != VEIL_OK)
+            rc = veil_err_set(err, VEIL_ERR_MALFORMED,
+                              "dstack key service at %s answered without a 32-byte secp256k1 key", sock);
+    }
+    json_decref(root); /* the key's text is in jansson's blocks: veil serve's allocator wipes them */
     return rc;
 }
 

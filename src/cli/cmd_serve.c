@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "../server/keyrelease.h"
 #include "../server/server.h"
 #include "../server/tee.h"
 #include "cli.h"
@@ -32,6 +33,9 @@ typedef struct serve_state {
     size_t n_llms;
     const veil_tls_identity *tls; /* NULL: plain HTTP */
     veil_kv_cache *kv_cache;      /* the engine's prefix cache, shared by its models; NULL: off */
+    const char *store;            /* --store: a redis:// URL, or NULL for SQLite under the state directory */
+    const char *key_from;         /* --key-from: where the instance key came from, or NULL (made here) */
+    int key_release;              /* --key-release: served to peers */
 } serve_state;
 
 /* Loads a GGUF model for the built-in engine and adds it as `id` (NULL: its
@@ -98,6 +102,12 @@ static void on_ready(void *ctx, const char *host, int port) {
         printf("\n  TEE: %s, signing address %s\n", veil_tee_provider_name(st->tee), veil_tee_address(st->tee));
     if (st->tee)
         printf("  GPU evidence: %s\n", st->gpu_desc[0] ? st->gpu_desc : "none");
+    if (st->tee && st->key_from)
+        printf("  instance key: %s\n", !strcmp(st->key_from, "dstack")
+                                           ? "from dstack's key service (the same for every replica of this app)"
+                                           : "released by a replica that attested the same code (--key-from)");
+    if (st->tee && st->key_release)
+        printf("  key release: served at %s to replicas whose quotes measure this code\n", VEIL_KEY_RELEASE_PATH);
     if (st->tee)
         printf("  every completed response is signed; GET /api/v1/tee/signature?request_id=… returns it\n");
     if (st->tls) {
@@ -108,7 +118,8 @@ static void on_ready(void *ctx, const char *host, int port) {
                                 : "the operator's certificate and key",
                spki, st->tee ? ", bound to every attestation" : "");
     }
-    printf("  state: %s\n", st->state_dir);
+    printf("  state: %s%s%s\n", st->state_dir, st->store ? "; keys, signatures and rate limits in " : "",
+           st->store ? st->store : "");
     const char *key = st->shown_key ? st->shown_key : "$VEIL_API_KEY";
     int self_signed = st->tls && st->tls->enclave;
     printf("  try: curl -s%s %s://%s:%d/api/v1/chat/completions -H 'Authorization: Bearer %s' "
@@ -239,8 +250,10 @@ int cmd_serve(int argc, char **argv) {
                *model_file = NULL, *gpu_name = "auto";
     long port = 8080, timeout = 60, retention = 3600, max_body = 4 << 20, rate = 10, sig_rate = 120, hops = 0,
          max_streams = 256, header_timeout = 10, body_timeout = 30, kv_mib = 256;
-    int trust_proxy = 0, tls_on = 0;
-    const char *tls_cert = NULL, *tls_key = NULL;
+    int trust_proxy = 0, tls_on = 0, peer_sim = 0;
+    const char *tls_cert = NULL, *tls_key = NULL, *peer_policy = NULL, *peer_collateral = NULL, *dstack_socket = NULL;
+    veil_peer_policy peer;
+    memset(&peer, 0, sizeof peer);
     const cli_opt opts[] = {
         OPT_STR("host", &cfg.host, "HOST", "address to listen on (default 127.0.0.1)"),
         OPT_LONG("port", &port, 0, 65535, "PORT", "port (default 8080; 0 picks a free one)"),
@@ -299,6 +312,25 @@ int cmd_serve(int argc, char **argv) {
                  "generations at once (default 256); more get 503 with Retry-After"),
         OPT_LONG("signature-retention", &retention, 1, LONG_MAX, "S",
                  "keep response signatures this long (default 3600)"),
+        OPT_STR("store", &st.store, "URL",
+                "keep API keys, signatures and rate-limit counters in Redis,\n"
+                "shared by replicas: redis://HOST:PORT[/DB] (default: SQLite\n"
+                "under the state directory; AUTH with $VEIL_REDIS_PASSWORD)"),
+        OPT_STR("key-from", &st.key_from, "URL|dstack",
+                "take the instance key from a running replica by mutual\n"
+                "attestation (its base URL), or from dstack's key service\n"
+                "(docs/cluster.md)"),
+        OPT_FLAG("key-release", &st.key_release,
+                 "release the instance key to replicas whose quotes measure the\n"
+                 "same code (POST /veil/v1/key-release)"),
+        OPT_STR("peer-policy", &peer_policy, "FILE",
+                "what a peer's quote must satisfy (a policy as veil attest's;\n"
+                "a measurement it pins replaces equality with this replica's)"),
+        OPT_STR("peer-collateral", &peer_collateral, "FILE", "collateral for hardware peers' quotes"),
+        OPT_STR("peer-pcs-url", &peer.pcs_url, "URL", "fetch hardware peers' collateral from this PCS/PCCS"),
+        OPT_FLAG("peer-allow-simulated", &peer_sim,
+                 "key release between SIMULATED replicas (their shared simulation root)"),
+        OPT_STR("dstack-socket", &dstack_socket, "PATH", "the dstack guest agent (default /var/run/dstack.sock)"),
     };
     const cli_spec spec = CLI_SPEC("veil serve", "veil serve [options]",
                                    "Serves the OpenAI-compatible API under /api/v1 (Venice) and /v1.\n"
@@ -364,10 +396,45 @@ int cmd_serve(int argc, char **argv) {
     veil_tee *tee = NULL;
     veil_sigstore *sigstore = NULL;
     veil_err err;
+    veil_quote_policy peer_pol;
+    veil_collateral *peer_col = NULL;
+    int prc2 = CLI_OK;
+    if ((st.key_from || st.key_release) && !strcmp(tee_name, "none"))
+        prc2 = cli_usage_error("veil serve --help", "--key-from and --key-release need a TEE (not --tee none)");
+    if (prc2 == CLI_OK && st.store && !veil_store_is_redis(st.store))
+        prc2 = cli_usage_error("veil serve --help", "--store takes a redis://HOST:PORT[/DB] URL");
+    if (prc2 == CLI_OK && peer_policy &&
+        (prc2 = cli_load_policy(peer_policy, &peer_pol, "veil serve --help")) == CLI_OK)
+        peer.policy = &peer_pol;
+    if (prc2 == CLI_OK && peer_collateral &&
+        (prc2 = cli_load_collateral(peer_collateral, &peer_col, "veil serve --help")) == CLI_OK)
+        peer.collateral = peer_col;
+    peer.allow_simulated = peer_sim;
+    if (prc2 != CLI_OK) {
+        veil_collateral_free(peer_col);
+        free_models(&st);
+        return prc2;
+    }
     if (strcmp(tee_name, "none") != 0) {
-        veil_provider_config pc = {NULL, NULL, st.state_dir, NULL};
-        if (veil_tee_open(&tee, kind, &pc, "0.1.0", &err) != VEIL_OK)
+        veil_provider_config pc = {NULL, dstack_socket, st.state_dir, NULL};
+        if (veil_tee_open(&tee, kind, &pc, "0.1.0", st.key_from != NULL, &err) != VEIL_OK) {
+            veil_collateral_free(peer_col);
+            free_models(&st);
             return cli_fail_err("TEE", &err);
+        }
+        veil_rc krc = VEIL_OK;
+        if (st.key_from && !strcmp(st.key_from, "dstack"))
+            krc = veil_key_from_dstack(tee, dstack_socket, &err);
+        else if (st.key_from)
+            krc = veil_key_fetch(tee, st.key_from, &peer, 60, &err);
+        if (krc != VEIL_OK) {
+            veil_tee_free(tee);
+            veil_collateral_free(peer_col);
+            free_models(&st);
+            return cli_fail_err("--key-from", &err);
+        }
+        if (st.key_release)
+            cfg.key_release = &peer;
         st.tee = tee;
         if (open_gpu(&st, gpu_name) != CLI_OK) {
             veil_tee_free(tee);
@@ -375,7 +442,9 @@ int cmd_serve(int argc, char **argv) {
             return CLI_FAIL;
         }
         char sigdb[4200];
-        snprintf(sigdb, sizeof sigdb, "%s/signatures.db", st.state_dir);
+        snprintf(sigdb, sizeof sigdb, "%s", st.store ? st.store : "");
+        if (!st.store)
+            snprintf(sigdb, sizeof sigdb, "%s/signatures.db", st.state_dir);
         if (veil_sigstore_open(&sigstore, sigdb, retention, &err) != VEIL_OK) {
             veil_tee_free(tee);
             return cli_fail_err("signatures", &err);
@@ -407,13 +476,25 @@ int cmd_serve(int argc, char **argv) {
     }
     char db[4200];
     snprintf(db, sizeof db, "%s/keys.db", st.state_dir);
+    if (st.store)
+        snprintf(db, sizeof db, "%s", st.store);
     veil_keystore *ks = NULL;
+    veil_redis *rate_store = NULL;
+    if (st.store && veil_redis_open(&rate_store, st.store, 100, &err) != VEIL_OK)
+        return cli_fail_err("--store", &err);
+    cfg.rate_store = rate_store;
     char *created = NULL;
     if (st.keys.n == 0) {
         if (veil_keystore_open(&ks, db, &err) != VEIL_OK)
             return cli_fail_err("API keys", &err);
         char id[17];
-        if (veil_keystore_list(ks, NULL, NULL) == 0) {
+        int active = veil_keystore_list(ks, NULL, NULL);
+        if (active < 0 && st.store)
+            fprintf(stderr,
+                    "veil serve: warning: the key store at %s cannot be read now; serving with the keys it "
+                    "gives once it answers\n",
+                    st.store);
+        if (active == 0) {
             if (veil_keystore_create(ks, &created, id, &err) != VEIL_OK)
                 return cli_fail_err("API keys", &err);
             printf("veil serve: no API key yet; created one (id %s). It is shown only now:\n  %s\n", id, created);
@@ -431,6 +512,8 @@ int cmd_serve(int argc, char **argv) {
     cfg.ready_ctx = &st;
     int rc = veil_server_run(&cfg, &err) == VEIL_OK ? CLI_OK : cli_fail_err("serve", &err);
     veil_keystore_close(ks);
+    veil_redis_close(rate_store);
+    veil_collateral_free(peer_col);
     veil_tls_close(&tls);
     veil_tee_free(tee);
     veil_sigstore_close(sigstore);
@@ -443,7 +526,7 @@ int cmd_serve(int argc, char **argv) {
 /* ---- veil keys ---- */
 
 static void keys_help(void) {
-    puts("Usage: veil keys <create|list|revoke ID> [--state DIR]\n"
+    puts("Usage: veil keys <create|list|revoke ID> [--state DIR | --store redis://HOST:PORT[/DB]]\n"
          "\n"
          "Manages the API keys veil serve accepts. Only hashes are stored; a key is\n"
          "shown once, when it is created.");
@@ -462,10 +545,11 @@ static void print_key(void *ctx, const char *id, long created, int revoked) {
 /* Parses a keys command's --state and its arguments (want: how many), and
  * opens the store; returns CLI_OK with *ks open, or the status to exit with. */
 static int keys_open(int argc, char **argv, int want, const char **id, veil_keystore **ks) {
-    const char *state = NULL;
-    const cli_opt opts[] = {OPT_STR("state", &state, "DIR", "the state directory (default as veil serve's)")};
+    const char *state = NULL, *store = NULL;
+    const cli_opt opts[] = {OPT_STR("state", &state, "DIR", "the state directory (default as veil serve's)"),
+                            OPT_STR("store", &store, "URL", "the keys in Redis, as veil serve --store")};
     char usage[64];
-    snprintf(usage, sizeof usage, "veil keys %s%s [--state DIR]", argv[0], want ? " ID" : "");
+    snprintf(usage, sizeof usage, "veil keys %s%s [--state DIR | --store URL]", argv[0], want ? " ID" : "");
     const cli_spec spec = CLI_SPEC("veil keys", usage, NULL, opts);
     int pos, rc = cli_parse(&spec, argc, argv, &pos);
     if (rc != CLI_OK)
@@ -474,6 +558,14 @@ static int keys_open(int argc, char **argv, int want, const char **id, veil_keys
         return cli_usage_error("veil keys --help", "'veil keys revoke' takes one ID; the others none");
     if (want)
         *id = argv[pos];
+    veil_err err;
+    if (store) {
+        if (!veil_store_is_redis(store))
+            return cli_usage_error("veil keys --help", "--store takes a redis://HOST:PORT[/DB] URL");
+        if (veil_keystore_open(ks, store, &err) != VEIL_OK)
+            return cli_fail_err("API keys", &err);
+        return CLI_OK;
+    }
     if (!state)
         state = cli_state_dir();
     if (!state)
@@ -481,7 +573,6 @@ static int keys_open(int argc, char **argv, int want, const char **id, veil_keys
     cli_mkdir_p(state);
     char db[4200];
     snprintf(db, sizeof db, "%s/keys.db", state);
-    veil_err err;
     if (veil_keystore_open(ks, db, &err) != VEIL_OK)
         return cli_fail_err("API keys", &err);
     return CLI_OK;

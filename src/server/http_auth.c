@@ -39,9 +39,14 @@ static void reload_keys(server *s) {
     size_t n;
     veil_err err;
     if (veil_keystore_hashes(s->cfg->keystore, &hashes, &n, &err) != VEIL_OK) {
-        fprintf(http_log(s), "veil: %s (keeping the keys loaded before)\n", err.message);
+        if (!s->keys_failing) /* said once, not every second while the store is away */
+            fprintf(http_log(s), "veil: %s (keeping the keys loaded before)\n", err.message);
+        s->keys_failing = 1;
         return;
     }
+    if (s->keys_failing)
+        fprintf(http_log(s), "veil: the key store answers again\n");
+    s->keys_failing = 0;
     pthread_rwlock_wrlock(&s->keys_lock);
     uint8_t(*old)[32] = s->store_hashes;
     s->store_hashes = hashes;

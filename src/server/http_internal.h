@@ -5,7 +5,8 @@
  *   http_reply.c    replies: JSON bodies, the OpenAI error shape, CORS, TEE headers, the log line
  *   http_auth.c     bearer keys: flags and the key store, reloaded off the loop
  *   ratelimit.c     per-client windows for the attestation and signature routes
- *   tee_routes.c    GET attestation (Venice and NEAR) and signature lookups, on worker threads
+ *   tee_routes.c    GET attestation (Venice and NEAR), signature lookups and the key release, on
+ *                   worker threads
  *   chat_route.c    POST chat/completions: validation, E2EE rules, the hand-off to a worker
  *   stream_loop.c   a generation's loop side: moving its output to the client
  *   stream_worker.c a generation's worker side: the sink the backend writes into
@@ -34,9 +35,13 @@ typedef struct stream stream;
  * read before its stream is cancelled. */
 #define VEIL_MAX_PENDING_OUT ((size_t)4 << 20)
 
-/* Per-client one-minute windows, by exact address (loop thread only). */
+/* Per-client one-minute windows, by exact address (loop thread only):
+ * counted in Redis when the replicas share one (so that N replicas allow a
+ * client what one does), else, and while Redis is away, in this table. */
 typedef struct veil_ratelimit {
     int per_min;
+    veil_redis *redis; /* borrowed; NULL: this process counts alone */
+    const char *name;  /* the route's name in the shared counters' keys */
     struct rate_slot {
         char ip[64];
         long window;
@@ -66,6 +71,7 @@ typedef struct server {
     pthread_t key_thread;
     atomic_int key_thread_stop;
     int key_thread_started;
+    int keys_failing;         /* the last reload failed (key thread only) */
     int attest_jobs;          /* attestations in progress (loop thread only) */
     atomic_int store_failing; /* the last signature store write failed */
     veil_ratelimit rate;      /* the attestation routes */
@@ -222,6 +228,9 @@ size_t http_attestation(server *s, struct evhttp_request *req, const struct evht
                         double t0, int *status);
 size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path, double t0,
                       int *status);
+/* GET (the challenge) and POST (the release) of /veil/v1/key-release, with --key-release */
+size_t http_key_release(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path,
+                        double t0, int *status);
 
 /* ---- chat_route.c ---- */
 const veil_model *http_find_model(void *server_ctx, const char *id);

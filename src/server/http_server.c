@@ -20,6 +20,7 @@
 
 #include "base/base.h"
 #include "http_internal.h"
+#include "keyrelease.h"
 
 /* ---- the small routes ---- */
 
@@ -36,8 +37,9 @@ static size_t route_ready(server *s, struct evhttp_request *req, const struct ev
         *status = 503;
         return http_send_error(s, req, 503, "Shutting down", NULL);
     }
-    /* a store that failed a write is tried again (one small write) before ready is said */
-    if (atomic_load(&s->store_failing) && s->cfg->sigstore) {
+    /* a store that failed a write is tried again (one small write) before ready is said; a
+     * shared one (Redis) every time, since another replica may have seen it fail */
+    if (s->cfg->sigstore && (atomic_load(&s->store_failing) || veil_sigstore_shared(s->cfg->sigstore))) {
         if (!veil_sigstore_probe(s->cfg->sigstore)) {
             *status = 503;
             return http_send_error(s, req, 503, "Signature store unavailable", NULL);
@@ -85,8 +87,8 @@ typedef size_t (*route_fn)(server *s, struct evhttp_request *req, const struct e
 
 static const struct route {
     const char *path;
-    int prefix; /* path is a prefix: the rest names a resource */
-    enum evhttp_cmd_type method;
+    int prefix;  /* path is a prefix: the rest names a resource */
+    int methods; /* EVHTTP_REQ_* bits */
     route_fn handler;
 } routes[] = {
     {"/healthz", 0, EVHTTP_REQ_GET, route_health},
@@ -99,6 +101,7 @@ static const struct route {
     {"/v1/signature/", 1, EVHTTP_REQ_GET, http_signature},
     {"/api/v1/chat/completions", 0, EVHTTP_REQ_POST, route_chat},
     {"/v1/chat/completions", 0, EVHTTP_REQ_POST, route_chat},
+    {VEIL_KEY_RELEASE_PATH, 0, EVHTTP_REQ_GET | EVHTTP_REQ_POST, http_key_release},
 };
 
 /* Every connection's writes go out at once (TCP_NODELAY): a stream's events
@@ -143,7 +146,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
                 r = &routes[i];
         if (!r)
             bytes = http_send_error(s, req, status = 404, "Not found", NULL);
-        else if (cmd != r->method)
+        else if (!(cmd & r->methods))
             bytes = http_send_error(s, req, status = 405, "Method not allowed", NULL);
         else
             bytes = r->handler(s, req, uri, path, t0, &status);
@@ -222,6 +225,9 @@ veil_rc veil_server_run(const veil_server_config *cfg, veil_err *err) {
         c.sig_rate_per_min = 120;
     int auth_ok = http_auth_start(&s) && veil_ratelimit_init(&s.rate, c.tee_rate_per_min, 16384) &&
                   veil_ratelimit_init(&s.sig_rate, c.sig_rate_per_min, 16384);
+    s.rate.redis = s.sig_rate.redis = c.rate_store;
+    s.rate.name = "attestation";
+    s.sig_rate.name = "signature";
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a file past its size limit is a failed write (a full disk's), not death */
     evthread_use_pthreads();

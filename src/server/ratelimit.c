@@ -6,13 +6,16 @@
  * refused rather than any count reset. The client address is the peer's, or
  * with --trust-proxy the X-Forwarded-For entry the trusted proxies added:
  * the Nth from the right for N trusted hops (the entries left of it are the
- * client's own words). */
+ * client's own words). With --store redis:// the windows are counted in
+ * Redis (veil:rate:<route>:<minute>:<client>, expiring after two minutes),
+ * shared by every replica; while Redis is away each replica counts alone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <event2/keyvalq_struct.h>
+#include <hiredis/hiredis.h>
 
 #include "http_internal.h"
 
@@ -38,9 +41,25 @@ void veil_ratelimit_free(veil_ratelimit *rl) {
     rl->slot = NULL;
 }
 
+/* The shared count of this client's window, or -1 when Redis cannot say. */
+static long long shared_hit(veil_ratelimit *rl, const char *client, long window) {
+    redisReply *rep = veil_redis_command(rl->redis, NULL, "INCR veil:rate:%s:%ld:%s", rl->name, window, client);
+    if (!rep)
+        return -1;
+    long long n = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    veil_redis_reply_free(rep);
+    if (n == 1 &&
+        (rep = veil_redis_command(rl->redis, NULL, "EXPIRE veil:rate:%s:%ld:%s 120", rl->name, window, client)))
+        veil_redis_reply_free(rep);
+    return n;
+}
+
 int veil_ratelimit_hit(veil_ratelimit *rl, const char *client, long now) {
     long window = now / 60;
     int wait = (int)(60 - now % 60);
+    long long shared = rl->redis ? shared_hit(rl, client, window) : -1;
+    if (shared >= 0)
+        return shared > rl->per_min ? wait : 0;
     if (!rl->n)
         return wait;
     size_t at = (size_t)(hash(client) % rl->n), free_slot = (size_t)-1;

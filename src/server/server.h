@@ -190,11 +190,36 @@ veil_backend *veil_engine_backend_new(const struct veil_llm *llm, struct veil_kv
  * base_url like "http://127.0.0.1:8000/v1"; key may be NULL. */
 veil_backend *veil_upstream_backend_new(const char *base_url, const char *key, long timeout_s);
 
+/* ---- Redis: the state replicas share (redis.c) ---- */
+
+/* 1 when a store location is a redis:// URL (else it is a SQLite file). */
+int veil_store_is_redis(const char *location);
+
+/* Parses redis://HOST:PORT[/DB] (port 6379 and database 0 by default). */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_redis_parse_url(const char *url, char host[256], int *port, int *db,
+                                                     veil_err *err);
+
+/* A Redis connection, made on first use and again after a failure (at most
+ * every half second while Redis is away); commands time out after
+ * timeout_ms. AUTH with $VEIL_REDIS_PASSWORD when set. Thread-safe. */
+typedef struct veil_redis veil_redis;
+VEIL_WARN_UNUSED_RESULT veil_rc veil_redis_open(veil_redis **out, const char *url, int timeout_ms, veil_err *err);
+void veil_redis_close(veil_redis *r);
+const char *veil_redis_where(const veil_redis *r, char *buf, size_t n);
+
+/* Runs a command (hiredis's format): its redisReply (free with
+ * veil_redis_reply_free), or NULL with err set when Redis cannot be
+ * reached or answered an error. */
+void *veil_redis_command(veil_redis *r, veil_err *err, const char *fmt, ...);
+void veil_redis_reply_free(void *reply);
+
 /* ---- API keys ---- */
 
 typedef struct veil_keystore veil_keystore;
 
-/* Opens (creating) the key store at `path` (SQLite, WAL). */
+/* Opens (creating) the key store at `path`: a SQLite file (WAL), or a
+ * redis:// URL, where the keys of every replica live in one hash
+ * (docs/cluster.md). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_keystore_open(veil_keystore **out, const char *path, veil_err *err);
 void veil_keystore_close(veil_keystore *ks);
 
@@ -224,7 +249,9 @@ typedef struct veil_signature_record {
 
 typedef struct veil_sigstore veil_sigstore;
 
-/* Opens (creating) the store at `path`; records expire after retention_s (default 3600). */
+/* Opens (creating) the store at `path`: a SQLite file, or a redis:// URL
+ * (records shared by every replica, docs/cluster.md); records expire after
+ * retention_s (default 3600). */
 VEIL_WARN_UNUSED_RESULT veil_rc veil_sigstore_open(veil_sigstore **out, const char *path, long retention_s,
                                                    veil_err *err);
 void veil_sigstore_close(veil_sigstore *s);
@@ -240,6 +267,9 @@ void veil_signature_record_clear(veil_signature_record *r);
 
 /* 1 when the store can write now (a small committed write), else 0. Thread-safe. */
 int veil_sigstore_probe(veil_sigstore *s);
+
+/* 1 when the store lives outside this process's disk (Redis): /readyz asks it every time. */
+int veil_sigstore_shared(const veil_sigstore *s);
 
 /* ---- the HTTP server ---- */
 
@@ -275,16 +305,19 @@ typedef struct veil_server_config {
     size_t n_models;
     const char *const *api_keys; /* accepted bearer keys given by flag (borrowed) */
     size_t n_api_keys;
-    veil_keystore *keystore;      /* may be NULL */
-    const char *cors_origin;      /* NULL: no CORS headers */
-    struct veil_tee *tee;         /* NULL: no TEE (no attestation routes) */
-    const veil_tls_identity *tls; /* NULL: plain HTTP */
-    veil_sigstore *sigstore;      /* with a TEE: where response signatures go */
-    int tee_rate_per_min;         /* attestation requests per client IP a minute; default 10 */
-    int sig_rate_per_min;         /* signature lookups per client IP a minute; default 120 */
-    int trust_proxy;              /* trusted proxy hops: the client IP is X-Forwarded-For's entry this
+    veil_keystore *keystore;                    /* may be NULL */
+    const char *cors_origin;                    /* NULL: no CORS headers */
+    struct veil_tee *tee;                       /* NULL: no TEE (no attestation routes) */
+    const veil_tls_identity *tls;               /* NULL: plain HTTP */
+    veil_sigstore *sigstore;                    /* with a TEE: where response signatures go */
+    const struct veil_peer_policy *key_release; /* with a TEE: serve /veil/v1/key-release to such peers
+                                                 * (docs/cluster.md); NULL: not served */
+    int tee_rate_per_min;                       /* attestation requests per client IP a minute; default 10 */
+    int sig_rate_per_min;                       /* signature lookups per client IP a minute; default 120 */
+    veil_redis *rate_store;                     /* rate-limit counters shared by the replicas (NULL: in this process) */
+    int trust_proxy;                            /* trusted proxy hops: the client IP is X-Forwarded-For's entry this
                               * far from the right (0: the peer's address) */
-    FILE *log;                    /* one line per request; NULL: stderr */
+    FILE *log;                                  /* one line per request; NULL: stderr */
     /* called once the socket is bound, with the actual port */
     void (*on_ready)(void *ctx, const char *host, int port);
     void *ready_ctx;

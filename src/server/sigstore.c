@@ -1,12 +1,17 @@
 /* The signature store: signed response records in SQLite (WAL) under the
- * state directory, kept for a retention period and across restarts, each
- * with the address of the key that signed it (a restart makes a new key).
- * Only hashes, signatures and addresses are stored, never a request or
- * response body. Records are never replaced. */
+ * state directory, or in Redis shared by every replica (a key
+ * veil:sig:<request id> holding the record as JSON, set only if absent,
+ * expiring after the retention), kept for a retention period and across
+ * restarts, each with the address of the key that signed it (a restart
+ * without a shared key makes a new key). Only hashes, signatures and
+ * addresses are stored, never a request or response body. Records are
+ * never replaced. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "server.h"
@@ -14,6 +19,7 @@
 
 struct veil_sigstore {
     sqlite3 *db;
+    veil_redis *redis; /* instead of db */
     long retention;
     long puts;
 };
@@ -24,6 +30,15 @@ veil_rc veil_sigstore_open(veil_sigstore **out, const char *path, long retention
     if (!s)
         return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
     s->retention = retention_s > 0 ? retention_s : 3600;
+    if (veil_store_is_redis(path)) {
+        veil_rc rc = veil_redis_open(&s->redis, path, 2000, err);
+        if (rc != VEIL_OK) {
+            free(s);
+            return rc;
+        }
+        *out = s;
+        return VEIL_OK;
+    }
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(s->db,
@@ -50,10 +65,60 @@ void veil_sigstore_close(veil_sigstore *s) {
     if (!s)
         return;
     sqlite3_close(s->db);
+    veil_redis_close(s->redis);
     free(s);
 }
 
+int veil_sigstore_shared(const veil_sigstore *s) { return s->redis != NULL; }
+
+static veil_rc redis_put(veil_sigstore *s, const veil_signature_record *r, veil_err *err) {
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "model", r->model, "text", r->text, "signature",
+                            r->signature, "near_text", r->near_text, "near_signature", r->near_signature,
+                            "signing_address", r->signing_address, "created", (json_int_t)time(NULL));
+    char *json = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!json)
+        return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
+    redisReply *rep =
+        veil_redis_command(s->redis, err, "SET veil:sig:%s %s NX EX %ld", r->request_id, json, s->retention);
+    free(json);
+    if (!rep)
+        return VEIL_ERR_IO;
+    int stored = rep->type == REDIS_REPLY_STATUS; /* "OK"; nil when the id is stored already */
+    veil_redis_reply_free(rep);
+    return stored ? VEIL_OK
+                  : veil_err_set(err, VEIL_ERR_IO, "signature store: request id %s is stored already", r->request_id);
+}
+
+static char *field(json_t *doc, const char *key) {
+    const char *v = json_string_value(json_object_get(doc, key));
+    return strdup(v ? v : "");
+}
+
+static int redis_get(veil_sigstore *s, const char *request_id, veil_signature_record *out) {
+    redisReply *rep = veil_redis_command(s->redis, NULL, "GET veil:sig:%s", request_id);
+    if (!rep)
+        return 0;
+    json_t *doc = rep->type == REDIS_REPLY_STRING ? json_loadb(rep->str, rep->len, 0, NULL) : NULL;
+    veil_redis_reply_free(rep);
+    json_int_t created = json_integer_value(json_object_get(doc, "created"));
+    int found = json_is_object(doc) && created >= (json_int_t)time(NULL) - s->retention;
+    if (found) {
+        out->request_id = strdup(request_id);
+        out->model = field(doc, "model");
+        out->text = field(doc, "text");
+        out->signature = field(doc, "signature");
+        out->near_text = field(doc, "near_text");
+        out->near_signature = field(doc, "near_signature");
+        out->signing_address = field(doc, "signing_address");
+    }
+    json_decref(doc);
+    return found;
+}
+
 veil_rc veil_sigstore_put(veil_sigstore *s, const veil_signature_record *r, veil_err *err) {
+    if (s->redis)
+        return redis_put(s, r, err);
     sqlite3_stmt *st = NULL;
     /* a plain INSERT: a record is never replaced (a request id seen twice is a failure) */
     int ok = sqlite3_prepare_v2(s->db,
@@ -77,6 +142,13 @@ veil_rc veil_sigstore_put(veil_sigstore *s, const veil_signature_record *r, veil
 }
 
 int veil_sigstore_probe(veil_sigstore *s) {
+    if (s->redis) { /* a small write, as a put is */
+        redisReply *rep = veil_redis_command(s->redis, NULL, "SET veil:health %lld EX 60", (long long)time(NULL));
+        int ok = rep && rep->type == REDIS_REPLY_STATUS;
+        if (rep)
+            veil_redis_reply_free(rep);
+        return ok;
+    }
     /* what a put writes: a record and its index entry, committed (then taken out again in the
      * same transaction, so the probe leaves nothing behind) */
     char sql[512];
@@ -102,6 +174,8 @@ static char *col(sqlite3_stmt *st, int i) {
 
 int veil_sigstore_get(veil_sigstore *s, const char *request_id, veil_signature_record *out) {
     memset(out, 0, sizeof *out);
+    if (s->redis)
+        return redis_get(s, request_id, out);
     sqlite3_stmt *st = NULL;
     int found = 0;
     if (sqlite3_prepare_v2(s->db,

@@ -41,6 +41,7 @@ struct veil_tee {
     time_t shared_at;
     char *sim_collateral; /* simulator: collateral for self-verification, remade daily */
     time_t sim_collateral_at;
+    int has_key;            /* key, pub and address are set (veil_tee_set_key) */
     veil_gpu_provider *gpu; /* NULL: no GPU evidence */
     pthread_mutex_t gpu_mu; /* one evidence request at a time: NVML is not reentrant per device */
     char *shared_gpu;       /* the payload that goes with the shared quote */
@@ -126,7 +127,7 @@ static int hash_self(char out[97]) {
 }
 
 veil_rc veil_tee_open(veil_tee **out, veil_tee_kind kind, const veil_provider_config *cfg, const char *version,
-                      veil_err *err) {
+                      int keyless, veil_err *err) {
     *out = NULL;
     veil_tee *t = calloc(1, sizeof *t);
     if (!t)
@@ -135,24 +136,15 @@ veil_rc veil_tee_open(veil_tee **out, veil_tee_kind kind, const veil_provider_co
     pthread_mutex_init(&t->mu, NULL);
     pthread_mutex_init(&t->gpu_mu, NULL);
     snprintf(t->version, sizeof t->version, "%s", version);
-    veil_rc rc = veil_seckey_generate(&t->key, err);
-    if (rc == VEIL_OK)
-        rc = veil_pubkey_from_seckey(&t->pub, &t->key, err);
-    if (rc == VEIL_OK) {
-        veil_eth_address(t->address, &t->pub);
-        veil_eth_address_to_string(t->address_str, t->address);
-        if (!hash_self(t->binary_sha384))
-            snprintf(t->binary_sha384, sizeof t->binary_sha384, "unknown");
-        rc = veil_provider_open(&t->provider, kind, cfg, err);
-    }
+    if (!hash_self(t->binary_sha384))
+        snprintf(t->binary_sha384, sizeof t->binary_sha384, "unknown");
+    veil_rc rc = veil_provider_open(&t->provider, kind, cfg, err);
     if (rc == VEIL_OK && veil_provider_is_simulated(t->provider)) {
         /* RTMR3 of the simulated TD records what this instance is. */
         rc = veil_provider_add_event(t->provider, "veil-version", (const uint8_t *)version, strlen(version), err);
         if (rc == VEIL_OK)
             rc = veil_provider_add_event(t->provider, "binary-sha384", (const uint8_t *)t->binary_sha384,
                                          strlen(t->binary_sha384), err);
-        if (rc == VEIL_OK)
-            rc = veil_provider_add_event(t->provider, "signing-address", t->address, VEIL_ADDRESS_LEN, err);
         if (rc == VEIL_OK)
             rc = veil_sim_root_der(veil_provider_sim(t->provider), &t->root_der, &t->root_der_len, err);
         if (rc == VEIL_OK)
@@ -162,12 +154,47 @@ veil_rc veil_tee_open(veil_tee **out, veil_tee_kind kind, const veil_provider_co
         veil_quote_options_init(&o);
         memcpy(t->root_sha256, o.root_sha256, 32);
     }
+    if (rc == VEIL_OK && !keyless) {
+        veil_seckey fresh;
+        rc = veil_seckey_generate(&fresh, err);
+        if (rc == VEIL_OK)
+            rc = veil_tee_set_key(t, &fresh, err);
+        veil_wipe(&fresh, sizeof fresh);
+    }
     if (rc != VEIL_OK) {
         veil_tee_free(t);
         return rc;
     }
     *out = t;
     return VEIL_OK;
+}
+
+veil_rc veil_tee_set_key(veil_tee *t, const veil_seckey *key, veil_err *err) {
+    if (t->has_key)
+        return veil_err_set(err, VEIL_ERR_INVALID_ARG, "the TEE has its key already");
+    t->key = *key;
+    veil_rc rc = veil_pubkey_from_seckey(&t->pub, &t->key, err);
+    if (rc != VEIL_OK) {
+        veil_wipe(&t->key, sizeof t->key);
+        return rc;
+    }
+    veil_eth_address(t->address, &t->pub);
+    veil_eth_address_to_string(t->address_str, t->address);
+    /* the simulated TD's RTMR3 records the signing address last: a joiner's quote in a key
+     * release, made before it has the key, therefore lacks this event */
+    if (veil_provider_is_simulated(t->provider))
+        rc = veil_provider_add_event(t->provider, "signing-address", t->address, VEIL_ADDRESS_LEN, err);
+    t->has_key = rc == VEIL_OK;
+    return rc;
+}
+
+int veil_tee_has_key(const veil_tee *t) { return t->has_key; }
+const char *veil_tee_binary_sha384(const veil_tee *t) { return t->binary_sha384; }
+
+veil_rc veil_tee_quote(veil_tee *t, const uint8_t report_data[64], uint8_t **quote, size_t *len, char **event_log,
+                       veil_err *err) {
+    *event_log = NULL;
+    return veil_provider_get_quote(t->provider, quote, len, event_log, report_data, err);
 }
 
 void veil_tee_free(veil_tee *t) {
@@ -200,19 +227,18 @@ static json_t *hexj(const uint8_t *p, size_t n) {
     return v;
 }
 
-/* The server's own verdict on the evidence it returns (§3.4 server_verification). */
-static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_json, const uint8_t nonce[32],
-                           int *verified) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+veil_rc veil_tee_check_quote(veil_tee *t, const veil_quote *q, const char *log_json, const veil_quote_policy *policy,
+                             const veil_collateral *collateral, veil_quote_verdict *v, veil_err *err) {
     veil_quote_options o;
     veil_quote_options_init(&o);
     memcpy(o.root_sha256, t->root_sha256, 32);
     o.root_der = t->root_der;
     o.root_der_len = t->root_der_len;
+    o.policy = policy;
+    o.collateral = collateral;
     veil_collateral *col = NULL;
     veil_sim *sim = veil_provider_sim(t->provider);
-    if (sim) {
+    if (sim && !collateral) {
         /* signing collateral costs four signatures: make it once a day, not per request */
         pthread_mutex_lock(&t->mu);
         time_t now = time(NULL);
@@ -230,16 +256,29 @@ static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_jso
         free(text);
     }
     veil_event_log *log = NULL;
-    if (log_json && veil_event_log_parse(&log, (const uint8_t *)log_json, strlen(log_json), NULL) == VEIL_OK)
-        o.event_log = log;
+    veil_rc rc = VEIL_OK;
+    if (log_json && veil_event_log_parse(&log, (const uint8_t *)log_json, strlen(log_json), err) != VEIL_OK)
+        rc = VEIL_ERR_MALFORMED;
+    o.event_log = log;
+    if (rc == VEIL_OK)
+        rc = veil_quote_verify(v, q, &o, err);
+    veil_collateral_free(col);
+    veil_event_log_free(log);
+    return rc;
+}
+
+/* The server's own verdict on the evidence it returns (§3.4 server_verification). */
+static json_t *self_verify(veil_tee *t, const veil_quote *q, const char *log_json, const uint8_t nonce[32],
+                           int *verified) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     veil_quote_verdict v;
     veil_err err;
-    if (veil_quote_verify(&v, q, &o, &err) != VEIL_OK) {
+    if (veil_tee_check_quote(t, q, log_json, NULL, NULL, &v, &err) != VEIL_OK) {
+        memset(&v, 0, sizeof v);
         v.code = VEIL_QUOTE_MALFORMED;
         snprintf(v.message, sizeof v.message, "%s", err.message);
     }
-    veil_collateral_free(col);
-    veil_event_log_free(log);
     veil_quote_code c = v.code;
     int sig_ok = c != VEIL_QUOTE_SIGNATURE_INVALID && c != VEIL_QUOTE_QE_REPORT_SIGNATURE_INVALID;
     int chain_ok = c != VEIL_QUOTE_PCK_CHAIN_INVALID && c != VEIL_QUOTE_CERT_EXPIRED && c != VEIL_QUOTE_CERT_REVOKED &&

@@ -1,6 +1,7 @@
 /* The TEE routes of veil serve: GET /api/v1/tee/attestation (Venice) and
- * /v1/attestation/report (NEAR), and the signature lookups
- * /api/v1/tee/signature and /v1/signature/<chat_id>. Each is checked on the
+ * /v1/attestation/report (NEAR), the signature lookups
+ * /api/v1/tee/signature and /v1/signature/<chat_id>, and the key release
+ * between replicas /veil/v1/key-release (docs/cluster.md). Each is checked on the
  * loop and answered by a job on a detached thread (a quote or a store read
  * may take a while), whose reply comes back through an event. */
 #include <stdio.h>
@@ -8,10 +9,12 @@
 #include <strings.h>
 #include <sys/queue.h>
 
+#include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
 #include "base/base.h"
 #include "http_internal.h"
+#include "keyrelease.h"
 #include "tee.h"
 #include "veil/hex.h"
 #include "veil/secure.h"
@@ -32,6 +35,9 @@ typedef struct attest_job {
     int signature; /* a signature lookup rather than an attestation */
     char request_id[96];
     int not_found;
+    char *body; /* a key release request */
+    size_t body_len;
+    int status; /* the key release's refusal status */
     json_t *result;
     char error[300];
 } attest_job;
@@ -66,6 +72,12 @@ static void signature_lookup(attest_job *j) {
 
 static void *attest_worker(void *arg) {
     attest_job *j = arg;
+    if (j->body) {
+        j->result = veil_key_release_answer(j->s->cfg->tee, j->s->cfg->key_release, j->body, j->body_len, &j->status,
+                                            j->error, sizeof j->error);
+        event_active(j->wake, EV_READ, 0);
+        return NULL;
+    }
     if (j->signature) {
         signature_lookup(j);
         event_active(j->wake, EV_READ, 0);
@@ -94,14 +106,17 @@ static void attest_done(evutil_socket_t fd, short what, void *arg) {
         json_decref(j->result);
     } else {
         evhttp_connection_set_closecb(j->conn, NULL, NULL);
-        int status = j->result ? 200 : j->not_found ? 404 : 502;
+        int status = j->result ? 200 : j->not_found ? 404 : j->status ? j->status : 502;
+        if (j->body && !j->result) /* a refused release says why in the log: never a key, only the checks */
+            fprintf(http_log(s), "veil: %s\n", j->error);
         const char *missing = j->near ? "Chat id not found or expired" : "Signature not found or expired";
         size_t bytes = j->result ? http_send_json(s, j->req, 200, j->result)
                                  : http_send_error(s, j->req, status, j->not_found ? missing : j->error, NULL);
-        http_log_request(s, "GET", j->path, status, j->t0, bytes, NULL);
+        http_log_request(s, j->body ? "POST" : "GET", j->path, status, j->t0, bytes, NULL);
     }
     s->attest_jobs--;
     event_free(j->wake);
+    free(j->body);
     free(j);
 }
 
@@ -231,4 +246,43 @@ size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp
     }
     evhttp_clear_headers(&q);
     return bytes;
+}
+
+/* GET /veil/v1/key-release: the challenge; POST: a joiner's release request. */
+size_t http_key_release(server *s, struct evhttp_request *req, const struct evhttp_uri *uri, const char *path,
+                        double t0, int *status) {
+    size_t refused;
+    struct evkeyvalq q;
+    if (!s->cfg->tee || !s->cfg->key_release || !veil_tee_has_key(s->cfg->tee)) {
+        *status = 404;
+        return http_send_error(s, req, 404, "Not found", NULL);
+    }
+    if (!admit(s, &s->rate, req, uri, &q, status, &refused))
+        return refused;
+    evhttp_clear_headers(&q);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_GET) {
+        char nonce[65];
+        veil_key_release_nonce(s->cfg->tee, nonce);
+        return http_send_json(s, req, 200, json_pack("{s:s, s:i}", "nonce", nonce, "expires_in", 120));
+    }
+    attest_job *j = NULL;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (s->attest_jobs >= 4) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+        *status = 503;
+        return http_send_error(s, req, 503, "Attestation is busy, retry shortly", NULL);
+    }
+    if (!(j = calloc(1, sizeof *j)) || !(j->body = malloc(len + 1))) {
+        free(j);
+        *status = 500;
+        return http_send_error(s, req, 500, "Internal server error", NULL);
+    }
+    evbuffer_copyout(in, j->body, len);
+    j->body[len] = 0;
+    j->body_len = len;
+    j->s = s;
+    start_job(j, req, t0, path);
+    *status = -1;
+    return 0;
 }

@@ -1,8 +1,11 @@
 """Helpers shared by the integration suites: TAP checks and starting
 `veil serve` on a free port."""
+import http.client
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +39,41 @@ def wait_file(path, timeout=10):
             return open(path).read()
         time.sleep(0.05)
     raise RuntimeError("timed out waiting for " + path)
+
+
+def free_port():
+    """A TCP port on loopback that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_request(port, method, path, body=None, key=None, raw=None, timeout=60):
+    """One request to 127.0.0.1:port (body as JSON, or raw text): (status, body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    c.request(method, path, raw if raw is not None else (json.dumps(body) if body is not None else None), headers)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def wait_until(fn, timeout=15, what="condition"):
+    """Polls fn (connection errors count as not yet) until it is true, or raises."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if fn():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
 
 
 def start_veil(command, args, state, name=None, port=0):
@@ -76,7 +114,8 @@ def report():
 
 def report_and_stop(procs, tmp):
     """Reports (report()), then stops every process of procs (SIGTERM, then
-    SIGKILL after 10 s) and removes the directory tmp."""
+    SIGKILL after 10 s) and removes the directory tmp (kept, and said, with
+    $VEIL_KEEP_TMP)."""
     try:
         report()
     finally:
@@ -88,4 +127,7 @@ def report_and_stop(procs, tmp):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("VEIL_KEEP_TMP"):
+            print("# kept " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)

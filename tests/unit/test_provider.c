@@ -4,6 +4,8 @@
  * a unix socket. Quotes come from the simulator, so they parse and verify. */
 #include "testutil.h"
 
+#include "attest/dstack.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -256,7 +258,8 @@ static void configfs_absent(void **state) {
 typedef struct agent {
     char path[108];
     int listen_fd;
-    int mode; /* 0: good answer, 1: HTTP 500, 2: not JSON */
+    int mode; /* 0: good answer, 1: HTTP 500, 2: not JSON, 3: `reply` */
+    const char *reply;
     char request[4096];
 } agent;
 
@@ -289,16 +292,26 @@ static void *agent_thread(void *arg) {
     size_t len;
     if (a->mode == 0 && veil_sim_quote(sim, &q, &len, rd, NULL, NULL) == VEIL_OK) {
         char *qhex = veil_hex_encode_alloc(q, len);
-        const char *log = "[{\\\"imr\\\":3,\\\"event_type\\\":1,\\\"digest\\\":\\\"00\\\",\\\"event\\\":\\\"x\\\",\\\"event_payload\\\":\\\"\\\"}]";
+        const char *log = "[{\\\"imr\\\":3,\\\"event_type\\\":1,\\\"digest\\\":\\\"00\\\",\\\"event\\\":\\\"x\\\","
+                          "\\\"event_payload\\\":\\\"\\\"}]";
         size_t blen = strlen(qhex) + strlen(log) + 64;
         char *json = malloc(blen);
         snprintf(json, blen, "{\"quote\":\"%s\",\"event_log\":\"%s\"}", qhex, log);
         resp = malloc(blen + 128);
-        snprintf(resp, blen + 128, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                 strlen(json), json);
+        snprintf(
+            resp, blen + 128,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+            strlen(json), json);
         free(json);
         free(qhex);
         free(q);
+    } else if (a->mode == 3) {
+        size_t blen = strlen(a->reply) + 160;
+        resp = malloc(blen);
+        snprintf(
+            resp, blen,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+            strlen(a->reply), a->reply);
     } else if (a->mode == 1) {
         resp = strdup("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfail");
     } else {
@@ -323,6 +336,7 @@ static veil_quote_provider *fake_agent(agent *a, int mode, pthread_t *th) {
     a->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", a->path);
+    unlink(a->path); /* left by an earlier case of the same mode */
     assert_int_equal(bind(a->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(a->listen_fd, 1), 0);
     assert_int_equal(pthread_create(th, NULL, agent_thread, a), 0);
@@ -382,6 +396,50 @@ static void dstack_failures(void **state) {
     }
 }
 
+/* dstack's GetKey: the agent's key, and every malformed reply refused. */
+static void dstack_key(void **state) {
+    (void)state;
+    static const struct {
+        int mode;
+        const char *reply;
+        veil_rc want;
+    } cases[] = {
+        {3, "{\"key\":\"0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318\",\"signature_chain\":[]}",
+         VEIL_OK},
+        {3, "{\"key\":\"4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318\"}", VEIL_OK},
+        {3, "{\"key\":\"4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f3623\"}", VEIL_ERR_MALFORMED},
+        {3, "{\"key\":\"zz0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318\"}", VEIL_ERR_MALFORMED},
+        {3, "{\"key\":\"0000000000000000000000000000000000000000000000000000000000000000\"}", VEIL_ERR_MALFORMED},
+        {3, "{\"key\":\"fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141\"}", VEIL_ERR_MALFORMED},
+        {3, "{\"key\":7}", VEIL_ERR_MALFORMED},
+        {3, "{}", VEIL_ERR_MALFORMED},
+        {1, NULL, VEIL_ERR_IO},
+        {2, NULL, VEIL_ERR_IO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        agent a;
+        pthread_t th;
+        veil_provider_free(fake_agent(&a, cases[i].mode, &th));
+        a.reply = cases[i].reply;
+        veil_seckey key;
+        veil_err err;
+        veil_rc rc = veil_dstack_get_key(a.path, "veil/instance-key/v1", &key, &err);
+        pthread_join(th, NULL);
+        close(a.listen_fd);
+        if (rc != cases[i].want)
+            fail_msg("case %zu: %d (%s), want %d", i, rc, rc ? err.message : "", cases[i].want);
+        assert_non_null(strstr(a.request, "POST /GetKey"));
+        assert_non_null(strstr(a.request, "\"path\":\"veil/instance-key/v1\""));
+        if (rc == VEIL_OK) {
+            uint8_t want[32];
+            unhex(want, 32, "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318");
+            assert_memory_equal(key.bytes, want, 32);
+        }
+    }
+    veil_seckey key;
+    assert_int_equal(veil_dstack_get_key("/nonexistent/dstack.sock", "p", &key, NULL), VEIL_ERR_IO);
+}
+
 static void sim_provider_events(void **state) {
     (void)state;
     veil_provider_config cfg = {NULL, NULL, dir, NULL};
@@ -408,6 +466,7 @@ int main(void) {
         cmocka_unit_test(configfs_absent),
         cmocka_unit_test(dstack_quote),
         cmocka_unit_test(dstack_failures),
+        cmocka_unit_test(dstack_key),
         cmocka_unit_test(sim_provider_events),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
