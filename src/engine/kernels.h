@@ -3,8 +3,9 @@
  *   kernels_portable.c  plain C, what every CPU runs and the reference of the others
  *   kernels_avx2.c      AVX2, FMA and F16C
  *   kernels_avx512.c    AVX-512 F/BW/VL with VNNI (the float types keep their AVX2 forms)
- * kernels.c picks the best level this CPU runs; interleave.c has the AVX2
- * kernels for rows interleaved eight at a time. */
+ * kernels.c picks the best level this CPU runs; interleave.c has the AVX2 and AVX-512 VNNI
+ * kernels for rows interleaved eight at a time (where a level has them for a type, its matrices
+ * are interleaved at load and the row-at-a-time kernels serve only what is not). */
 #ifndef VEIL_ENGINE_KERNELS_H
 #define VEIL_ENGINE_KERNELS_H
 
