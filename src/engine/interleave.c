@@ -26,8 +26,8 @@
  * products and sums, with no fused multiply-add), so its results equal the
  * portable row kernels' bit for bit, whatever the number of tokens.
  *
- * On CPUs with AVX-512 VNNI the same layout has kernels of its own (Q8_0, Q4_0, Q5_0, end of
- * this file): vpdpbusd on 256-bit vectors makes each block's integer dot in one instruction per
+ * On CPUs with AVX-512 VNNI the same layout has kernels of its own (Q8_0, Q4_0, Q5_0, Q4_K; end
+ * of this file): vpdpbusd on 256-bit vectors makes each block's integer dot in one instruction per
  * four weights of the eight rows (AVX2 needs three), the tokens' four activation bytes its
  * broadcast operand, up to eight tokens at once. They made the engine's prefill 2.3 times as fast
  * as the row-at-a-time AVX-512 kernels they replace for these types (docs/benchmarks.md, tenth
@@ -92,9 +92,12 @@ static int x8_runs(uint32_t type, int r, run *out) {
 
 /* n bytes (1, 2 or 4) copied inline: the packing of a whole model is these copies. */
 static inline void copy_run(uint8_t *dst, const uint8_t *src, int n) {
-    if (n == 4) memcpy(dst, src, 4);
-    else if (n == 2) memcpy(dst, src, 2);
-    else *dst = *src;
+    if (n == 4)
+        memcpy(dst, src, 4);
+    else if (n == 2)
+        memcpy(dst, src, 2);
+    else
+        *dst = *src;
 }
 
 void veil_x8_pack(uint32_t type, const uint8_t *src, int cols, uint8_t *dst) {
@@ -139,11 +142,10 @@ AVX2 static inline __m256i act4(const int8_t *x, int b, int k) {
     return _mm256_set1_epi32(v);
 }
 
-/* The four tokens' sums: zero, or where a run of blocks before left them (resume). */
-AVX2 static inline void acc_start(__m256 acc[4], const float *out, size_t ldo, int T, int resume) {
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; t++)
-        acc[t] = resume && t < T ? _mm256_loadu_ps(out + (size_t)t * ldo) : _mm256_setzero_ps();
+/* The T tokens' sums: zero, or where a run of blocks before left them (resume). */
+AVX2 static inline void acc_start(__m256 *acc, const float *out, size_t ldo, int T, int resume) {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = resume ? _mm256_loadu_ps(out + (size_t)t * ldo) : _mm256_setzero_ps();
 }
 
 /* s += (dw · xd) · dot, the portable kernels' order, for the eight rows. */
@@ -155,9 +157,8 @@ AVX2 static inline __m256 accumulate(__m256 s, __m256 dw, float xd, __m256i dot)
  * Signed weights times signed activations by maddubs: the weights' magnitudes (−128 → 128)
  * against the activations with the weights' signs (|a| ≤ 127: no int16 overflow). */
 __attribute__((always_inline)) AVX2 static inline void x8_q8_0(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                               const int16_t *xs, int nb, size_t ld, int T,
-                                                               float *out, size_t ldo, const uint8_t *dec,
-                                                               int resume) {
+                                                               const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                               size_t ldo, const uint8_t *dec, int resume) {
     (void)xs, (void)dec;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[4];
@@ -222,8 +223,8 @@ __attribute__((always_inline)) AVX2 static inline void x8_offset(const uint8_t *
                 __m256i c = x8_codes(codes, q5 ? &fifth : NULL, 4 * h + m);
 #pragma GCC unroll 4
                 for (int t = 0; t < T; t++)
-                    pairs[t] = _mm256_add_epi16(pairs[t],
-                                                _mm256_maddubs_epi16(c, act4(xq + (size_t)t * ld, b, 4 * h + m)));
+                    pairs[t] =
+                        _mm256_add_epi16(pairs[t], _mm256_maddubs_epi16(c, act4(xq + (size_t)t * ld, b, 4 * h + m)));
             }
 #pragma GCC unroll 4
             for (int t = 0; t < T; t++) dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(pairs[t], ones));
@@ -236,17 +237,15 @@ __attribute__((always_inline)) AVX2 static inline void x8_offset(const uint8_t *
 }
 
 __attribute__((always_inline)) AVX2 static inline void x8_q4_0(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                               const int16_t *xs, int nb, size_t ld, int T,
-                                                               float *out, size_t ldo, const uint8_t *dec,
-                                                               int resume) {
+                                                               const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                               size_t ldo, const uint8_t *dec, int resume) {
     (void)dec;
     x8_offset(p, xq, xd, xs, nb, ld, T, out, ldo, resume, 0);
 }
 
 __attribute__((always_inline)) AVX2 static inline void x8_q5_0(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                               const int16_t *xs, int nb, size_t ld, int T,
-                                                               float *out, size_t ldo, const uint8_t *dec,
-                                                               int resume) {
+                                                               const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                               size_t ldo, const uint8_t *dec, int resume) {
     (void)dec;
     x8_offset(p, xq, xd, xs, nb, ld, T, out, ldo, resume, 1);
 }
@@ -258,6 +257,14 @@ AVX2 static inline __m256i k45_codes(const uint8_t *p, int bits, int j, int v) {
     __m256i c = _mm256_loadu_si256((const __m256i *)(codes + 32 * v));
     c = _mm256_and_si256(_mm256_srli_epi16(c, 4 * (j & 1)), _mm256_set1_epi8(15));
     return bits == 5 ? _mm256_or_si256(c, veil_bit_to_4(_mm256_loadu_si256((const __m256i *)(fifth + 32 * v)), j)) : c;
+}
+
+/* A sub-block's integer dot (dot) into the eight rows' sum s, in dot_k45_c's order:
+ * s += xd·((d·sc)·dot − (dmin·m)·Σa). */
+AVX2 static inline __m256 k45_tail(__m256 s, __m256 dsc, __m256 dm, float sum, float xd, __m256i dot) {
+    __m256 q = _mm256_mul_ps(dsc, _mm256_cvtepi32_ps(dot));
+    __m256 m = _mm256_mul_ps(dm, _mm256_set1_ps(sum));
+    return _mm256_add_ps(s, _mm256_mul_ps(_mm256_set1_ps(xd), _mm256_sub_ps(q, m)));
 }
 
 /* Sub-block j of super-block b of eight Q4_K (bits 4) or Q5_K (bits 5) rows, for T tokens,
@@ -285,63 +292,69 @@ __attribute__((always_inline)) AVX2 static inline void k45_sub(const uint8_t *p,
         }
     }
 #pragma GCC unroll 4
-    for (int t = 0; t < T; t++) {
-        __m256 q = _mm256_mul_ps(dsc, _mm256_cvtepi32_ps(dot[t]));
-        __m256 m = _mm256_mul_ps(dm, _mm256_broadcast_ss(&sums[t][j]));
-        __m256 xdv = _mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + j]);
-        acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(xdv, _mm256_sub_ps(q, m)));
-    }
+    for (int t = 0; t < T; t++)
+        acc[t] = k45_tail(acc[t], dsc, dm, sums[t][j], xd[(size_t)t * (ld / 32) + 8 * b + j], dot[t]);
 }
 
 /* Q4_K/Q5_K, eight rows, T tokens (nb super-blocks of 256). The scales' three words of the
  * eight rows lie as three vectors (lane r row r's), so veil_k4_scales_mins's word rule decodes all
  * eight rows' scales and mins at once; sub-block j's then are byte j % 4 of a lane. The sums
  * follow dot_k45_c: s += xd·((d·sc)·Σq·a − (dmin·m)·Σa) per sub-block. */
+/* A super-block of eight Q4_K/Q5_K rows (at p, block b of the tokens'): the scales' three words
+ * of the eight rows lie as three vectors (lane r row r's), so veil_k4_scales_mins's word rule
+ * decodes all eight rows' scales and mins at once: d·sc and dmin·m of each sub-block into dsc and
+ * dm; each of T tokens' activation sums of the eight sub-blocks, as floats (exact: |Σa| ≤ 32·127),
+ * into sums. */
+__attribute__((always_inline)) AVX2 static inline void x8_k45_head(const uint8_t *p, const int16_t *xs, int b,
+                                                                   size_t ld, int T, __m256 dsc[8], __m256 dm[8],
+                                                                   float (*sums)[8]) {
+    const __m256i low4 = _mm256_set1_epi8(15), byte = _mm256_set1_epi32(0xff);
+    const __m256i low6 = _mm256_set1_epi8(0x3f), low2 = _mm256_set1_epi8(3);
+    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
+           dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
+    __m256i u0 = _mm256_loadu_si256((const __m256i *)(p + 32)), u1 = _mm256_loadu_si256((const __m256i *)(p + 64)),
+            u2 = _mm256_loadu_si256((const __m256i *)(p + 96));
+    __m256i sc[2], mn[2]; /* scales and mins of sub-blocks 0–3 and 4–7, a byte each */
+    sc[0] = _mm256_and_si256(u0, low6);
+    sc[1] = _mm256_or_si256(_mm256_and_si256(u2, low4),
+                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
+    mn[0] = _mm256_and_si256(u1, low6);
+    mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
+                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        __m256i s16 = _mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + 16 * b));
+        _mm256_store_ps(sums[t], _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1))));
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        int sh = 8 * (j & 3);
+        dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sc[j >> 2], sh), byte)));
+        dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn[j >> 2], sh), byte)));
+    }
+}
+
+/* Q4_K/Q5_K, eight rows, T tokens (nb super-blocks of 256). The sums follow dot_k45_c: s +=
+ * xd·((d·sc)·Σq·a − (dmin·m)·Σa) per sub-block. */
 __attribute__((always_inline)) AVX2 static inline void x8_k45(const uint8_t *p, const int8_t *xq, const float *xd,
                                                               const int16_t *xs, int nb, size_t ld, int T, int bits,
                                                               float *out, size_t ldo, const uint8_t *dec, int resume) {
-    const __m256i low4 = _mm256_set1_epi8(15), byte = _mm256_set1_epi32(0xff);
-    const __m256i low6 = _mm256_set1_epi8(0x3f), low2 = _mm256_set1_epi8(3);
     __m256 acc[4];
     acc_start(acc, out, ldo, T, resume);
     for (int b = 0; b < nb; b++, p += 8 * (bits == 5 ? 176 : 144)) {
-        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
-               dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
-        __m256i u0 = _mm256_loadu_si256((const __m256i *)(p + 32)), u1 = _mm256_loadu_si256((const __m256i *)(p + 64)),
-                u2 = _mm256_loadu_si256((const __m256i *)(p + 96));
-        __m256i sc[2], mn[2]; /* scales and mins of sub-blocks 0–3 and 4–7, a byte each */
-        sc[0] = _mm256_and_si256(u0, low6);
-        sc[1] = _mm256_or_si256(_mm256_and_si256(u2, low4),
-                                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), low2), 4));
-        mn[0] = _mm256_and_si256(u1, low6);
-        mn[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), low4),
-                                _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), low2), 4));
-        /* each token's activation sums of the eight sub-blocks, as floats (exact: |Σa| ≤ 32·127) */
         _Alignas(32) float sums[4][8];
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            __m256i s16 = _mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + 16 * b));
-            _mm256_store_ps(sums[t], _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, _mm256_set1_epi16(1))));
-        }
         __m256 dsc[8], dm[8]; /* d·sc and dmin·m of each sub-block */
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            int sh = 8 * (j & 3);
-            dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(sc[j >> 2], sh), byte)));
-            dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(mn[j >> 2], sh), byte)));
-        }
+        x8_k45_head(p, xs, b, ld, T, dsc, dm, sums);
         /* one token: the whole super-block unrolled; four: by pairs of sub-blocks, which keeps
          * the four tokens' sums in registers (figures: docs/benchmarks.md, bench/kernels) */
         if (T == 1) {
 #pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
-                k45_sub(p, xq, xd, b, j, ld, T, bits, dsc[j], dm[j], acc, dec ? dec + 2048 * b + 256 * j : NULL,
-                        sums);
+                k45_sub(p, xq, xd, b, j, ld, T, bits, dsc[j], dm[j], acc, dec ? dec + 2048 * b + 256 * j : NULL, sums);
         } else {
 #pragma GCC unroll 2
             for (int j = 0; j < 8; j++)
-                k45_sub(p, xq, xd, b, j, ld, T, bits, dsc[j], dm[j], acc, dec ? dec + 2048 * b + 256 * j : NULL,
-                        sums);
+                k45_sub(p, xq, xd, b, j, ld, T, bits, dsc[j], dm[j], acc, dec ? dec + 2048 * b + 256 * j : NULL, sums);
         }
     }
 #pragma GCC unroll 4
@@ -349,16 +362,14 @@ __attribute__((always_inline)) AVX2 static inline void x8_k45(const uint8_t *p, 
 }
 
 __attribute__((always_inline)) AVX2 static inline void x8_q4_k(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                               const int16_t *xs, int nb, size_t ld, int T,
-                                                               float *out, size_t ldo, const uint8_t *dec,
-                                                               int resume) {
+                                                               const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                               size_t ldo, const uint8_t *dec, int resume) {
     x8_k45(p, xq, xd, xs, nb, ld, T, 4, out, ldo, dec, resume);
 }
 
 __attribute__((always_inline)) AVX2 static inline void x8_q5_k(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                               const int16_t *xs, int nb, size_t ld, int T,
-                                                               float *out, size_t ldo, const uint8_t *dec,
-                                                               int resume) {
+                                                               const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                               size_t ldo, const uint8_t *dec, int resume) {
     x8_k45(p, xq, xd, xs, nb, ld, T, 5, out, ldo, dec, resume);
 }
 
@@ -371,6 +382,30 @@ AVX2 static inline __m256i q6_codes(const uint8_t *p, int G, int v) {
             hi = _mm256_loadu_si256((const __m256i *)(qh + 96 * v));
     lo = _mm256_and_si256(k >= 2 ? _mm256_srli_epi16(lo, 4) : lo, _mm256_set1_epi8(15));
     return _mm256_or_si256(lo, veil_bits_to_45(hi, k));
+}
+
+/* Scale g (0–15) of the eight rows of a Q6_K super-block p, as floats. */
+AVX2 static inline __m256 q6_scales(const uint8_t *p, int g) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 8 * g))));
+}
+
+/* 16 weights' integer dot (isum, the offset taken off) into the eight rows' sum s, in
+ * dot_q6_k_c's order: s += ((xd·d)·sc)·isum. */
+AVX2 static inline __m256 q6_tail(__m256 s, __m256 d, __m256 sc, float xd, __m256i isum) {
+    __m256 f = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(xd), d), sc);
+    return _mm256_add_ps(s, _mm256_mul_ps(f, _mm256_cvtepi32_ps(isum)));
+}
+
+/* Each of T tokens' 32·Σa of the sixteen groups of 16 weights of super-block b, at once. */
+AVX2 static inline void q6_offsets(const int16_t *xs, int b, size_t ld, int T, int32_t (*offsets)[16]) {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        __m256i s16 = _mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + 16 * b));
+        _mm256_store_si256((__m256i *)offsets[t],
+                           _mm256_slli_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16)), 5));
+        _mm256_store_si256((__m256i *)(offsets[t] + 8),
+                           _mm256_slli_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1)), 5));
+    }
 }
 
 /* The 32 weights G of super-block b (scale d) of eight Q6_K rows, for T tokens, added to acc;
@@ -399,15 +434,12 @@ __attribute__((always_inline)) AVX2 static inline void q6_group(const uint8_t *p
             }
         }
         int g = 2 * G + s;
-        __m256i sc8 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 16 + 8 * g)));
-        __m256 sc = _mm256_cvtepi32_ps(sc8);
+        __m256 sc = q6_scales(p, g);
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             int32_t offset = offsets ? offsets[t][g] : 32 * xs[(size_t)t * (ld / 16) + 16 * b + g];
             __m256i isum = _mm256_sub_epi32(dot[t], _mm256_set1_epi32(offset));
-            __m256 xdv = _mm256_set1_ps(xd[(size_t)t * (ld / 32) + 8 * b + G]);
-            __m256 f = _mm256_mul_ps(_mm256_mul_ps(xdv, d), sc);
-            acc[t] = _mm256_add_ps(acc[t], _mm256_mul_ps(f, _mm256_cvtepi32_ps(isum)));
+            acc[t] = q6_tail(acc[t], d, sc, xd[(size_t)t * (ld / 32) + 8 * b + G], isum);
         }
     }
 }
@@ -416,9 +448,8 @@ __attribute__((always_inline)) AVX2 static inline void q6_group(const uint8_t *p
  * bits, each vector four weights of the eight rows), minus 32·Σa per 16 from the activations'
  * sums; the sums follow dot_q6_k_c: s += ((xd·d)·sc)·Σ(q − 32)·a per 16 weights. */
 __attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                               const int16_t *xs, int nb, size_t ld, int T,
-                                                               float *out, size_t ldo, const uint8_t *dec,
-                                                               int resume) {
+                                                               const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                               size_t ldo, const uint8_t *dec, int resume) {
     __m256 acc[4];
     acc_start(acc, out, ldo, T, resume);
     for (int b = 0; b < nb; b++, p += 8 * 210) {
@@ -427,14 +458,7 @@ __attribute__((always_inline)) AVX2 static inline void x8_q6_k(const uint8_t *p,
          * xs); the groups are unrolled by two, not eight, which had the sums spill to the stack
          * (docs/benchmarks.md, the seventh session) */
         _Alignas(32) int32_t offsets[4][16];
-#pragma GCC unroll 4
-        for (int t = 0; t < T && T > 1; t++) {
-            __m256i s16 = _mm256_loadu_si256((const __m256i *)(xs + (size_t)t * (ld / 16) + 16 * b));
-            _mm256_store_si256((__m256i *)offsets[t],
-                               _mm256_slli_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16)), 5));
-            _mm256_store_si256((__m256i *)(offsets[t] + 8),
-                               _mm256_slli_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1)), 5));
-        }
+        if (T > 1) q6_offsets(xs, b, ld, T, offsets);
         if (T == 1) {
 #pragma GCC unroll 8
             for (int G = 0; G < 8; G++)
@@ -467,27 +491,31 @@ AVX2 static void x8_decode(uint32_t type, const uint8_t *p, int nb, uint8_t *dec
         }
 }
 
-/* The tokens four at a time, then one by one, through kernel x8_NAME over nb blocks from p (the
- * tokens' activations from q, d, s), codes unpacked at dec or not (NULL), sums resumed or not. */
-#define X8_TOKENS(name, p, q, d, s, nb, dec, resume)                                                                   \
+/* The tokens through kernel KERNEL##NAME (x8_ or x8v_) over nb blocks from p (the tokens'
+ * activations from q, d, s), codes unpacked at dec or not (NULL), sums resumed or not: eight at a
+ * time where the kernel takes eight (WIDE 8), then four, then one by one. */
+#define X8_TOKENS(KERNEL, WIDE, name, p, q, d, s, nb, dec, resume)                                                     \
     do {                                                                                                               \
         int t = 0;                                                                                                     \
+        for (; WIDE >= 8 && t + 8 <= T; t += 8)                                                                        \
+            KERNEL##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), nb, ld,          \
+                         WIDE >= 8 ? 8 : 4, out + (size_t)t * ldo, ldo, dec, resume);                                  \
         for (; t + 4 <= T; t += 4)                                                                                     \
-            x8_##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), nb, ld, 4,          \
-                      out + (size_t)t * ldo, ldo, dec, resume);                                                        \
+            KERNEL##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), nb, ld, 4,       \
+                         out + (size_t)t * ldo, ldo, dec, resume);                                                     \
         for (; t < T; t++)                                                                                             \
-            x8_##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), nb, ld, 1,          \
-                      out + (size_t)t * ldo, ldo, dec, resume);                                                        \
+            KERNEL##name(p, q + (size_t)t * ld, d + (size_t)t * (ld / 32), s + (size_t)t * (ld / 16), nb, ld, 1,       \
+                         out + (size_t)t * ldo, ldo, dec, resume);                                                     \
     } while (0)
 
-/* Any number of tokens: four at a time, then one by one, each token's sums the same either way.
- * From eight tokens on (a prompt's chunk), the K types unpack their codes 8 KiB (four
- * super-blocks) at a time once for all the tokens, the tokens' sums carried from one such run to
- * the next in out (Q4_0 and Q5_0, whose unpacking is cheaper, gain nothing this way; figures in
- * docs/benchmarks.md, the sixth session). */
-#define X8_ENTRY(name, block, type)                                                                                    \
-    AVX2 static void dot8_##name##_avx2(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n,     \
-                                        size_t ld, int T, float *out, size_t ldo) {                                    \
+/* dot8_NAME_LEVEL: any number of tokens, each token's sums the same either way. From eight
+ * tokens on (a prompt's chunk), the K types unpack their codes 8 KiB (four super-blocks) at a time
+ * once for all the tokens, the tokens' sums carried from one such run to the next in out (Q4_0 and
+ * Q5_0, whose unpacking is cheaper, gain nothing this way; figures in docs/benchmarks.md, the sixth
+ * session). */
+#define X8_ENTRY_OF(ATTR, LEVEL, KERNEL, WIDE, name, block, type)                                                      \
+    ATTR static void dot8_##name##_##LEVEL(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n, \
+                                           size_t ld, int T, float *out, size_t ldo) {                                 \
         int nb = n / block;                                                                                            \
         if (T >= 8 && block == 256) {                                                                                  \
             enum { RUN = 8192 / (8 * block) }; /* blocks a run */                                                      \
@@ -497,13 +525,14 @@ AVX2 static void x8_decode(uint32_t type, const uint8_t *p, int nb, uint8_t *dec
                 int m = nb - b0 < RUN ? nb - b0 : RUN;                                                                 \
                 const uint8_t *p = (const uint8_t *)w + (size_t)b0 * bytes;                                            \
                 x8_decode(type, p, m, dec);                                                                            \
-                X8_TOKENS(name, p, xq + (size_t)b0 * block, xd + (size_t)b0 * (block / 32),                            \
+                X8_TOKENS(KERNEL, WIDE, name, p, xq + (size_t)b0 * block, xd + (size_t)b0 * (block / 32),              \
                           xs + (size_t)b0 * (block / 16), m, dec, b0 > 0);                                             \
             }                                                                                                          \
             return;                                                                                                    \
         }                                                                                                              \
-        X8_TOKENS(name, w, xq, xd, xs, nb, NULL, 0);                                                                   \
+        X8_TOKENS(KERNEL, WIDE, name, w, xq, xd, xs, nb, NULL, 0);                                                     \
     }
+#define X8_ENTRY(name, block, type) X8_ENTRY_OF(AVX2, avx2, x8_, 4, name, block, type)
 
 X8_ENTRY(q8_0, 32, VEIL_GGML_Q8_0)
 X8_ENTRY(q4_0, 32, VEIL_GGML_Q4_0)
@@ -525,11 +554,11 @@ X8_ENTRY(q6_k, 256, VEIL_GGML_Q6_K)
  * portable kernel's exact integer dot. */
 __attribute__((always_inline)) VNNI static inline void x8v_q8_0(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                 const int16_t *xs, int nb, size_t ld, int T, float *out,
-                                                                size_t ldo) {
+                                                                size_t ldo, const uint8_t *dec, int resume) {
+    (void)dec;
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[8];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    acc_start(acc, out, ldo, T, resume);
     for (int b = 0; b < nb; b++, p += 8 * 34) {
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
         __m256i dot[8];
@@ -555,12 +584,11 @@ __attribute__((always_inline)) VNNI static inline void x8v_q8_0(const uint8_t *p
  * by vpdpbusd, offset·Σa taken off first, as x8_offset. */
 __attribute__((always_inline)) VNNI static inline void x8v_offset(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                   const int16_t *xs, int nb, size_t ld, int T,
-                                                                  float *out, size_t ldo, int q5) {
+                                                                  float *out, size_t ldo, int resume, int q5) {
     const int offset = q5 ? 16 : 8;
     const size_t bytes = q5 ? 22 : 18;
     __m256 acc[8];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    acc_start(acc, out, ldo, T, resume);
     for (int b = 0; b < nb; b++, p += 8 * bytes) {
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
         __m256i fifth = q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
@@ -586,35 +614,69 @@ __attribute__((always_inline)) VNNI static inline void x8v_offset(const uint8_t 
 
 __attribute__((always_inline)) VNNI static inline void x8v_q4_0(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                 const int16_t *xs, int nb, size_t ld, int T, float *out,
-                                                                size_t ldo) {
-    x8v_offset(p, xq, xd, xs, nb, ld, T, out, ldo, 0);
+                                                                size_t ldo, const uint8_t *dec, int resume) {
+    (void)dec;
+    x8v_offset(p, xq, xd, xs, nb, ld, T, out, ldo, resume, 0);
 }
 
 __attribute__((always_inline)) VNNI static inline void x8v_q5_0(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                 const int16_t *xs, int nb, size_t ld, int T, float *out,
-                                                                size_t ldo) {
-    x8v_offset(p, xq, xd, xs, nb, ld, T, out, ldo, 1);
+                                                                size_t ldo, const uint8_t *dec, int resume) {
+    (void)dec;
+    x8v_offset(p, xq, xd, xs, nb, ld, T, out, ldo, resume, 1);
 }
 
-/* Any number of tokens through kernel x8v_NAME: eight at a time, then four, then one by one. */
-#define X8V_ENTRY(name, block)                                                                                         \
-    VNNI static void dot8_##name##_vnni(const void *w, const int8_t *xq, const float *xd, const int16_t *xs, int n,     \
-                                        size_t ld, int T, float *out, size_t ldo) {                                    \
-        int nb = n / block, t = 0;                                                                                     \
-        for (; t + 8 <= T; t += 8)                                                                                     \
-            x8v_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), nb, ld, 8,      \
-                       out + (size_t)t * ldo, ldo);                                                                    \
-        for (; t + 4 <= T; t += 4)                                                                                     \
-            x8v_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), nb, ld, 4,      \
-                       out + (size_t)t * ldo, ldo);                                                                    \
-        for (; t < T; t++)                                                                                             \
-            x8v_##name(w, xq + (size_t)t * ld, xd + (size_t)t * (ld / 32), xs + (size_t)t * (ld / 16), nb, ld, 1,      \
-                       out + (size_t)t * ldo, ldo);                                                                    \
+/* Sub-block j of super-block b of eight Q4_K/Q5_K rows, for T tokens (up to 8), added to acc:
+ * the codes (decoded at dec, or here) against the activations by vpdpbusd, then k45_sub's sums. */
+__attribute__((always_inline)) VNNI static inline void k45v_sub(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                                int b, int j, size_t ld, int T, int bits, __m256 dsc,
+                                                                __m256 dm, __m256 *acc, const uint8_t *dec,
+                                                                const float (*sums)[8]) {
+    __m256i dot[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) dot[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        __m256i c = dec ? _mm256_load_si256((const __m256i *)(dec + 32 * v)) : k45_codes(p, bits, j, v);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) dot[t] = _mm256_dpbusd_epi32(dot[t], c, act4(xq + (size_t)t * ld, 8 * b + j, v));
     }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+        acc[t] = k45_tail(acc[t], dsc, dm, sums[t][j], xd[(size_t)t * (ld / 32) + 8 * b + j], dot[t]);
+}
 
-X8V_ENTRY(q8_0, 32)
-X8V_ENTRY(q4_0, 32)
-X8V_ENTRY(q5_0, 32)
+/* Q4_K (bits 4; Q5_K's five bits would go the same way), eight rows, T tokens (up to 8), as
+ * x8_k45. */
+__attribute__((always_inline)) VNNI static inline void x8v_k45(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                               const int16_t *xs, int nb, size_t ld, int T, int bits,
+                                                               float *out, size_t ldo, const uint8_t *dec, int resume) {
+    __m256 acc[8];
+    acc_start(acc, out, ldo, T, resume);
+    for (int b = 0; b < nb; b++, p += 8 * (bits == 5 ? 176 : 144)) {
+        _Alignas(32) float sums[8][8];
+        __m256 dsc[8], dm[8];
+        x8_k45_head(p, xs, b, ld, T, dsc, dm, sums);
+#pragma GCC unroll 2
+        for (int j = 0; j < 8; j++)
+            k45v_sub(p, xq, xd, b, j, ld, T, bits, dsc[j], dm[j], acc, dec ? dec + 2048 * b + 256 * j : NULL, sums);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
+}
+
+__attribute__((always_inline)) VNNI static inline void x8v_q4_k(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                                const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                                size_t ldo, const uint8_t *dec, int resume) {
+    x8v_k45(p, xq, xd, xs, nb, ld, T, 4, out, ldo, dec, resume);
+}
+
+#define X8V_ENTRY(name, block, type) X8_ENTRY_OF(VNNI, vnni, x8v_, 8, name, block, type)
+
+X8V_ENTRY(q8_0, 32, VEIL_GGML_Q8_0)
+X8V_ENTRY(q4_0, 32, VEIL_GGML_Q4_0)
+X8V_ENTRY(q5_0, 32, VEIL_GGML_Q5_0)
+X8V_ENTRY(q4_k, 256, VEIL_GGML_Q4_K)
 #endif
 
 veil_dot8_fn veil_dot8_variant(uint32_t type, int level) {
@@ -623,6 +685,10 @@ veil_dot8_fn veil_dot8_variant(uint32_t type, int level) {
         if (type == VEIL_GGML_Q8_0) return dot8_q8_0_vnni;
         if (type == VEIL_GGML_Q4_0) return dot8_q4_0_vnni;
         if (type == VEIL_GGML_Q5_0) return dot8_q5_0_vnni;
+        if (type == VEIL_GGML_Q4_K) return dot8_q4_k_vnni;
+        /* not Q5_K and Q6_K: their five- and six-bit codes cost more to unpack for eight rows
+         * than for one row 512 bits at a time, which decoding (one token) pays in full; they stay
+         * on the row kernels (docs/benchmarks.md, tenth session) */
     }
     if (level == 1 && veil_dot_variant(type, level)) { /* the level is there: this CPU runs AVX2 */
         if (type == VEIL_GGML_Q8_0) return dot8_q8_0_avx2;
