@@ -124,7 +124,7 @@ veil_swiglu_fn veil_swiglu_for(void);
  * part before its last); 1, or 0 on a bad token or position. */
 int veil_llm_prefill_kv(veil_llm_session *s, const int32_t *tokens, size_t n, int pos0);
 
-/* The bytes a session's keys and values take now (each of the two arrays). */
+/* The bytes a session's keys and values take now (each of the two arrays): its written positions'. */
 size_t veil_llm_session_kv_bytes(const veil_llm_session *s);
 
 /* Prefix reuse (kvcache.c): the entry of model m in partition part whose
@@ -145,7 +145,8 @@ void veil_kv_cache_put(veil_kv_cache *c, const veil_llm *m, const uint8_t part[3
 /* One generation's state: its KV cache and its last logits. */
 struct veil_llm_session {
     const veil_llm *m;
-    int n_ctx, cap; /* cap: positions the KV cache holds now; it grows up to n_ctx */
+    int n_ctx, cap; /* cap: positions the KV cache has room for now; it grows up to n_ctx */
+    int used;       /* positions written (the highest + 1): the part that holds anything, and is wiped */
     float *logits;
     float *kc, *vc; /* [layer][kv head][pos < cap][head_dim]: each head's keys (values) in one run */
 };

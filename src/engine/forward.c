@@ -157,14 +157,25 @@ static void mat_row(const veil_mat *w, int r, float *out, uint8_t *scratch) {
 
 size_t veil_llm_session_kv_bytes(const veil_llm_session *s) {
     const veil_llm_info *in = &s->m->info;
-    return (size_t)in->n_layers * in->n_kv_heads * (size_t)s->cap * in->head_dim * 4;
+    return (size_t)in->n_layers * in->n_kv_heads * (size_t)s->used * in->head_dim * 4;
+}
+
+/* Keys and values are a function of the prompt: wiped, as the prompt would be, before they are
+ * freed; only the positions written, so that the room never used (pages the kernel never gave)
+ * is not touched. */
+static void free_kv(const veil_llm_session *s, float *kc, float *vc) {
+    const veil_llm_info *in = &s->m->info;
+    size_t runs = (size_t)in->n_layers * in->n_kv_heads, hd = (size_t)in->head_dim;
+    for (size_t r = 0; kc && vc && r < runs; r++) {
+        veil_wipe(kc + r * s->cap * hd, (size_t)s->used * hd * 4);
+        veil_wipe(vc + r * s->cap * hd, (size_t)s->used * hd * 4);
+    }
+    free(kc), free(vc);
 }
 
 void veil_llm_session_free(veil_llm_session *s) {
     if (!s) return;
-    /* keys and values are a function of the prompt: wiped, as the prompt would be */
-    size_t kv = veil_llm_session_kv_bytes(s);
-    veil_free_secret(s->kc, kv), veil_free_secret(s->vc, kv);
+    free_kv(s, s->kc, s->vc);
     veil_free_secret(s->logits, (size_t)s->m->info.vocab * 4);
     free(s);
 }
@@ -230,10 +241,12 @@ static void att_worker(void *ctx, int ith, int nth) {
     }
 }
 
-/* Room for `need` positions: the cache doubles, each head's run moved to its place in the
- * larger one. */
+/* Room for `need` positions (at most n_ctx): the cache doubles, each head's written run moved to
+ * its place in the larger one. Room costs nothing until written (pages the kernel gives on first
+ * use): only written positions are copied, counted and wiped. */
 static int grow_cache(veil_llm_session *s, int need) {
     const veil_llm_info *in = &s->m->info;
+    if (need > s->n_ctx) need = s->n_ctx;
     if (need <= s->cap) return 1;
     size_t runs = (size_t)in->n_layers * in->n_kv_heads, hd = (size_t)in->head_dim;
     int cap = s->cap ? s->cap : 64;
@@ -244,12 +257,11 @@ static int grow_cache(veil_llm_session *s, int need) {
         free(kc), free(vc);
         return 0;
     }
-    for (size_t r = 0; s->cap && r < runs; r++) {
-        memcpy(kc + r * cap * hd, s->kc + r * s->cap * hd, (size_t)s->cap * hd * 4);
-        memcpy(vc + r * cap * hd, s->vc + r * s->cap * hd, (size_t)s->cap * hd * 4);
+    for (size_t r = 0; s->used && r < runs; r++) {
+        memcpy(kc + r * cap * hd, s->kc + r * s->cap * hd, (size_t)s->used * hd * 4);
+        memcpy(vc + r * cap * hd, s->vc + r * s->cap * hd, (size_t)s->used * hd * 4);
     }
-    size_t old = veil_llm_session_kv_bytes(s);
-    veil_free_secret(s->kc, old), veil_free_secret(s->vc, old);
+    free_kv(s, s->kc, s->vc);
     s->kc = kc, s->vc = vc;
     s->cap = cap;
     return 1;
@@ -289,6 +301,7 @@ static int forward_tokens(const veil_llm *m, veil_llm_session *const *ss, const 
     /* 1. each token's embedding row into the residual stream x */
     for (int t = 0; t < T; t++) {
         if (!grow_cache(ss[t], pos[t] + 1)) return 0;
+        if (pos[t] + 1 > ss[t]->used) ss[t]->used = pos[t] + 1;
         mat_row(&m->tok_embd, tok[t], ws->x + (size_t)t * dim, ws->row);
     }
     for (int l = 0; l < in->n_layers; l++) {
@@ -362,7 +375,11 @@ static int prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos
         if (tokens[i] < 0 || tokens[i] >= in->vocab) return 0;
     veil_llm_session *ss[BATCH];
     int pos[BATCH];
-    int ok = 1;
+    /* a prompt (more than one token) makes room for up to RESERVE tokens after it too, so that
+     * the decoding that follows does not stop to grow and copy the cache (on a 4,096-token
+     * prompt that stalled the first decode step for half a second: docs/benchmarks.md) */
+    enum { RESERVE = 1024 };
+    int ok = n == 1 || grow_cache(s, pos0 + (int)n + RESERVE);
     pthread_mutex_lock(&m->ws->mu);
     for (size_t done = 0; ok && done < n;) {
         int T = n - done < BATCH ? (int)(n - done) : BATCH;

@@ -828,8 +828,11 @@ static void test_prefix_cache(void **state) {
     c = veil_kv_cache_new(one + one / 2);
     p.cache = c;
     generate_msgs(m, &p, turn1, 2, &a);
-    veil_chat_msg unrelated[] = {{"user", "Count to five."}};
-    generate_msgs(m, &p, unrelated, 1, &a);
+    /* the same conversation under another key: an entry of the same size (entries count the
+     * positions written), which does not fit beside the first */
+    memset(p.partition, 0xc3, 32);
+    generate_msgs(m, &p, turn1, 2, &a);
+    assert_int_equal(a.r.cached_tokens, 0);
     veil_kv_cache_get_stats(c, &st);
     assert_int_equal(st.entries, 1);
     assert_int_equal(st.evictions, 1);
