@@ -369,7 +369,8 @@ veil_rc veil_key_fetch(veil_tee *t, const char *base_url, const veil_peer_policy
     char eph_hex[VEIL_PUBKEY_HEX_LEN + 1], hn_hex[65], jn_hex[65];
     json_t *req = NULL, *reply = NULL;
     if (rc == VEIL_OK && (status != 200 || !hex32(json_string_value(json_object_get(doc, "nonce")), hn)))
-        rc = veil_err_set(err, VEIL_ERR_IO, "%s gave no key release challenge (HTTP %ld)", url, status);
+        rc = veil_err_set(err, VEIL_ERR_IO, "%s gave no key release challenge (HTTP %ld%s)", url, status,
+                          status == 404 ? ": is the holder running with --key-release?" : "");
     if (rc == VEIL_OK)
         rc = veil_seckey_generate(&eph, err);
     if (rc == VEIL_OK)

@@ -103,6 +103,10 @@ def _():
     p, other, _, _ = start_veil("serve", ["--tee", "sim", "--api-key", "k1"], os.path.join(tmp, "plain"))
     procs.append(p)
     assert http_request(other, "GET", "/veil/v1/key-release")[0] == 404
+    r = subprocess.run([VEIL, "serve", "--tee", "sim", "--state", os.path.join(tmp, "plain"), "--port", "0",
+                        "--peer-allow-simulated", "--key-from", "http://127.0.0.1:%d" % other],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "is the holder running with --key-release?" in r.stderr, r.stderr
 
 
 @check("--key-from: a holder that is not there, or not veil, is a clear error at start")
