@@ -346,6 +346,46 @@ static veil_rc http_json(const char *url, const char *body, long timeout_s, long
     return rc;
 }
 
+veil_rc veil_key_release_accept(veil_tee *t, const veil_peer_policy *pp, json_t *reply, const veil_seckey *eph,
+                                const uint8_t jn[32], const char *from, veil_err *err) {
+    const char *addr_str = json_string_value(json_object_get(reply, "signing_address"));
+    const char *sealed = json_string_value(json_object_get(reply, "sealed_key"));
+    uint8_t addr[VEIL_ADDRESS_LEN], key_addr[VEIL_ADDRESS_LEN], rd[64], *key = NULL;
+    size_t key_len = 0;
+    veil_pubkey eph_pub;
+    veil_rc rc = veil_pubkey_from_seckey(&eph_pub, eph, err);
+    if (rc == VEIL_OK &&
+        (!addr_str || !sealed || veil_eth_address_parse(addr, addr_str, strlen(addr_str), NULL) != VEIL_OK))
+        rc = veil_err_set(err, VEIL_ERR_MALFORMED, "%s: the key release reply lacks signing_address or sealed_key",
+                          from);
+    if (rc == VEIL_OK) {
+        char why[300];
+        json_t *log = json_object_get(reply, "event_log");
+        holder_rd(rd, addr, &eph_pub, jn);
+        if (!check_peer(t, pp, json_string_value(json_object_get(reply, "quote")), json_is_array(log) ? log : NULL, rd,
+                        why, sizeof why))
+            rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s: the holder's attestation was refused: %s", from, why);
+    }
+    veil_seckey got;
+    veil_pubkey got_pub;
+    if (rc == VEIL_OK && (veil_ecies_open_hex(&key, &key_len, eph, sealed, strlen(sealed), err) != VEIL_OK ||
+                          key_len != VEIL_SECKEY_LEN || veil_seckey_from_bytes(&got, key, err) != VEIL_OK ||
+                          veil_pubkey_from_seckey(&got_pub, &got, err) != VEIL_OK))
+        rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s: the released key cannot be opened", from);
+    if (rc == VEIL_OK) {
+        veil_eth_address(key_addr, &got_pub);
+        if (memcmp(key_addr, addr, VEIL_ADDRESS_LEN) != 0)
+            rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s: the released key is not the attested signing address's",
+                              from);
+    }
+    if (rc == VEIL_OK)
+        rc = veil_tee_set_key(t, &got, err);
+    veil_wipe(&got, sizeof got);
+    if (key)
+        veil_free_secret(key, key_len + 1);
+    return rc;
+}
+
 veil_rc veil_key_fetch(veil_tee *t, const char *base_url, const veil_peer_policy *pp, long timeout_s, veil_err *err) {
     if (veil_tee_simulated(t) && !pp->allow_simulated)
         return veil_err_set(err, VEIL_ERR_INVALID_ARG,
@@ -361,8 +401,8 @@ veil_rc veil_key_fetch(veil_tee *t, const char *base_url, const veil_peer_policy
     long status;
     json_t *doc = NULL;
     veil_rc rc = http_json(url, NULL, timeout_s, &status, &doc, err);
-    uint8_t hn[32], jn[32], rd[64], *q = NULL, *key = NULL;
-    size_t qlen = 0, key_len = 0;
+    uint8_t hn[32], jn[32], rd[64], *q = NULL;
+    size_t qlen = 0;
     char *log_text = NULL, *body = NULL, *qhex = NULL;
     veil_seckey eph;
     veil_pubkey eph_pub;
@@ -402,39 +442,9 @@ veil_rc veil_key_fetch(veil_tee *t, const char *base_url, const veil_peer_policy
         rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s refused the key release (HTTP %ld): %s", url, status,
                           m ? m : "no reason given");
     }
-    const char *addr_str = json_string_value(json_object_get(reply, "signing_address"));
-    const char *sealed = json_string_value(json_object_get(reply, "sealed_key"));
-    uint8_t addr[VEIL_ADDRESS_LEN], key_addr[VEIL_ADDRESS_LEN];
-    if (rc == VEIL_OK &&
-        (!addr_str || !sealed || veil_eth_address_parse(addr, addr_str, strlen(addr_str), NULL) != VEIL_OK))
-        rc =
-            veil_err_set(err, VEIL_ERR_MALFORMED, "%s: the key release reply lacks signing_address or sealed_key", url);
-    if (rc == VEIL_OK) {
-        char why[300];
-        json_t *log = json_object_get(reply, "event_log");
-        holder_rd(rd, addr, &eph_pub, jn);
-        if (!check_peer(t, pp, json_string_value(json_object_get(reply, "quote")), json_is_array(log) ? log : NULL, rd,
-                        why, sizeof why))
-            rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s: the holder's attestation was refused: %s", url, why);
-    }
-    veil_seckey got;
-    veil_pubkey got_pub;
-    if (rc == VEIL_OK && (veil_ecies_open_hex(&key, &key_len, &eph, sealed, strlen(sealed), err) != VEIL_OK ||
-                          key_len != VEIL_SECKEY_LEN || veil_seckey_from_bytes(&got, key, err) != VEIL_OK ||
-                          veil_pubkey_from_seckey(&got_pub, &got, err) != VEIL_OK))
-        rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s: the released key cannot be opened", url);
-    if (rc == VEIL_OK) {
-        veil_eth_address(key_addr, &got_pub);
-        if (memcmp(key_addr, addr, VEIL_ADDRESS_LEN) != 0)
-            rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s: the released key is not the attested signing address's",
-                              url);
-    }
     if (rc == VEIL_OK)
-        rc = veil_tee_set_key(t, &got, err);
-    veil_wipe(&got, sizeof got);
+        rc = veil_key_release_accept(t, pp, reply, &eph, jn, url, err);
     veil_wipe(&eph, sizeof eph);
-    if (key)
-        veil_free_secret(key, key_len + 1);
     free(q);
     free(qhex);
     free(log_text);

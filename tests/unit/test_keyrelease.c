@@ -134,13 +134,59 @@ static void release_and_open(void **state) {
     sha256_cat(want + 32, "veil-key-release-reply-v1:", r.jn, 32, r.eph_pub.bytes, VEIL_PUBKEY_LEN);
     assert_memory_equal(q.td.report_data, want, 64);
     free(qb);
+    /* the joiner's check: tampered replies refused, each saying why, the key untouched */
+    assert_false(veil_tee_has_key(joiner));
+    static const struct {
+        const char *key, *why;
+    } tamper[] = {
+        {"signing_address", "attestation was refused"}, /* another address: the quote binds the real one */
+        {"sealed_key", "is not the attested signing address's"},
+        {"quote", "attestation was refused"},
+        {"event_log", "attestation was refused"},
+    };
+    for (size_t i = 0; i < sizeof tamper / sizeof tamper[0]; i++) {
+        json_t *bad = json_deep_copy(reply);
+        if (i == 0)
+            json_object_set_new(bad, "signing_address", json_string("0x0000000000000000000000000000000000000001"));
+        if (i == 1) { /* another key, sealed to the joiner's ephemeral key as a holder would */
+            veil_seckey other;
+            char *hex = NULL;
+            assert_int_equal(veil_seckey_generate(&other, NULL), VEIL_OK);
+            assert_int_equal(veil_ecies_seal_hex(&hex, &r.eph_pub, other.bytes, 32, NULL), VEIL_OK);
+            json_object_set_new(bad, "sealed_key", json_string(hex));
+            free(hex);
+        }
+        if (i == 2) { /* the holder's quote for another exchange */
+            char n2[65];
+            request r2;
+            veil_key_release_nonce(holder, n2);
+            make_request(&r2, joiner, n2, 0);
+            int st2;
+            char why2[300];
+            json_t *other = answer(&allow_sim, r2.body, &st2, why2);
+            assert_non_null(other);
+            json_object_set(bad, "quote", json_object_get(other, "quote"));
+            json_decref(other);
+            free(r2.body);
+        }
+        if (i == 3)
+            json_object_set_new(bad, "event_log", json_array());
+        veil_err err;
+        assert_int_not_equal(veil_key_release_accept(joiner, &allow_sim, bad, &r.eph, r.jn, "holder", &err), VEIL_OK);
+        if (!strstr(err.message, tamper[i].why))
+            fail_msg("%s: '%s'", tamper[i].key, err.message);
+        assert_false(veil_tee_has_key(joiner));
+        json_decref(bad);
+    }
+    /* the reply as it came: accepted, the joiner now signs as the holder */
+    veil_err err;
+    if (veil_key_release_accept(joiner, &allow_sim, reply, &r.eph, r.jn, "holder", &err) != VEIL_OK)
+        fail_msg("%s", err.message);
+    assert_string_equal(veil_tee_address(joiner), veil_tee_address(holder));
+    /* a keyless TEE takes the key once, then refuses another */
+    assert_int_equal(veil_tee_set_key(joiner, veil_tee_key(holder), NULL), VEIL_ERR_INVALID_ARG);
     json_decref(reply);
     free(r.body);
-    /* a keyless TEE takes the key once, then refuses another */
-    assert_false(veil_tee_has_key(joiner));
-    assert_int_equal(veil_tee_set_key(joiner, veil_tee_key(holder), NULL), VEIL_OK);
-    assert_string_equal(veil_tee_address(joiner), veil_tee_address(holder));
-    assert_int_equal(veil_tee_set_key(joiner, veil_tee_key(holder), NULL), VEIL_ERR_INVALID_ARG);
     veil_tee_free(joiner);
 }
 
