@@ -66,7 +66,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     /* a healthy server answers at once; 5 s leaves room for a loaded machine, not for a wedged one */
     long n = loopback_exchange(port, 0, health, sizeof health - 1, buf, sizeof buf - 1, 5000);
-    if (n < 12 || memcmp(buf, "HTTP/1.1 200", 12) != 0)
+    if (n < 12 || memcmp(buf, "HTTP/1.1 200", 12) != 0) {
+        fprintf(stderr, "fuzz_http_request: /healthz answered %ld bytes: %.40s\n", n, n > 0 ? buf : "");
         abort(); /* the input left the server unable to answer */
+    }
     return 0;
 }

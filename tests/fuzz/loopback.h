@@ -4,9 +4,12 @@
 #define VEIL_FUZZ_LOOPBACK_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,18 +23,34 @@
  * against the whole address pair (as without bind). */
 static inline long loopback_exchange(int port, int rotate, const void *data, size_t n, char *out, size_t cap,
                                      int wait_ms) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     static unsigned turn;
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    src.sin_addr.s_addr = htonl(0x7f000001u + (turn++ % 4000u) * 256u); /* 127.0.0.1, 127.0.1.1, … */
-    int one = 1;
-    if (fd >= 0 && rotate && setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) == 0)
-        (void)bind(fd, (struct sockaddr *)&src, sizeof src);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (fd >= 0)
+    int fd = -1;
+    /* a connection that could not be made for a reason that says nothing of the server (a signal,
+     * this machine short of ports or descriptors for a moment) is tried again, four times, on a
+     * new socket; the last reason is printed when none succeeds */
+    for (int attempt = 0; attempt < 5 && fd < 0; attempt++) {
+        if (attempt)
+            usleep(50000u << attempt);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7f000001u + (turn++ % 4000u) * 256u); /* 127.0.0.1, 127.0.1.1, … */
+        int one = 1;
+        if (fd >= 0 && rotate && setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) == 0)
+            (void)bind(fd, (struct sockaddr *)&src, sizeof src);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            int e = errno;
             close(fd);
+            fd = -1;
+            errno = e;
+        }
+        if (fd < 0 && errno != EINTR && errno != EAGAIN && errno != EADDRNOTAVAIL && errno != EMFILE &&
+            errno != ENFILE && errno != ENOBUFS && errno != ETIMEDOUT)
+            break;
+    }
+    if (fd < 0) {
+        fprintf(stderr, "loopback: no connection to 127.0.0.1:%d: %s\n", port, strerror(errno));
         return -1;
     }
     if (n)
