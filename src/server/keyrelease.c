@@ -80,17 +80,8 @@ static int nonce_valid(veil_tee *t, const uint8_t n[32]) {
 
 /* ---- what a quote measures ---- */
 
-typedef struct measures {
-    uint8_t mr[5][48]; /* MRTD, RTMR0..3 */
-    json_t *log;       /* the event log (array; borrowed) or NULL */
-} measures;
-
-static void measures_of(measures *m, const veil_quote *q, json_t *log) {
-    memcpy(m->mr[0], q->td.mr_td, 48);
-    for (int i = 0; i < 4; i++)
-        memcpy(m->mr[1 + i], q->td.rtmr[i], 48);
-    m->log = json_is_array(log) ? log : NULL;
-}
+/* Measurement i of a quote: MRTD, then RTMR0..3. */
+static const uint8_t *measurement(const veil_quote *q, int i) { return i ? q->td.rtmr[i - 1] : q->td.mr_td; }
 
 /* The payload (hex) of the event `name` in log, and how often it occurs. */
 static const char *event_payload(json_t *log, const char *name, int *count) {
@@ -108,13 +99,15 @@ static const char *event_payload(json_t *log, const char *name, int *count) {
     return first ? first : "";
 }
 
-/* 1 when `peer` measures what `own` does (within the policy's pins), else 0 with why. */
-static int same_code(const measures *own, const measures *peer, const veil_quote_policy *pins, char *why, size_t n) {
+/* 1 when the peer's quote and log measure what this replica's own do (within the policy's pins),
+ * else 0 with why. */
+static int same_code(const veil_quote *own, json_t *own_log, const veil_quote *peer, json_t *peer_log,
+                     const veil_quote_policy *pins, char *why, size_t n) {
     int app_events = 0;
     for (size_t i = 0; i < sizeof MEASURED_EVENTS / sizeof MEASURED_EVENTS[0]; i++) {
         int own_n, peer_n;
-        const char *a = event_payload(own->log, MEASURED_EVENTS[i], &own_n);
-        const char *b = event_payload(peer->log, MEASURED_EVENTS[i], &peer_n);
+        const char *a = event_payload(own_log, MEASURED_EVENTS[i], &own_n);
+        const char *b = event_payload(peer_log, MEASURED_EVENTS[i], &peer_n);
         if (!own_n && !peer_n)
             continue;
         app_events++;
@@ -133,7 +126,7 @@ static int same_code(const measures *own, const measures *peer, const veil_quote
             continue; /* RTMR3 also records what differs between instances (their signing address) */
         if (pins && pins->pins[MR_PINS[i]].n)
             continue; /* the policy pinned it: the quote's verification checked the pin */
-        if (memcmp(own->mr[i], peer->mr[i], 48) != 0) {
+        if (memcmp(measurement(own, i), measurement(peer, i), 48) != 0) {
             snprintf(why, n, "the peer's %s differs from this replica's", MR_NAMES[i]);
             return 0;
         }
@@ -163,9 +156,19 @@ static veil_collateral *peer_collateral(const veil_peer_policy *pp, const veil_q
     return col;
 }
 
-/* Verifies a peer's quote (hex) with its log: 1, or 0 with why. */
+/* A quote's bytes from hex into *buf (malloc'd) and parsed into q: 1, or 0. */
+static int load_quote(const char *hex, uint8_t **buf, veil_quote *q) {
+    size_t len = 0;
+    return hex && strlen(hex) <= MAX_QUOTE_HEX &&
+           veil_quote_load(buf, &len, (const uint8_t *)hex, strlen(hex), NULL) == VEIL_OK &&
+           veil_quote_parse(q, *buf, len, NULL, NULL) == VEIL_OK;
+}
+
+/* Verifies a peer's quote (hex) with its log, and that it measures what this replica's own quote
+ * (hex, from this exchange: the joiner's request or the holder's reply) with its log does: 1, or
+ * 0 with why. */
 static int check_peer(veil_tee *t, const veil_peer_policy *pp, const char *quote_hex, json_t *log, const uint8_t rd[64],
-                      char *why, size_t n) {
+                      const char *own_hex, json_t *own_log, char *why, size_t n) {
     if (veil_tee_simulated(t) && !pp->allow_simulated) {
         snprintf(why, n,
                  "this replica's TEE is simulated: key release between simulated replicas needs "
@@ -173,16 +176,12 @@ static int check_peer(veil_tee *t, const veil_peer_policy *pp, const char *quote
         return 0;
     }
     uint8_t *buf = NULL, *own_buf = NULL;
-    size_t len = 0, own_len = 0;
     veil_quote q, own_q;
     int ok = 0;
-    char *log_json = NULL, *own_log_text = NULL;
-    json_t *own_log = NULL;
+    char *log_json = NULL;
     veil_collateral *fetched = NULL;
     veil_err err;
-    if (!quote_hex || strlen(quote_hex) > MAX_QUOTE_HEX ||
-        veil_quote_load(&buf, &len, (const uint8_t *)quote_hex, strlen(quote_hex), NULL) != VEIL_OK ||
-        veil_quote_parse(&q, buf, len, NULL, &err) != VEIL_OK) {
+    if (!load_quote(quote_hex, &buf, &q)) {
         snprintf(why, n, "the peer's quote cannot be read");
         goto out;
     }
@@ -207,25 +206,15 @@ static int check_peer(veil_tee *t, const veil_peer_policy *pp, const char *quote
         snprintf(why, n, "the peer's quote was refused: %s: %s", veil_quote_code_name(v.code), v.message);
         goto out;
     }
-    /* this replica's own measurements, from a quote of its own */
-    uint8_t own_rd[64];
-    if (veil_random_bytes(own_rd, sizeof own_rd, &err) != VEIL_OK ||
-        veil_tee_quote(t, own_rd, &own_buf, &own_len, &own_log_text, &err) != VEIL_OK ||
-        veil_quote_parse(&own_q, own_buf, own_len, NULL, &err) != VEIL_OK) {
-        snprintf(why, n, "this replica's own quote: %s", err.message);
+    if (!load_quote(own_hex, &own_buf, &own_q)) {
+        snprintf(why, n, "this replica's own quote cannot be read");
         goto out;
     }
-    own_log = own_log_text ? json_loads(own_log_text, JSON_DECODE_ANY, NULL) : NULL;
-    measures mine, theirs;
-    measures_of(&mine, &own_q, own_log);
-    measures_of(&theirs, &q, log);
-    ok = same_code(&mine, &theirs, pp->policy, why, n);
+    ok = same_code(&own_q, own_log, &q, log, pp->policy, why, n);
 out:
     free(buf);
     free(own_buf);
     free(log_json);
-    free(own_log_text);
-    json_decref(own_log);
     veil_collateral_free(fetched);
     return ok;
 }
@@ -274,34 +263,41 @@ json_t *veil_key_release_answer(veil_tee *t, const veil_peer_policy *pp, const c
     } else if ((*status = 403), !nonce_valid(t, hn)) {
         snprintf(why, why_len, "Key release refused: the holder nonce is not this service's, or it expired");
     } else {
-        char reason[300];
-        joiner_rd(rd, &eph, hn, jn);
-        if (!check_peer(t, pp, quote, json_is_array(log) ? log : NULL, rd, reason, sizeof reason)) {
-            snprintf(why, why_len, "Key release refused: %s", reason);
-        } else {
-            uint8_t addr[VEIL_ADDRESS_LEN], *q = NULL;
-            size_t qlen = 0;
-            char *own_log = NULL, *sealed = NULL, *qhex = NULL;
-            veil_err err;
-            veil_eth_address(addr, veil_tee_pubkey(t));
-            holder_rd(rd, addr, &eph, jn);
+        /* the reply's quote first: it is this replica's own evidence in the comparison too */
+        uint8_t addr[VEIL_ADDRESS_LEN], *q = NULL;
+        size_t qlen = 0;
+        char *own_log_text = NULL, *sealed = NULL, *qhex = NULL, reason[300];
+        json_t *own_log = NULL;
+        veil_err err;
+        veil_eth_address(addr, veil_tee_pubkey(t));
+        holder_rd(rd, addr, &eph, jn);
+        if (veil_tee_quote(t, rd, &q, &qlen, &own_log_text, &err) != VEIL_OK ||
+            !(qhex = veil_hex_encode_alloc(q, qlen))) {
             *status = 502;
-            if (veil_tee_quote(t, rd, &q, &qlen, &own_log, &err) != VEIL_OK ||
-                veil_ecies_seal_hex(&sealed, &eph, veil_tee_key(t)->bytes, VEIL_SECKEY_LEN, &err) != VEIL_OK ||
-                !(qhex = veil_hex_encode_alloc(q, qlen))) {
+            snprintf(why, why_len, "Key release failed: %s", qhex ? err.message : "out of memory");
+        } else {
+            own_log = own_log_text ? json_loads(own_log_text, JSON_DECODE_ANY, NULL) : NULL;
+            if (!json_is_array(own_log)) {
+                json_decref(own_log);
+                own_log = json_array();
+            }
+            joiner_rd(rd, &eph, hn, jn);
+            if (!check_peer(t, pp, quote, json_is_array(log) ? log : NULL, rd, qhex, own_log, reason, sizeof reason)) {
+                snprintf(why, why_len, "Key release refused: %s", reason);
+            } else if (veil_ecies_seal_hex(&sealed, &eph, veil_tee_key(t)->bytes, VEIL_SECKEY_LEN, &err) != VEIL_OK) {
+                *status = 502;
                 snprintf(why, why_len, "Key release failed: %s", err.message);
             } else {
-                json_t *own = own_log ? json_loads(own_log, JSON_DECODE_ANY, NULL) : NULL;
-                reply = json_pack("{s:i, s:s, s:s, s:s, s:o}", "version", 1, "signing_address", veil_tee_address(t),
-                                  "sealed_key", sealed, "quote", qhex, "event_log",
-                                  json_is_array(own) ? own : (json_decref(own), json_array()));
+                reply = json_pack("{s:i, s:s, s:s, s:s, s:O}", "version", 1, "signing_address", veil_tee_address(t),
+                                  "sealed_key", sealed, "quote", qhex, "event_log", own_log);
                 *status = 200;
             }
-            free(q);
-            free(own_log);
-            free(sealed);
-            free(qhex);
         }
+        free(q);
+        free(own_log_text);
+        free(sealed);
+        free(qhex);
+        json_decref(own_log);
     }
     json_decref(req);
     return reply;
@@ -346,14 +342,16 @@ static veil_rc http_json(const char *url, const char *body, long timeout_s, long
     return rc;
 }
 
-veil_rc veil_key_release_accept(veil_tee *t, const veil_peer_policy *pp, json_t *reply, const veil_seckey *eph,
-                                const uint8_t jn[32], const char *from, veil_err *err) {
+veil_rc veil_key_release_accept(veil_tee *t, const veil_peer_policy *pp, json_t *request, json_t *reply,
+                                const veil_seckey *eph, const char *from, veil_err *err) {
     const char *addr_str = json_string_value(json_object_get(reply, "signing_address"));
     const char *sealed = json_string_value(json_object_get(reply, "sealed_key"));
-    uint8_t addr[VEIL_ADDRESS_LEN], key_addr[VEIL_ADDRESS_LEN], rd[64], *key = NULL;
+    uint8_t addr[VEIL_ADDRESS_LEN], key_addr[VEIL_ADDRESS_LEN], rd[64], jn[32], *key = NULL;
     size_t key_len = 0;
     veil_pubkey eph_pub;
     veil_rc rc = veil_pubkey_from_seckey(&eph_pub, eph, err);
+    if (rc == VEIL_OK && !hex32(json_string_value(json_object_get(request, "joiner_nonce")), jn))
+        rc = veil_err_set(err, VEIL_ERR_INVALID_ARG, "the key release request has no joiner_nonce");
     if (rc == VEIL_OK &&
         (!addr_str || !sealed || veil_eth_address_parse(addr, addr_str, strlen(addr_str), NULL) != VEIL_OK))
         rc = veil_err_set(err, VEIL_ERR_MALFORMED, "%s: the key release reply lacks signing_address or sealed_key",
@@ -363,6 +361,7 @@ veil_rc veil_key_release_accept(veil_tee *t, const veil_peer_policy *pp, json_t 
         json_t *log = json_object_get(reply, "event_log");
         holder_rd(rd, addr, &eph_pub, jn);
         if (!check_peer(t, pp, json_string_value(json_object_get(reply, "quote")), json_is_array(log) ? log : NULL, rd,
+                        json_string_value(json_object_get(request, "quote")), json_object_get(request, "event_log"),
                         why, sizeof why))
             rc = veil_err_set(err, VEIL_ERR_AUTH_FAILED, "%s: the holder's attestation was refused: %s", from, why);
     }
@@ -443,7 +442,7 @@ veil_rc veil_key_fetch(veil_tee *t, const char *base_url, const veil_peer_policy
                           m ? m : "no reason given");
     }
     if (rc == VEIL_OK)
-        rc = veil_key_release_accept(t, pp, reply, &eph, jn, url, err);
+        rc = veil_key_release_accept(t, pp, req, reply, &eph, url, err);
     veil_wipe(&eph, sizeof eph);
     free(q);
     free(qhex);

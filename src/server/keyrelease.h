@@ -40,12 +40,13 @@ json_t *veil_key_release_answer(veil_tee *t, const veil_peer_policy *pp, const c
 VEIL_WARN_UNUSED_RESULT veil_rc veil_key_fetch(veil_tee *t, const char *base_url, const veil_peer_policy *pp,
                                                long timeout_s, veil_err *err);
 
-/* The joiner's check of a holder's reply (its JSON, untrusted) to the request it made with the
- * ephemeral key eph and nonce jn: the holder's quote by the same rules as the holder's check,
- * binding the signing address and this exchange; the sealed key opened and its address the
- * attested one; then `t` is given the key. `from` names the holder in errors. */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_key_release_accept(veil_tee *t, const veil_peer_policy *pp, json_t *reply,
-                                                        const veil_seckey *eph, const uint8_t jn[32], const char *from,
+/* The joiner's check of a holder's reply (its JSON, untrusted) to the request it made (its JSON:
+ * its quote and event log, this replica's own evidence, and its joiner_nonce) with the ephemeral
+ * key eph: the holder's quote by the same rules as the holder's check, binding the signing
+ * address and this exchange; the sealed key opened and its address the attested one; then `t` is
+ * given the key. `from` names the holder in errors. */
+VEIL_WARN_UNUSED_RESULT veil_rc veil_key_release_accept(veil_tee *t, const veil_peer_policy *pp, json_t *request,
+                                                        json_t *reply, const veil_seckey *eph, const char *from,
                                                         veil_err *err);
 
 /* Gives the keyless `t` the key dstack's key service derives for this app

@@ -135,6 +135,7 @@ static void release_and_open(void **state) {
     assert_memory_equal(q.td.report_data, want, 64);
     free(qb);
     /* the joiner's check: tampered replies refused, each saying why, the key untouched */
+    json_t *sent = json_loads(r.body, 0, NULL);
     assert_false(veil_tee_has_key(joiner));
     static const struct {
         const char *key, *why;
@@ -172,7 +173,7 @@ static void release_and_open(void **state) {
         if (i == 3)
             json_object_set_new(bad, "event_log", json_array());
         veil_err err;
-        assert_int_not_equal(veil_key_release_accept(joiner, &allow_sim, bad, &r.eph, r.jn, "holder", &err), VEIL_OK);
+        assert_int_not_equal(veil_key_release_accept(joiner, &allow_sim, sent, bad, &r.eph, "holder", &err), VEIL_OK);
         if (!strstr(err.message, tamper[i].why))
             fail_msg("%s: '%s'", tamper[i].key, err.message);
         assert_false(veil_tee_has_key(joiner));
@@ -180,11 +181,12 @@ static void release_and_open(void **state) {
     }
     /* the reply as it came: accepted, the joiner now signs as the holder */
     veil_err err;
-    if (veil_key_release_accept(joiner, &allow_sim, reply, &r.eph, r.jn, "holder", &err) != VEIL_OK)
+    if (veil_key_release_accept(joiner, &allow_sim, sent, reply, &r.eph, "holder", &err) != VEIL_OK)
         fail_msg("%s", err.message);
     assert_string_equal(veil_tee_address(joiner), veil_tee_address(holder));
     /* a keyless TEE takes the key once, then refuses another */
     assert_int_equal(veil_tee_set_key(joiner, veil_tee_key(holder), NULL), VEIL_ERR_INVALID_ARG);
+    json_decref(sent);
     json_decref(reply);
     free(r.body);
     veil_tee_free(joiner);
