@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
+#include "base/base.h"
 #include "dstack.h"
 #include "veil/buf.h"
 #include "veil/eventlog.h"
@@ -176,29 +176,13 @@ static veil_rc dstack_post(const char *sock, const char *path, const char *body,
     *out = NULL;
     char url[128];
     snprintf(url, sizeof url, "http://localhost%s", path);
-    CURL *curl = curl_easy_init();
     veil_buf resp = {.limit = limit, .secret = 1}; /* a GetKey reply holds a key */
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     long status = 0;
-    CURLcode cc = CURLE_FAILED_INIT;
-    if (curl && headers) {
-        curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, sock);
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        cc = curl_easy_perform(curl);
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    }
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    veil_rc rc = VEIL_OK;
-    if (cc != CURLE_OK || status != 200)
+    veil_err e;
+    veil_rc rc = veil_http_exchange(url, sock, body, 30, 1, &resp, &status, &e);
+    if (rc != VEIL_OK || status != 200)
         rc = veil_err_set(err, VEIL_ERR_IO, "dstack guest agent at %s: %s", sock,
-                          cc != CURLE_OK ? curl_easy_strerror(cc) : "request refused");
+                          rc != VEIL_OK ? e.message : "request refused");
     else if (!(*out = json_loadb(resp.data ? resp.data : "", resp.len, 0, NULL)))
         rc = veil_err_set(err, VEIL_ERR_IO, "dstack guest agent at %s: the reply is not JSON", sock);
     veil_buf_free(&resp);

@@ -18,11 +18,11 @@
 #include <strings.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
 #include "attest/dstack.h"
+#include "base/base.h"
 #include "client/client_internal.h"
 #include "veil/buf.h"
 #include "veil/ecies.h"
@@ -305,37 +305,17 @@ json_t *veil_key_release_answer(veil_tee *t, const veil_peer_policy *pp, const c
 
 /* ---- the joiner ---- */
 
-/* GET (body NULL) or POST a JSON body; the reply's JSON in *out (NULL when it is none). */
+/* GET (body NULL) or POST a JSON body; the reply's JSON in *out (NULL when it is none). The
+ * exchange does not rest on TLS: each side proves itself by a quote bound to this exchange, and the
+ * key travels sealed to a key only this process holds; a holder's certificate (self-signed under
+ * --tls) is therefore not checked here. */
 static veil_rc http_json(const char *url, const char *body, long timeout_s, long *status, json_t **out, veil_err *err) {
     *out = NULL;
-    *status = 0;
-    CURL *curl = curl_easy_init();
     veil_buf resp = {.limit = MAX_REPLY};
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
-    CURLcode cc = CURLE_FAILED_INIT;
-    if (curl && headers) {
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-        if (body)
-            curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, veil_buf_curl_write);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp);
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT, timeout_s);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-        /* The exchange does not rest on TLS: each side proves itself by a quote bound to this
-         * exchange, and the key travels sealed to a key only this process holds; a holder's
-         * certificate (self-signed under --tls) is therefore not checked here. */
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-        cc = curl_easy_perform(curl);
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
-    }
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    veil_rc rc = VEIL_OK;
-    if (cc != CURLE_OK)
-        rc = veil_err_set(err, VEIL_ERR_IO, "%s: %s", url, curl_easy_strerror(cc));
+    veil_err e;
+    veil_rc rc = veil_http_exchange(url, NULL, body, timeout_s, 0, &resp, status, &e);
+    if (rc != VEIL_OK)
+        rc = veil_err_set(err, VEIL_ERR_IO, "%s: %s", url, e.message);
     else if (resp.data)
         *out = json_loadb(resp.data, resp.len, 0, NULL);
     veil_buf_free(&resp);
