@@ -549,44 +549,18 @@ X8_ENTRY(q6_k, 256, VEIL_GGML_Q6_K)
  * kernel's order whatever their number, so the results equal it bit for bit. */
 #define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
-/* Q8_0, eight rows, T tokens (up to 8): the codes made unsigned (w + 128: the top bit flipped)
- * against the signed activations, 128·Σa (from the activations' sums) taken off first, gives the
- * portable kernel's exact integer dot. */
-__attribute__((always_inline)) VNNI static inline void x8v_q8_0(const uint8_t *p, const int8_t *xq, const float *xd,
-                                                                const int16_t *xs, int nb, size_t ld, int T, float *out,
-                                                                size_t ldo, const uint8_t *dec, int resume) {
-    (void)dec;
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    __m256 acc[8];
-    acc_start(acc, out, ldo, T, resume);
-    for (int b = 0; b < nb; b++, p += 8 * 34) {
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-        __m256i dot[8];
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            const int16_t *s = xs + (size_t)t * (ld / 16) + 2 * b;
-            dot[t] = _mm256_set1_epi32(-128 * (s[0] + s[1]));
-        }
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) {
-            __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k)), flip);
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) dot[t] = _mm256_dpbusd_epi32(dot[t], w, act4(xq + (size_t)t * ld, b, k));
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) acc[t] = accumulate(acc[t], dw, xd[(size_t)t * (ld / 32) + b], dot[t]);
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
-}
-
-/* Q4_0/Q5_0, eight rows, T tokens (up to 8): the unsigned codes against the signed activations
- * by vpdpbusd, offset·Σa taken off first, as x8_offset. */
-__attribute__((always_inline)) VNNI static inline void x8v_offset(const uint8_t *p, const int8_t *xq, const float *xd,
+/* Q8_0, Q4_0 and Q5_0 (type), eight rows, T tokens (up to 8): unsigned codes against the signed
+ * activations by vpdpbusd, offset·Σa (from the activations' sums) taken off first, gives the
+ * portable kernel's exact integer dot. Q4_0's and Q5_0's codes are unsigned already (offset 8 and
+ * 16, as x8_offset); Q8_0's signed ones are made so by flipping their top bit (w + 128, offset
+ * 128). */
+__attribute__((always_inline)) VNNI static inline void x8v_blocks(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                   const int16_t *xs, int nb, size_t ld, int T,
-                                                                  float *out, size_t ldo, int resume, int q5) {
-    const int offset = q5 ? 16 : 8;
-    const size_t bytes = q5 ? 22 : 18;
+                                                                  float *out, size_t ldo, int resume, uint32_t type) {
+    const int q8 = type == VEIL_GGML_Q8_0, q5 = type == VEIL_GGML_Q5_0;
+    const int offset = q8 ? 128 : q5 ? 16 : 8;
+    const size_t bytes = q8 ? 34 : q5 ? 22 : 18;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
     __m256 acc[8];
     acc_start(acc, out, ldo, T, resume);
     for (int b = 0; b < nb; b++, p += 8 * bytes) {
@@ -601,7 +575,8 @@ __attribute__((always_inline)) VNNI static inline void x8v_offset(const uint8_t 
         }
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++) {
-            __m256i c = x8_codes(codes, q5 ? &fifth : NULL, k);
+            __m256i c = q8 ? _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(codes + 32 * k)), flip)
+                           : x8_codes(codes, q5 ? &fifth : NULL, k);
 #pragma GCC unroll 8
             for (int t = 0; t < T; t++) dot[t] = _mm256_dpbusd_epi32(dot[t], c, act4(xq + (size_t)t * ld, b, k));
         }
@@ -612,18 +587,25 @@ __attribute__((always_inline)) VNNI static inline void x8v_offset(const uint8_t 
     for (int t = 0; t < T; t++) _mm256_storeu_ps(out + (size_t)t * ldo, acc[t]);
 }
 
+__attribute__((always_inline)) VNNI static inline void x8v_q8_0(const uint8_t *p, const int8_t *xq, const float *xd,
+                                                                const int16_t *xs, int nb, size_t ld, int T, float *out,
+                                                                size_t ldo, const uint8_t *dec, int resume) {
+    (void)dec;
+    x8v_blocks(p, xq, xd, xs, nb, ld, T, out, ldo, resume, VEIL_GGML_Q8_0);
+}
+
 __attribute__((always_inline)) VNNI static inline void x8v_q4_0(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                 const int16_t *xs, int nb, size_t ld, int T, float *out,
                                                                 size_t ldo, const uint8_t *dec, int resume) {
     (void)dec;
-    x8v_offset(p, xq, xd, xs, nb, ld, T, out, ldo, resume, 0);
+    x8v_blocks(p, xq, xd, xs, nb, ld, T, out, ldo, resume, VEIL_GGML_Q4_0);
 }
 
 __attribute__((always_inline)) VNNI static inline void x8v_q5_0(const uint8_t *p, const int8_t *xq, const float *xd,
                                                                 const int16_t *xs, int nb, size_t ld, int T, float *out,
                                                                 size_t ldo, const uint8_t *dec, int resume) {
     (void)dec;
-    x8v_offset(p, xq, xd, xs, nb, ld, T, out, ldo, resume, 1);
+    x8v_blocks(p, xq, xd, xs, nb, ld, T, out, ldo, resume, VEIL_GGML_Q5_0);
 }
 
 /* Sub-block j of super-block b of eight Q4_K/Q5_K rows, for T tokens (up to 8), added to acc:
