@@ -136,6 +136,12 @@ static void start_job(attest_job *j, struct evhttp_request *req, double t0, cons
     }
 }
 
+/* 503 with Retry-After: 1, for a route whose jobs are at their bound. */
+static size_t busy(server *s, struct evhttp_request *req, const char *message, int *status) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
+    return http_send_error(s, req, *status = 503, message, NULL);
+}
+
 /* The rate limit, then the query's parameters into q (freed with
  * evhttp_clear_headers). Returns 0 when the request was refused. */
 static int admit(server *s, veil_ratelimit *rl, struct evhttp_request *req, const struct evhttp_uri *uri,
@@ -182,8 +188,7 @@ size_t http_attestation(server *s, struct evhttp_request *req, const struct evht
     } else if (near && addr && strcasecmp(addr, veil_tee_address(s->cfg->tee)) != 0) {
         bytes = http_send_error(s, req, *status = 404, "Signing address not found on this server", "signing_address");
     } else if (s->attest_jobs >= 4) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        bytes = http_send_error(s, req, *status = 503, "Attestation is busy, retry shortly", NULL);
+        bytes = busy(s, req, "Attestation is busy, retry shortly", status);
     } else if (!(j = calloc(1, sizeof *j))) {
         bytes = http_send_error(s, req, *status = 500, "Internal server error", NULL);
     } else {
@@ -231,8 +236,7 @@ size_t http_signature(server *s, struct evhttp_request *req, const struct evhttp
     } else if (!id || !*id || strlen(id) >= sizeof j->request_id || (model && strlen(model) >= sizeof j->model)) {
         bytes = http_send_error(s, req, *status = 404, missing, NULL);
     } else if (s->attest_jobs >= 64) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        bytes = http_send_error(s, req, *status = 503, "Server is overloaded, retry shortly", NULL);
+        bytes = busy(s, req, "Server is overloaded, retry shortly", status);
     } else if (!(j = calloc(1, sizeof *j))) {
         bytes = http_send_error(s, req, *status = 500, "Internal server error", NULL);
     } else {
@@ -268,11 +272,8 @@ size_t http_key_release(server *s, struct evhttp_request *req, const struct evht
     attest_job *j = NULL;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    if (s->attest_jobs >= 4) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        *status = 503;
-        return http_send_error(s, req, 503, "Attestation is busy, retry shortly", NULL);
-    }
+    if (s->attest_jobs >= 4)
+        return busy(s, req, "Attestation is busy, retry shortly", status);
     if (!(j = calloc(1, sizeof *j)) || !(j->body = malloc(len + 1))) {
         free(j);
         *status = 500;
