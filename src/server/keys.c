@@ -62,21 +62,31 @@ void veil_keystore_close(veil_keystore *ks) {
 
 /* ---- the Redis form ---- */
 
-static veil_rc redis_insert(veil_keystore *ks, const char *id, const uint8_t h[32], veil_err *err) {
+/* Writes key id's record {"hash", "created", "revoked"} with HSETNX (only_new: never over
+ * another; *taken says when the id was) or HSET. */
+static veil_rc redis_put_key(veil_keystore *ks, int only_new, const char *id, const uint8_t h[32], long created,
+                             int revoked, int *taken, veil_err *err) {
     char hex[65];
     veil_hex_encode(hex, h, 32);
-    json_t *doc = json_pack("{s:s, s:I, s:b}", "hash", hex, "created", (json_int_t)time(NULL), "revoked", 0);
+    json_t *doc = json_pack("{s:s, s:I, s:b}", "hash", hex, "created", (json_int_t)created, "revoked", revoked);
     char *json = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (!json)
         return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
-    redisReply *rep = veil_redis_command(ks->redis, err, "HSETNX " REDIS_KEYS " %s %s", id, json);
+    redisReply *rep = veil_redis_command(
+        ks->redis, err, only_new ? "HSETNX " REDIS_KEYS " %s %s" : "HSET " REDIS_KEYS " %s %s", id, json);
     free(json);
     if (!rep)
         return VEIL_ERR_IO;
-    int added = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    *taken = only_new && !(rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
     veil_redis_reply_free(rep);
-    return added ? VEIL_OK : veil_err_set(err, VEIL_ERR_IO, "key store: id %s exists", id);
+    return VEIL_OK;
+}
+
+static veil_rc redis_insert(veil_keystore *ks, const char *id, const uint8_t h[32], veil_err *err) {
+    int taken = 0;
+    veil_rc rc = redis_put_key(ks, 1, id, h, (long)time(NULL), 0, &taken, err);
+    return rc == VEIL_OK && taken ? veil_err_set(err, VEIL_ERR_IO, "key store: id %s exists", id) : rc;
 }
 
 typedef struct redis_key {
@@ -136,17 +146,8 @@ static veil_rc redis_revoke(veil_keystore *ks, const char *id, veil_err *err) {
     if (!k) {
         rc = veil_err_set(err, VEIL_ERR_INVALID_ARG, "no active key with id %s", id);
     } else {
-        char hex[65];
-        veil_hex_encode(hex, k->hash, 32);
-        json_t *doc = json_pack("{s:s, s:I, s:b}", "hash", hex, "created", (json_int_t)k->created, "revoked", 1);
-        char *json = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-        json_decref(doc);
-        redisReply *rep = json ? veil_redis_command(ks->redis, err, "HSET " REDIS_KEYS " %s %s", id, json) : NULL;
-        if (!rep)
-            rc = json ? VEIL_ERR_IO : veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
-        else
-            veil_redis_reply_free(rep);
-        free(json);
+        int taken;
+        rc = redis_put_key(ks, 0, id, k->hash, k->created, 1, &taken, err);
     }
     free(keys);
     return rc;
