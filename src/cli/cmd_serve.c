@@ -221,6 +221,15 @@ static int open_gpu(serve_state *st, const char *name) {
     return CLI_OK;
 }
 
+/* Where a store lives: the --store URL (Redis, shared by replicas), else `file` in the state
+ * directory (SQLite). */
+static void store_path(char out[4200], const char *store, const char *state_dir, const char *file) {
+    if (store)
+        snprintf(out, 4200, "%s", store);
+    else
+        snprintf(out, 4200, "%s/%s", state_dir, file);
+}
+
 static void free_models(serve_state *st) {
     for (size_t i = 0; i < st->n_models; i++) {
         veil_model *m = &st->models[i];
@@ -442,9 +451,7 @@ int cmd_serve(int argc, char **argv) {
             return CLI_FAIL;
         }
         char sigdb[4200];
-        snprintf(sigdb, sizeof sigdb, "%s", st.store ? st.store : "");
-        if (!st.store)
-            snprintf(sigdb, sizeof sigdb, "%s/signatures.db", st.state_dir);
+        store_path(sigdb, st.store, st.state_dir, "signatures.db");
         if (veil_sigstore_open(&sigstore, sigdb, retention, &err) != VEIL_OK) {
             veil_tee_free(tee);
             return cli_fail_err("signatures", &err);
@@ -475,9 +482,7 @@ int cmd_serve(int argc, char **argv) {
         cfg.tls = st.tls = &tls;
     }
     char db[4200];
-    snprintf(db, sizeof db, "%s/keys.db", st.state_dir);
-    if (st.store)
-        snprintf(db, sizeof db, "%s", st.store);
+    store_path(db, st.store, st.state_dir, "keys.db");
     veil_keystore *ks = NULL;
     veil_redis *rate_store = NULL;
     if (st.store && veil_redis_open(&rate_store, st.store, 100, &err) != VEIL_OK)
@@ -558,21 +563,18 @@ static int keys_open(int argc, char **argv, int want, const char **id, veil_keys
         return cli_usage_error("veil keys --help", "'veil keys revoke' takes one ID; the others none");
     if (want)
         *id = argv[pos];
-    veil_err err;
-    if (store) {
-        if (!veil_store_is_redis(store))
-            return cli_usage_error("veil keys --help", "--store takes a redis://HOST:PORT[/DB] URL");
-        if (veil_keystore_open(ks, store, &err) != VEIL_OK)
-            return cli_fail_err("API keys", &err);
-        return CLI_OK;
+    if (store && !veil_store_is_redis(store))
+        return cli_usage_error("veil keys --help", "--store takes a redis://HOST:PORT[/DB] URL");
+    if (!store) {
+        if (!state)
+            state = cli_state_dir();
+        if (!state)
+            return cli_fail("no state directory: pass --state DIR or set VEIL_STATE_DIR or HOME");
+        cli_mkdir_p(state);
     }
-    if (!state)
-        state = cli_state_dir();
-    if (!state)
-        return cli_fail("no state directory: pass --state DIR or set VEIL_STATE_DIR or HOME");
-    cli_mkdir_p(state);
     char db[4200];
-    snprintf(db, sizeof db, "%s/keys.db", state);
+    store_path(db, store, state, "keys.db");
+    veil_err err;
     if (veil_keystore_open(ks, db, &err) != VEIL_OK)
         return cli_fail_err("API keys", &err);
     return CLI_OK;
