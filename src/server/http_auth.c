@@ -1,7 +1,9 @@
 /* Bearer keys of veil serve: those given by flag (hashed at start) and the
  * key store's, which a thread reloads every second off the loop, so that the
  * loop never reads the disk and a revocation applies within a second. Keys
- * are compared by SHA-256 in constant time. */
+ * are compared by SHA-256 in constant time. The same thread probes a shared
+ * signature store (Redis) every second, so that /readyz says whether it can
+ * be written without the loop waiting on the network. */
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -55,13 +57,21 @@ static void reload_keys(server *s) {
     free(old);
 }
 
+/* The shared signature store's state for /readyz: one small write. */
+static void probe_shared_store(server *s) { atomic_store(&s->store_failing, !veil_sigstore_probe(s->cfg->sigstore)); }
+
+static int shared_store(const veil_server_config *c) { return c->sigstore && veil_sigstore_shared(c->sigstore); }
+
 static void *key_thread(void *arg) {
     server *s = arg;
     while (!atomic_load(&s->key_thread_stop)) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         for (int i = 0; i < 10 && !atomic_load(&s->key_thread_stop); i++)
             nanosleep(&ts, NULL);
-        reload_keys(s);
+        if (s->cfg->keystore)
+            reload_keys(s);
+        if (shared_store(s->cfg))
+            probe_shared_store(s);
     }
     return NULL;
 }
@@ -74,10 +84,12 @@ int http_auth_start(server *s) {
         return 0;
     for (size_t i = 0; i < c->n_api_keys; i++)
         EVP_Digest(c->api_keys[i], strlen(c->api_keys[i]), s->key_hashes[i], NULL, EVP_sha256(), NULL);
-    if (c->keystore) {
+    if (c->keystore)
         reload_keys(s);
+    if (shared_store(c))
+        probe_shared_store(s);
+    if (c->keystore || shared_store(c))
         s->key_thread_started = pthread_create(&s->key_thread, NULL, key_thread, s) == 0;
-    }
     return 1;
 }
 

@@ -37,10 +37,10 @@ static size_t route_ready(server *s, struct evhttp_request *req, const struct ev
         *status = 503;
         return http_send_error(s, req, 503, "Shutting down", NULL);
     }
-    /* a store that failed a write is tried again (one small write) before ready is said; a
-     * shared one (Redis) every time, since another replica may have seen it fail */
-    if (s->cfg->sigstore && (atomic_load(&s->store_failing) || veil_sigstore_shared(s->cfg->sigstore))) {
-        if (!veil_sigstore_probe(s->cfg->sigstore)) {
+    /* a store that failed a write is tried again (one small write of the local disk) before
+     * ready is said; a shared one (Redis) the key thread probes every second, off the loop */
+    if (s->cfg->sigstore && atomic_load(&s->store_failing)) {
+        if (veil_sigstore_shared(s->cfg->sigstore) || !veil_sigstore_probe(s->cfg->sigstore)) {
             *status = 503;
             return http_send_error(s, req, 503, "Signature store unavailable", NULL);
         }

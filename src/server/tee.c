@@ -189,7 +189,6 @@ veil_rc veil_tee_set_key(veil_tee *t, const veil_seckey *key, veil_err *err) {
 }
 
 int veil_tee_has_key(const veil_tee *t) { return t->has_key; }
-const char *veil_tee_binary_sha384(const veil_tee *t) { return t->binary_sha384; }
 
 veil_rc veil_tee_quote(veil_tee *t, const uint8_t report_data[64], uint8_t **quote, size_t *len, char **event_log,
                        veil_err *err) {

@@ -58,7 +58,6 @@ int veil_tee_simulated(const veil_tee *t);
 const char *veil_tee_address(const veil_tee *t); /* 0x + EIP-55 */
 const veil_seckey *veil_tee_key(const veil_tee *t);
 const veil_pubkey *veil_tee_pubkey(const veil_tee *t);
-const char *veil_tee_binary_sha384(const veil_tee *t); /* hex SHA-384 of the running binary, or "unknown" */
 
 /* Adds GPU evidence to every attestation: `gpu` (owned from now on) gives
  * an nvidia_payload over the attestation's nonce, which the server verifies
