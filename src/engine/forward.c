@@ -163,19 +163,19 @@ size_t veil_llm_session_kv_bytes(const veil_llm_session *s) {
 /* Keys and values are a function of the prompt: wiped, as the prompt would be, before they are
  * freed; only the positions written, so that the room never used (pages the kernel never gave)
  * is not touched. */
-static void free_kv(const veil_llm_session *s, float *kc, float *vc) {
+static void free_kv(const veil_llm_session *s) {
     const veil_llm_info *in = &s->m->info;
     size_t runs = (size_t)in->n_layers * in->n_kv_heads, hd = (size_t)in->head_dim;
-    for (size_t r = 0; kc && vc && r < runs; r++) {
-        veil_wipe(kc + r * s->cap * hd, (size_t)s->used * hd * 4);
-        veil_wipe(vc + r * s->cap * hd, (size_t)s->used * hd * 4);
+    for (size_t r = 0; s->kc && s->vc && r < runs; r++) {
+        veil_wipe(s->kc + r * s->cap * hd, (size_t)s->used * hd * 4);
+        veil_wipe(s->vc + r * s->cap * hd, (size_t)s->used * hd * 4);
     }
-    free(kc), free(vc);
+    free(s->kc), free(s->vc);
 }
 
 void veil_llm_session_free(veil_llm_session *s) {
     if (!s) return;
-    free_kv(s, s->kc, s->vc);
+    free_kv(s);
     veil_free_secret(s->logits, (size_t)s->m->info.vocab * 4);
     free(s);
 }
@@ -261,7 +261,7 @@ static int grow_cache(veil_llm_session *s, int need) {
         memcpy(kc + r * cap * hd, s->kc + r * s->cap * hd, (size_t)s->used * hd * 4);
         memcpy(vc + r * cap * hd, s->vc + r * s->cap * hd, (size_t)s->used * hd * 4);
     }
-    free_kv(s, s->kc, s->vc);
+    free_kv(s);
     s->kc = kc, s->vc = vc;
     s->cap = cap;
     return 1;
@@ -377,9 +377,11 @@ static int prefill(veil_llm_session *s, const int32_t *tokens, size_t n, int pos
     int pos[BATCH];
     /* a prompt (more than one token) makes room for up to RESERVE tokens after it too, so that
      * the decoding that follows does not stop to grow and copy the cache (on a 4,096-token
-     * prompt that stalled the first decode step for half a second: docs/benchmarks.md) */
+     * prompt that stalled the first decode step for half a second: docs/benchmarks.md); only a
+     * hint: without that room the cache grows as the positions come */
     enum { RESERVE = 1024 };
-    int ok = n == 1 || grow_cache(s, pos0 + (int)n + RESERVE);
+    if (n > 1) (void)grow_cache(s, pos0 + (int)n + RESERVE);
+    int ok = 1;
     pthread_mutex_lock(&m->ws->mu);
     for (size_t done = 0; ok && done < n;) {
         int T = n - done < BATCH ? (int)(n - done) : BATCH;
