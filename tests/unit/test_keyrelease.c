@@ -100,18 +100,25 @@ static json_t *answer(const veil_peer_policy *pp, const char *body, int *status,
     return veil_key_release_answer(holder, pp, body, strlen(body), status, why, 300);
 }
 
+/* A request of joiner's for the holder's challenge nonce (into r) that the holder must grant:
+ * its reply, or the test fails with the holder's reason. */
+static json_t *granted(const veil_peer_policy *pp, veil_tee *joiner, const char *nonce, request *r) {
+    char why[300];
+    int status;
+    make_request(r, joiner, nonce, 0);
+    json_t *reply = answer(pp, r->body, &status, why);
+    if (!reply || status != 200)
+        fail_msg("refused (%d): %s", status, why);
+    return reply;
+}
+
 static void release_and_open(void **state) {
     (void)state;
     veil_tee *joiner = open_tee(dir, "0.1.0", 1, NULL);
-    char nonce[65], why[300];
+    char nonce[65];
     veil_key_release_nonce(holder, nonce);
     request r;
-    make_request(&r, joiner, nonce, 0);
-    int status;
-    json_t *reply = answer(&allow_sim, r.body, &status, why);
-    if (!reply)
-        fail_msg("refused (%d): %s", status, why);
-    assert_int_equal(status, 200);
+    json_t *reply = granted(&allow_sim, joiner, nonce, &r);
     /* the sealed key opens with the ephemeral key and is the holder's */
     const char *sealed = json_string_value(json_object_get(reply, "sealed_key"));
     uint8_t *key = NULL;
@@ -161,11 +168,7 @@ static void release_and_open(void **state) {
             char n2[65];
             request r2;
             veil_key_release_nonce(holder, n2);
-            make_request(&r2, joiner, n2, 0);
-            int st2;
-            char why2[300];
-            json_t *other = answer(&allow_sim, r2.body, &st2, why2);
-            assert_non_null(other);
+            json_t *other = granted(&allow_sim, joiner, n2, &r2);
             json_object_set(bad, "quote", json_object_get(other, "quote"));
             json_decref(other);
             free(r2.body);
@@ -243,14 +246,8 @@ static void refusals(void **state) {
              "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a");
     assert_int_equal(veil_policy_parse(&pol, pin, strlen(pin), NULL), VEIL_OK);
     veil_peer_policy pinned = {&pol, NULL, NULL, 1};
-    char why[300];
     request r;
-    make_request(&r, other_image, nonce, 0);
-    int status;
-    json_t *reply = answer(&pinned, r.body, &status, why);
-    if (!reply)
-        fail_msg("pinned MRTD refused (%d): %s", status, why);
-    json_decref(reply);
+    json_decref(granted(&pinned, other_image, nonce, &r));
     free(r.body);
     /* and a pin the joiner does not meet refuses it */
     veil_tee *unpinned = open_tee(dir, "0.1.0", 1, NULL);
