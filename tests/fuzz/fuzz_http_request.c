@@ -15,15 +15,10 @@
 #include "server/server.h"
 
 static int port;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
 
 static void on_ready(void *ctx, const char *host, int p) {
     (void)ctx, (void)host;
-    pthread_mutex_lock(&mu);
-    port = p;
-    pthread_cond_signal(&ready);
-    pthread_mutex_unlock(&mu);
+    loopback_publish(&port, p);
 }
 
 static void *serve(void *arg) {
@@ -48,14 +43,7 @@ static void *serve(void *arg) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    pthread_t t;
-    if (pthread_create(&t, NULL, serve, NULL) != 0)
-        abort();
-    pthread_detach(t);
-    pthread_mutex_lock(&mu);
-    while (!port)
-        pthread_cond_wait(&ready, &mu);
-    pthread_mutex_unlock(&mu);
+    loopback_start(serve, &port);
     return 0;
 }
 

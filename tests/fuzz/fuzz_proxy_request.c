@@ -19,8 +19,6 @@
 #include "proxy/proxy.h"
 
 static int up_port, proxy_port;
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
 
 static const char MODELS[] =
     "{\"object\":\"list\",\"data\":["
@@ -54,20 +52,14 @@ static void *upstream(void *arg) {
     struct sockaddr_in a;
     socklen_t al = sizeof a;
     getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&a, &al);
-    pthread_mutex_lock(&mu);
-    up_port = ntohs(a.sin_port);
-    pthread_cond_signal(&ready);
-    pthread_mutex_unlock(&mu);
+    loopback_publish(&up_port, ntohs(a.sin_port));
     event_base_dispatch(base);
     return NULL;
 }
 
 static void on_ready(void *ctx, const char *host, int p) {
     (void)ctx, (void)host;
-    pthread_mutex_lock(&mu);
-    proxy_port = p;
-    pthread_cond_signal(&ready);
-    pthread_mutex_unlock(&mu);
+    loopback_publish(&proxy_port, p);
 }
 
 static void *proxy(void *arg) {
@@ -90,21 +82,10 @@ static void *proxy(void *arg) {
     return NULL;
 }
 
-static void start(void *(*fn)(void *), int *wait_for) {
-    pthread_t t;
-    if (pthread_create(&t, NULL, fn, NULL) != 0)
-        abort();
-    pthread_detach(t);
-    pthread_mutex_lock(&mu);
-    while (!*wait_for)
-        pthread_cond_wait(&ready, &mu);
-    pthread_mutex_unlock(&mu);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    start(upstream, &up_port);
-    start(proxy, &proxy_port);
+    loopback_start(upstream, &up_port);
+    loopback_start(proxy, &proxy_port);
     return 0;
 }
 

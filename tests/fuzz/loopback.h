@@ -1,5 +1,6 @@
 /* The fuzz targets that run a server in their own process (fuzz_http_request,
- * fuzz_proxy_request) send each input on a fresh loopback connection. */
+ * fuzz_proxy_request) start it on a thread of its own, wait for the port it
+ * listens on, and send each input on a fresh loopback connection. */
 #ifndef VEIL_FUZZ_LOOPBACK_H
 #define VEIL_FUZZ_LOOPBACK_H
 
@@ -7,8 +8,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -66,6 +69,29 @@ static inline long loopback_exchange(int port, int rotate, const void *data, siz
     }
     close(fd);
     return got;
+}
+
+static pthread_mutex_t loopback_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t loopback_ready = PTHREAD_COND_INITIALIZER;
+
+/* A server thread says the port it listens on (into *slot). */
+static inline void loopback_publish(int *slot, int port) {
+    pthread_mutex_lock(&loopback_mu);
+    *slot = port;
+    pthread_cond_signal(&loopback_ready);
+    pthread_mutex_unlock(&loopback_mu);
+}
+
+/* Runs fn on a detached thread and waits until it has published its port into *slot. */
+static inline void loopback_start(void *(*fn)(void *), int *slot) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, NULL) != 0)
+        abort();
+    pthread_detach(t);
+    pthread_mutex_lock(&loopback_mu);
+    while (!*slot)
+        pthread_cond_wait(&loopback_ready, &loopback_mu);
+    pthread_mutex_unlock(&loopback_mu);
 }
 
 #endif
