@@ -31,7 +31,8 @@ struct veil_redis {
 
 int veil_store_is_redis(const char *location) { return location && !strncmp(location, "redis://", 8); }
 
-veil_rc veil_redis_parse_url(const char *url, char host[256], int *port, int *db, veil_err *err) {
+/* Parses redis://HOST:PORT[/DB] (port 6379 and database 0 by default). */
+static veil_rc parse_url(const char *url, char host[256], int *port, int *db, veil_err *err) {
     if (!veil_store_is_redis(url))
         return veil_err_set(err, VEIL_ERR_INVALID_ARG, "not a redis:// URL: %s", url);
     const char *p = url + 8, *end = p + strcspn(p, "/");
@@ -65,7 +66,7 @@ veil_rc veil_redis_open(veil_redis **out, const char *url, int timeout_ms, veil_
     veil_redis *r = calloc(1, sizeof *r);
     if (!r)
         return veil_err_set(err, VEIL_ERR_NOMEM, "out of memory");
-    veil_rc rc = veil_redis_parse_url(url, r->host, &r->port, &r->db, err);
+    veil_rc rc = parse_url(url, r->host, &r->port, &r->db, err);
     if (rc != VEIL_OK) {
         free(r);
         return rc;
@@ -87,11 +88,6 @@ void veil_redis_close(veil_redis *r) {
         veil_free_secret(r->password, strlen(r->password));
     pthread_mutex_destroy(&r->mu);
     free(r);
-}
-
-const char *veil_redis_where(const veil_redis *r, char *buf, size_t n) {
-    snprintf(buf, n, "redis://%s:%d/%d", r->host, r->port, r->db);
-    return buf;
 }
 
 /* Connects (under mu); 0 with err set when Redis cannot be reached. */

@@ -195,17 +195,13 @@ veil_backend *veil_upstream_backend_new(const char *base_url, const char *key, l
 /* 1 when a store location is a redis:// URL (else it is a SQLite file). */
 int veil_store_is_redis(const char *location);
 
-/* Parses redis://HOST:PORT[/DB] (port 6379 and database 0 by default). */
-VEIL_WARN_UNUSED_RESULT veil_rc veil_redis_parse_url(const char *url, char host[256], int *port, int *db,
-                                                     veil_err *err);
-
-/* A Redis connection, made on first use and again after a failure (at most
- * every half second while Redis is away); commands time out after
- * timeout_ms. AUTH with $VEIL_REDIS_PASSWORD when set. Thread-safe. */
+/* A Redis connection to redis://HOST:PORT[/DB] (port 6379 and database 0 by
+ * default), made on first use and again after a failure (at most every half
+ * second while Redis is away); commands time out after timeout_ms. AUTH with
+ * $VEIL_REDIS_PASSWORD when set. Thread-safe. */
 typedef struct veil_redis veil_redis;
 VEIL_WARN_UNUSED_RESULT veil_rc veil_redis_open(veil_redis **out, const char *url, int timeout_ms, veil_err *err);
 void veil_redis_close(veil_redis *r);
-const char *veil_redis_where(const veil_redis *r, char *buf, size_t n);
 
 /* Runs a command (hiredis's format): its redisReply (free with
  * veil_redis_reply_free), or NULL with err set when Redis cannot be
